@@ -1,0 +1,67 @@
+# Everything a newcomer needs: `make run` and `make test` install what they use into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+PROTOS := $(wildcard protos/integrations/v1/*.proto)
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox bench ci clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/python -m service $(ARGS)
+
+sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
+	$(BIN)/python -m sandbox $(ARGS)
+
+test: $(VENV)/.dev-installed ## Run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev-installed ## Run the benchmarks (speed and memory targets)
+	$(BIN)/pytest benchmarks -p no:randomly --benchmark-only $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
+	$(BIN)/mypy
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+buf-lint: $(BUF) ## buf lint (STANDARD + COMMENTS)
+	$(BUF) lint
+
+proto: $(VENV)/.dev-installed ## Regenerate the Python stubs under clients/ from protos/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+		--python_out=clients --grpc_python_out=clients \
+		--mypy_out=clients --mypy_grpc_out=clients $(PROTOS)
+
+proto-check: proto ## Fail when the committed stubs are stale
+	git diff --exit-code -- clients/integrations/v1
+
+ci: lint typecheck buf-lint test ## What .ci/run runs
+
+clean: ## Remove the virtualenv, tools and caches (keeps .data, the embedded database)
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

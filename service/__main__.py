@@ -1,0 +1,36 @@
+"""`python -m service`: start the integrations service (see `--help` and the README)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from service import config, logs
+from service.api.server import serve
+from service.app import App
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = config.load(argv)
+    logs.configure(settings.log_format, settings.log_level)
+    log = structlog.get_logger("service")
+
+    async def run() -> None:
+        app = await App.start(settings)
+        await serve(app, on_started=lambda port: log.info("ready", port=port))
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:  # uvloop has no Windows build; the standard loop works the same
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Protobuf messages to domain values and back.
+
+Domain enums mirror the proto enums through one mapping per enum, built by name and checked at
+import, so adding a value on one side without the other fails at start-up, not at run time.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from integrations.v1 import integration_pb2 as pb
+from integrations.v1 import service_pb2 as api
+
+from service.domain.credentials import Credentials
+from service.domain.errors import ErrorCategory, ErrorCode, IntegrationError
+from service.domain.exceptions import FieldViolation, InvalidArgument
+from service.domain.model import Event, Integration, TestOutcome
+from service.domain.status import Action, Status, SyncState, allowed_actions
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class EnumMap(Generic[E]):
+    """A domain enum <-> proto enum mapping by name (PREFIX_NAME), checked when built."""
+
+    def __init__(self, domain: type[E], proto: Any, prefix: str) -> None:
+        self.to_pb: dict[E, Any] = {}  # Any: mypy-protobuf types each enum as its own NewType
+        self.from_pb: dict[int, E] = {}
+        for member in domain:
+            number = proto.Value(f"{prefix}_{member.name}")  # raises if the proto lacks it
+            self.to_pb[member] = number
+            self.from_pb[number] = member
+        self.unspecified: Any = 0
+        extra = set(proto.values()) - set(self.from_pb) - {0}
+        if extra:
+            raise RuntimeError(f"{prefix}: proto values without a domain member: {extra}")
+
+    def out(self, member: E | None) -> Any:
+        """The proto number of `member`; the *_UNSPECIFIED zero for None."""
+        return self.unspecified if member is None else self.to_pb[member]
+
+
+STATUS = EnumMap(Status, pb.Status, "STATUS")
+SYNC_STATE = EnumMap(SyncState, pb.SyncState, "SYNC_STATE")
+ACTION = EnumMap(Action, pb.Action, "ACTION")
+ERROR_CODE = EnumMap(ErrorCode, pb.ErrorCode, "ERROR_CODE")
+ERROR_CATEGORY = EnumMap(ErrorCategory, pb.ErrorCategory, "ERROR_CATEGORY")
+
+#: The oneof field of ConnectorConfig that holds each built-in connector's config.
+BUILTIN_CONFIG_FIELDS = {"google_calendar", "ics_feed", "rest_json"}
+
+_CREDENTIALS_KIND = {None: pb.CREDENTIALS_KIND_UNSPECIFIED, "oauth": pb.CREDENTIALS_KIND_OAUTH,
+                     "bearer_token": pb.CREDENTIALS_KIND_BEARER_TOKEN,
+                     "api_key": pb.CREDENTIALS_KIND_API_KEY, "basic": pb.CREDENTIALS_KIND_BASIC}
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def duration(value: timedelta | None) -> duration_pb2.Duration | None:
+    if value is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(value)
+    return d
+
+
+def duration_in(message: Message, field: str) -> timedelta | None:
+    """A Duration field of a request, None when unset; negative ones are an error."""
+    if not message.HasField(field):
+        return None
+    value: duration_pb2.Duration = getattr(message, field)
+    if value.seconds < 0 or value.nanos < 0:
+        raise InvalidArgument([FieldViolation(field, "must not be negative", "NEGATIVE")])
+    return value.ToTimedelta()
+
+
+def config_in(connector_type: str, config: pb.ConnectorConfig) -> dict[str, Any] | None:
+    """The config dict of a request's ConnectorConfig (None when unset). The oneof must match
+    the connector type; empty fields are left out so they count as missing."""
+    which = config.WhichOneof("kind")
+    if which is None:
+        return None
+    expected = connector_type if connector_type in BUILTIN_CONFIG_FIELDS else "plugin"
+    if which != expected:
+        raise InvalidArgument([FieldViolation(
+            f"config.{which}", f"does not match connector type {connector_type!r}; "
+            f"set config.{expected}", "CONFIG_TYPE_MISMATCH")])
+    if which == "plugin":
+        return dict(json_format.MessageToDict(config.plugin))
+    return dict(json_format.MessageToDict(getattr(config, which),
+                                          preserving_proto_field_name=True))
+
+
+def config_out(connector_type: str, config: dict[str, Any]) -> pb.ConnectorConfig:
+    result = pb.ConnectorConfig()
+    if not config:
+        return result
+    if connector_type in BUILTIN_CONFIG_FIELDS:
+        json_format.ParseDict(config, getattr(result, connector_type),
+                              ignore_unknown_fields=True)
+    else:
+        result.plugin.update(config)
+    return result
+
+
+def credentials_in(message: pb.Credentials, field: str = "credentials") -> Credentials | None:
+    """Domain credentials from the write-only input (None when unset), with the required
+    parts checked."""
+    which = message.WhichOneof("kind")
+    if which is None:
+        return None
+    missing: list[str] = []
+    secret: dict[str, Any]
+    if which == "oauth":
+        o = message.oauth
+        secret = {"access_token": o.access_token, "refresh_token": o.refresh_token,
+                  "expires_at": o.expire_time.ToDatetime().isoformat()
+                  if o.HasField("expire_time") else None}
+        if not o.access_token and not o.refresh_token:
+            missing.append("oauth.access_token")
+    elif which == "basic":
+        secret = {"username": message.basic.username, "password": message.basic.password}
+        if not message.basic.username:
+            missing.append("basic.username")
+    else:
+        secret = {"token": getattr(message, which)}
+        if not secret["token"]:
+            missing.append(which)
+    if missing:
+        raise InvalidArgument([FieldViolation(f"{field}.{m}", "is required", "REQUIRED")
+                               for m in missing])
+    return Credentials(kind=which, secret=secret)
+
+
+def error_out(error: IntegrationError | None) -> pb.IntegrationError | None:
+    if error is None:
+        return None
+    return pb.IntegrationError(
+        category=ERROR_CATEGORY.to_pb[error.category], code=ERROR_CODE.to_pb[error.code],
+        message=error.message, what_it_means=error.what_it_means, solution=error.solution,
+        retry_after=duration(error.retry_after),
+        support_reference=error.support_reference or "",
+        occur_time=timestamp(error.occurred_at),
+    )
+
+
+def integration_out(i: Integration, *, now: datetime, default_threshold: int) -> pb.Integration:
+    """The API view of an integration (credentials reduced to whether they are set)."""
+    b = i.breaker
+    return pb.Integration(
+        id=str(i.id), display_name=i.display_name, connector_type=i.connector_type,
+        config=config_out(i.connector_type, i.config),
+        credentials=pb.CredentialsInfo(
+            has_credentials=i.credentials_kind is not None,
+            kind=_CREDENTIALS_KIND[i.credentials_kind],
+            set_time=timestamp(i.credentials_set_at)),
+        status=STATUS.to_pb[i.status],
+        sync_state=SYNC_STATE.out(i.sync_state),
+        last_error=error_out(i.last_error),
+        breaker=pb.Breaker(
+            state=pb.BREAKER_STATE_OPEN if b.open else pb.BREAKER_STATE_CLOSED,
+            consecutive_failures=b.consecutive_failures,
+            threshold=b.threshold or default_threshold,
+            open_time=timestamp(b.opened_at),
+            next_attempt_time=timestamp(b.next_attempt_at)),
+        sync_interval=duration(i.sync_interval),
+        last_sync_time=timestamp(i.last_synced_at),
+        next_sync_time=timestamp(i.next_sync_at),
+        record_count=i.record_count, revision=i.revision, etag=i.etag,
+        create_time=timestamp(i.created_at), update_time=timestamp(i.updated_at),
+        missing_config_fields=list(i.missing_config_fields),
+        allowed_actions=[ACTION.to_pb[a] for a in allowed_actions(i.status)],
+        late=i.late(now),
+    )
+
+
+def event_out(e: Event) -> pb.IntegrationEvent:
+    return pb.IntegrationEvent(
+        revision=e.revision, integration_id=str(e.integration_id), trigger=e.trigger,
+        from_status=STATUS.out(e.from_status),
+        to_status=STATUS.out(e.to_status),
+        reason=e.reason, actor=e.actor, error=error_out(e.error),
+        occur_time=timestamp(e.occurred_at),
+    )
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(data)
+    return s
+
+
+def test_out(outcome: TestOutcome, integration: pb.Integration) -> api.TestConnectionResponse:
+    return api.TestConnectionResponse(ok=outcome.ok, error=error_out(outcome.error),
+                                      duration=duration(outcome.duration),
+                                      integration=integration)

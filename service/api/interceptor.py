@@ -1,0 +1,117 @@
+"""Around every RPC: one log line (method, code, duration, integration id, request id), and
+the guarantee that no exception escapes as an opaque INTERNAL with a traceback.
+
+Domain errors become their gRPC status with details (service.api.errors); anything else is
+logged with a support reference and answered INTERNAL quoting that reference.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from service.api.errors import to_grpc_status
+from service.domain.exceptions import Internal, ServiceError
+
+log = structlog.get_logger("rpc")
+
+_QUIET = ("/grpc.health.", "/grpc.reflection.")
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):
+    """Logs each call and maps its errors."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method: str = details.method
+        quiet = method.startswith(_QUIET)
+        if handler.unary_unary is not None:
+            inner: Any = handler.unary_unary  # the stubs type handlers as synchronous
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                call = _Call(method, request, context, quiet)
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:
+                    await call.fail(exc)
+                finally:
+                    call.done()
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream is not None:
+            inner_stream: Any = handler.unary_stream
+
+            async def stream(request: Any,
+                             context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                call = _Call(method, request, context, quiet)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except BaseException as exc:
+                    await call.fail(exc)
+                finally:
+                    call.done()
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
+
+
+class _Call:
+    def __init__(self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any],
+                 quiet: bool) -> None:
+        self.method = method
+        self.context = context
+        self.quiet = quiet
+        self.started = time.perf_counter()
+        self.code = "OK"
+        metadata = dict((k, v) for k, v in (context.invocation_metadata() or ())
+                        if isinstance(v, str))
+        self.request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+        self.integration_id = getattr(request, "id", "") or None
+        context.set_trailing_metadata((("x-request-id", self.request_id),))
+
+    async def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            self.code = _code_name(self.context.code())
+            raise exc
+        if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit
+            self.code = "CANCELLED"
+            raise exc
+        if not isinstance(exc, ServiceError):
+            reference = uuid.uuid4().hex[:12]
+            log.error("rpc_crashed", method=self.method, request_id=self.request_id,
+                      support_reference=reference, exc_info=exc)
+            exc = Internal(reference)
+        status = to_grpc_status(exc)
+        self.code = status.code.name
+        trailing = (*status.trailing_metadata, ("x-request-id", self.request_id))
+        await self.context.abort(status.code, status.details, trailing)
+
+    def done(self) -> None:
+        fields = dict(method=self.method, code=self.code, request_id=self.request_id,
+                      duration_ms=round((time.perf_counter() - self.started) * 1000, 2),
+                      integration_id=self.integration_id)
+        if self.quiet:
+            log.debug("rpc", **fields)
+        else:
+            log.info("rpc", **fields)
+
+
+def _code_name(code: grpc.StatusCode | int | None) -> str:
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

@@ -1,0 +1,139 @@
+"""Create, Get, List, Configure, Pause, Resume, Delete and ListEvents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from integrations.v1 import service_pb2 as api
+
+from service.api import convert, page_tokens
+from service.api.base import Context, RpcBase
+from service.domain import validation
+from service.engine.lifecycle import ConfigureSpec, CreateSpec
+
+
+class LifecycleRpcs(RpcBase):
+    """The RPCs that create, read and change integrations by hand."""
+
+    async def Create(self, request: api.CreateRequest, context: Context) -> api.CreateResponse:
+        tenant = self.tenant(context)
+        spec = CreateSpec(
+            display_name=request.display_name,
+            connector_type=request.connector_type,
+            request_id=request.request_id,
+            config=convert.config_in(request.connector_type, request.config)
+            if self.app.connectors.get(request.connector_type) else None,
+            credentials=convert.credentials_in(request.credentials),
+            sync_interval=convert.duration_in(request, "sync_interval"),
+        )
+        integration = await self.app.lifecycle.create(tenant, spec)
+        integration, _ = await self.app.verify_if_testing(integration)
+        return api.CreateResponse(integration=self.out(integration))
+
+    async def Get(self, request: api.GetRequest, context: Context) -> api.GetResponse:
+        tenant = self.tenant(context)
+        integration = await self.app.lifecycle.get(tenant, validation.integration_id(request.id))
+        return api.GetResponse(integration=self.out(integration))
+
+    async def List(self, request: api.ListRequest, context: Context) -> api.ListResponse:
+        tenant = self.tenant(context)
+        size, violations = validation.page_size(request.page_size, default=50)
+        statuses = []
+        for i, number in enumerate(request.statuses):
+            status = convert.STATUS.from_pb.get(number)
+            if status is None:
+                violations.append(validation.FieldViolation(
+                    f"statuses[{i}]", "is not a status", "INVALID_ENUM"))
+            else:
+                statuses.append(status)
+        validation.raise_if(violations)
+        filters = {"statuses": sorted(s.value for s in statuses),
+                   "connector_type": request.connector_type}
+        position = page_tokens.decode(request.page_token, "integrations", filters)
+        after = _keyset(position)
+        page = await self.app.lifecycle.list_page(tenant, statuses=statuses,
+                                             connector_type=request.connector_type,
+                                             after=after, limit=size + 1)
+        token = ""
+        if len(page) > size:
+            page = page[:size]
+            last = page[-1]
+            token = page_tokens.encode("integrations", filters,
+                                       [last.created_at.isoformat(), str(last.id)])
+        return api.ListResponse(integrations=[self.out(i) for i in page], next_page_token=token)
+
+    async def Configure(self, request: api.ConfigureRequest,
+                        context: Context) -> api.ConfigureResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        current = await self.app.lifecycle.get(tenant, integration_id)
+        spec = ConfigureSpec(
+            display_name=request.display_name if request.HasField("display_name") else None,
+            config=convert.config_in(current.connector_type, request.config),
+            credentials=convert.credentials_in(request.credentials),
+            sync_interval=convert.duration_in(request, "sync_interval"),
+        )
+        integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag,
+                                                         spec)
+        integration, outcome = await self.app.verify_if_testing(integration)
+        test = convert.test_out(outcome, self.out(integration)) if outcome else None
+        return api.ConfigureResponse(integration=self.out(integration), test=test)
+
+    async def Pause(self, request: api.PauseRequest, context: Context) -> api.PauseResponse:
+        tenant = self.tenant(context)
+        reason = request.reason.strip()
+        validation.raise_if(validation.display_name(reason, "reason") if reason else [])
+        integration = await self.app.lifecycle.pause(
+            tenant, validation.integration_id(request.id), request.etag, reason)
+        return api.PauseResponse(integration=self.out(integration))
+
+    async def Resume(self, request: api.ResumeRequest, context: Context) -> api.ResumeResponse:
+        tenant = self.tenant(context)
+        integration = await self.app.lifecycle.resume(
+            tenant, validation.integration_id(request.id), request.etag)
+        return api.ResumeResponse(integration=self.out(integration))
+
+    async def Delete(self, request: api.DeleteRequest, context: Context) -> api.DeleteResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        revision, records = await self.app.lifecycle.delete(tenant, integration_id, request.etag)
+        return api.DeleteResponse(id=str(integration_id), revision=revision,
+                                  records_deleted=records)
+
+    async def ListEvents(self, request: api.ListEventsRequest,
+                         context: Context) -> api.ListEventsResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        size, violations = validation.page_size(request.page_size, default=50)
+        validation.raise_if(violations)
+        position = page_tokens.decode(request.page_token, "events", {"id": request.id})
+        before = _revision(position)
+        events = await self.app.lifecycle.events(tenant, integration_id, before_revision=before,
+                                                 limit=size + 1)
+        token = ""
+        if len(events) > size:
+            events = events[:size]
+            token = page_tokens.encode("events", {"id": request.id}, [events[-1].revision])
+        return api.ListEventsResponse(events=[convert.event_out(e) for e in events],
+                                      next_page_token=token)
+
+
+def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
+    if position is None:
+        return None
+    try:
+        created, ident = position
+        return datetime.fromisoformat(str(created)), UUID(str(ident))
+    except (ValueError, TypeError):
+        raise validation.InvalidArgument([validation.FieldViolation(
+            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")]) from None
+
+
+def _revision(position: list[object] | None) -> int | None:
+    if position is None:
+        return None
+    if len(position) != 1 or not isinstance(position[0], int):
+        raise validation.InvalidArgument([validation.FieldViolation(
+            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")])
+    return position[0]

@@ -1,0 +1,15 @@
+"""The IntegrationService: one class assembled from a mixin per group of RPCs."""
+
+from __future__ import annotations
+
+from integrations.v1 import service_pb2_grpc
+
+from service.api.credentials_rpcs import CredentialsRpcs
+from service.api.lifecycle_rpcs import LifecycleRpcs
+from service.api.sync_rpcs import SyncRpcs
+from service.api.watch_rpcs import WatchRpcs
+
+
+class IntegrationServicer(LifecycleRpcs, SyncRpcs, CredentialsRpcs, WatchRpcs,
+                          service_pb2_grpc.IntegrationServiceServicer):
+    """Implements integrations.v1.IntegrationService."""

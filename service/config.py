@@ -1,0 +1,133 @@
+"""Settings of a deployment: read from environment variables, overridden by command-line flags.
+
+Every setting is one field below with its env var and flag; the README's configuration table
+is the same list. Durations accept "90s", "15m", "1h" or plain seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from service.domain.validation import IntervalBounds
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '1h', '250ms' or plain seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _setting(env: str, flag: str, help: str, default: Any) -> Any:
+    return field(default=default, metadata={"env": env, "flag": flag, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment can set. Defaults suit a laptop."""
+
+    listen: str = _setting(
+        "INTEGRATIONS_LISTEN", "--listen", "gRPC listen address (host:port)", "127.0.0.1:50051")
+    database_url: str = _setting(
+        "DATABASE_URL", "--database-url",
+        "PostgreSQL URL; when empty an embedded PostgreSQL is started in --data-dir", "")
+    data_dir: Path = _setting(
+        "INTEGRATIONS_DATA_DIR", "--data-dir",
+        "Where the embedded PostgreSQL and the local encryption key live", Path(".data"))
+    default_tenant: str = _setting(
+        "INTEGRATIONS_DEFAULT_TENANT", "--default-tenant",
+        "Tenant of callers that present no API key", "default")
+    log_format: str = _setting(
+        "INTEGRATIONS_LOG_FORMAT", "--log-format",
+        "json, console, or auto (console on a terminal, JSON otherwise)", "auto")
+    log_level: str = _setting(
+        "INTEGRATIONS_LOG_LEVEL", "--log-level", "debug, info, warning or error", "info")
+    db_pool_size: int = _setting(
+        "INTEGRATIONS_DB_POOL_SIZE", "--db-pool-size", "Database connections per process", 10)
+    min_sync_interval: timedelta = _setting(
+        "INTEGRATIONS_MIN_SYNC_INTERVAL", "--min-sync-interval",
+        "Shortest sync interval callers may set (seconds are fine for demos and tests)",
+        timedelta(minutes=5))
+    max_sync_interval: timedelta = _setting(
+        "INTEGRATIONS_MAX_SYNC_INTERVAL", "--max-sync-interval",
+        "Longest sync interval callers may set", timedelta(hours=24))
+    default_sync_interval: timedelta = _setting(
+        "INTEGRATIONS_DEFAULT_SYNC_INTERVAL", "--default-sync-interval",
+        "Sync interval of integrations created without one", timedelta(minutes=15))
+    request_id_ttl: timedelta = _setting(
+        "INTEGRATIONS_REQUEST_ID_TTL", "--request-id-ttl",
+        "How long a Create request_id is remembered for idempotent retries", timedelta(hours=24))
+    shutdown_grace: timedelta = _setting(
+        "INTEGRATIONS_SHUTDOWN_GRACE", "--shutdown-grace",
+        "How long SIGTERM waits for in-flight RPCs before cancelling them", timedelta(seconds=10))
+    api_keys: str = _setting(
+        "INTEGRATIONS_API_KEYS", "--api-keys",
+        "Per-tenant API keys 'key=tenant,...'; when set every call must send "
+        "'authorization: Bearer <key>'; when empty all calls act for the default tenant", "")
+    encryption_keys: str = _setting(
+        "INTEGRATIONS_ENCRYPTION_KEYS", "--encryption-keys",
+        "Credential encryption key ring 'id:base64key,...' (newest first); when empty, a key "
+        "file in --data-dir is used (created on first start)", "")
+
+    @property
+    def interval_bounds(self) -> IntervalBounds:
+        return IntervalBounds(self.min_sync_interval, self.max_sync_interval,
+                              self.default_sync_interval)
+
+    def check(self) -> None:
+        """Reject contradictory settings at start-up rather than at the first request."""
+        b = self.interval_bounds
+        if not (timedelta(0) < b.minimum <= b.default <= b.maximum):
+            raise ValueError("sync intervals must satisfy 0 < min <= default <= max")
+        if self.db_pool_size < 2:
+            raise ValueError("db pool size must be at least 2")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ValueError("log format must be auto, json or console")
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    if kind is timedelta or kind == "timedelta":
+        return parse_duration(raw)
+    if kind is int or kind == "int":
+        return int(raw)
+    if kind is Path or kind == "Path":
+        return Path(raw)
+    return raw
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment, then flags (flags win)."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="python -m service",
+                                     description="The integrations gRPC service.")
+    for f in fields(Settings):
+        parser.add_argument(f.metadata["flag"], dest=f.name,
+                            help=f"{f.metadata['help']} (env {f.metadata['env']})")
+    args = parser.parse_args(argv)
+    changes: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name)
+        if raw is None:
+            raw = environ.get(f.metadata["env"])
+        if raw is not None and raw != "":
+            try:
+                changes[f.name] = _convert(f.type, raw)
+            except ValueError as exc:
+                parser.error(f"{f.metadata['flag']} / {f.metadata['env']}: {exc}")
+    settings = replace(Settings(), **changes)
+    try:
+        settings.check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    return settings

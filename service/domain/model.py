@@ -1,0 +1,176 @@
+"""The values the service works with: an integration and an entry of its history.
+
+Frozen dataclasses, no I/O. Their JSON forms (`to_json` / `from_json`) are what the event log
+keeps as the integration's full state at each revision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from service.domain.errors import IntegrationError
+from service.domain.status import Status, SyncState
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """The safety brake's state as stored on an integration."""
+
+    consecutive_failures: int = 0
+    open: bool = False
+    opened_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    #: Per-integration override of the deployment's threshold; None uses the default.
+    threshold: int | None = None
+    #: How far apart probes are now (grows while the breaker stays open).
+    probe_interval: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Integration:
+    """One connected source, as the domain sees it (credentials live elsewhere, sealed)."""
+
+    tenant_id: str
+    id: UUID
+    display_name: str
+    connector_type: str
+    status: Status
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    sync_interval: timedelta
+    config: dict[str, Any] = field(default_factory=dict)
+    missing_config_fields: tuple[str, ...] = ()
+    credentials_kind: str | None = None
+    credentials_set_at: datetime | None = None
+    sync_state: SyncState | None = None
+    last_error: IntegrationError | None = None
+    breaker: Breaker = Breaker()
+    last_synced_at: datetime | None = None
+    next_sync_at: datetime | None = None
+    record_count: int = 0
+
+    @property
+    def etag(self) -> str:
+        """Opaque version tag; changes with every revision."""
+        return f'"{self.revision}"'
+
+    @property
+    def config_complete(self) -> bool:
+        return bool(self.config) and not self.missing_config_fields
+
+    def late(self, now: datetime) -> bool:
+        """Not synced successfully within twice its interval (only meaningful once active)."""
+        if self.status not in (Status.ACTIVE, Status.ERROR):
+            return False
+        since = self.last_synced_at or self.created_at
+        return now - since > 2 * self.sync_interval
+
+    def replace(self, **changes: Any) -> Integration:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The full state as JSON (kept in the event log)."""
+        b = self.breaker
+        return {
+            "tenant_id": self.tenant_id,
+            "id": str(self.id),
+            "display_name": self.display_name,
+            "connector_type": self.connector_type,
+            "status": self.status.value,
+            "revision": self.revision,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "sync_interval": self.sync_interval.total_seconds(),
+            "config": self.config,
+            "missing_config_fields": list(self.missing_config_fields),
+            "credentials_kind": self.credentials_kind,
+            "credentials_set_at": _iso(self.credentials_set_at),
+            "sync_state": self.sync_state.value if self.sync_state else None,
+            "last_error": self.last_error.to_json() if self.last_error else None,
+            "breaker": {
+                "consecutive_failures": b.consecutive_failures,
+                "open": b.open,
+                "opened_at": _iso(b.opened_at),
+                "next_attempt_at": _iso(b.next_attempt_at),
+                "threshold": b.threshold,
+                "probe_interval": b.probe_interval.total_seconds() if b.probe_interval else None,
+            },
+            "last_synced_at": _iso(self.last_synced_at),
+            "next_sync_at": _iso(self.next_sync_at),
+            "record_count": self.record_count,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Integration:
+        b = d.get("breaker") or {}
+        probe = b.get("probe_interval")
+        return cls(
+            tenant_id=d["tenant_id"],
+            id=UUID(d["id"]),
+            display_name=d["display_name"],
+            connector_type=d["connector_type"],
+            status=Status(d["status"]),
+            revision=d["revision"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            updated_at=datetime.fromisoformat(d["updated_at"]),
+            sync_interval=timedelta(seconds=d["sync_interval"]),
+            config=d.get("config") or {},
+            missing_config_fields=tuple(d.get("missing_config_fields") or ()),
+            credentials_kind=d.get("credentials_kind"),
+            credentials_set_at=_dt(d.get("credentials_set_at")),
+            sync_state=SyncState(d["sync_state"]) if d.get("sync_state") else None,
+            last_error=IntegrationError.from_json(d["last_error"]) if d.get("last_error") else None,
+            breaker=Breaker(
+                consecutive_failures=b.get("consecutive_failures", 0),
+                open=b.get("open", False),
+                opened_at=_dt(b.get("opened_at")),
+                next_attempt_at=_dt(b.get("next_attempt_at")),
+                threshold=b.get("threshold"),
+                probe_interval=timedelta(seconds=probe) if probe is not None else None,
+            ),
+            last_synced_at=_dt(d.get("last_synced_at")),
+            next_sync_at=_dt(d.get("next_sync_at")),
+            record_count=d.get("record_count", 0),
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of an integration's history: a change of status (or of its settings)."""
+
+    tenant_id: str
+    revision: int
+    integration_id: UUID
+    trigger: str
+    from_status: Status | None
+    to_status: Status | None
+    reason: str
+    actor: str
+    occurred_at: datetime
+    error: IntegrationError | None = None
+    #: The integration's full state after the change; None for a deletion.
+    state: Integration | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """The result of a connection test: it works, or the classified reason it does not."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    ok: bool
+    duration: timedelta
+    error: IntegrationError | None = None

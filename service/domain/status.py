@@ -1,0 +1,183 @@
+"""The integration lifecycle: statuses, what moves between them, and the transition table.
+
+The table is data: one row per (status, trigger). Code asks `transition(status, trigger)`;
+the README's state diagram is printed from the same table (`python -m service.domain.status`),
+and a test keeps the two in step. Pure Python, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Status(enum.Enum):
+    """Where an integration is in its life (Aura's seven statuses)."""
+
+    DRAFT = "DRAFT"
+    CONFIGURE = "CONFIGURE"
+    TESTING = "TESTING"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ERROR = "ERROR"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class SyncState(enum.Enum):
+    """The sub-state of an ACTIVE integration (Pulse's "synced")."""
+
+    SYNCED = "SYNCED"
+    SYNCING = "SYNCING"
+
+
+class Action(enum.Enum):
+    """What a person (or a calling service) asks for; each is one RPC."""
+
+    CONFIGURE = "Configure"
+    TEST_CONNECTION = "TestConnection"
+    SYNC = "Sync"
+    PAUSE = "Pause"
+    RESUME = "Resume"
+    REAUTHORIZE = "Reauthorize"
+    DELETE = "Delete"
+
+
+class Trigger(enum.Enum):
+    """Everything that can move an integration: people's actions and the outcomes of work."""
+
+    CONFIGURE_INCOMPLETE = "configure_incomplete"  # a config was saved with required fields missing
+    CONFIGURE_COMPLETE = "configure_complete"  # a complete config was saved: verify it
+    TEST = "test"  # a connection test starts
+    SYNC = "sync"  # a sync run starts
+    PAUSE = "pause"
+    RESUME = "resume"  # resumed with a complete config
+    RESUME_INCOMPLETE = "resume_incomplete"  # resumed, but the config needs completing first
+    REAUTHORIZE = "reauthorize"  # new credentials arrived: verify them
+    SUCCEEDED = "succeeded"  # a test, sync or probe worked
+    FAILED = "failed"  # a classified failure that leaves the integration in ERROR
+    CONFIG_REJECTED = "config_rejected"  # the provider does not know the configured resource
+    CREDENTIALS_REJECTED = "credentials_rejected"  # credentials revoked or no longer valid
+    BREAKER_OPENED = "breaker_opened"  # too many consecutive failures: auto-pause
+    DELETE = "delete"
+
+
+#: The action each user-facing trigger belongs to (for "allowed actions" in errors).
+ACTION_OF: dict[Trigger, Action] = {
+    Trigger.CONFIGURE_INCOMPLETE: Action.CONFIGURE,
+    Trigger.CONFIGURE_COMPLETE: Action.CONFIGURE,
+    Trigger.TEST: Action.TEST_CONNECTION,
+    Trigger.SYNC: Action.SYNC,
+    Trigger.PAUSE: Action.PAUSE,
+    Trigger.RESUME: Action.RESUME,
+    Trigger.RESUME_INCOMPLETE: Action.RESUME,
+    Trigger.REAUTHORIZE: Action.REAUTHORIZE,
+    Trigger.DELETE: Action.DELETE,
+}
+
+D, C, T, A, P, E, X = (
+    Status.DRAFT,
+    Status.CONFIGURE,
+    Status.TESTING,
+    Status.ACTIVE,
+    Status.PAUSED,
+    Status.ERROR,
+    Status.DISCONNECTED,
+)
+
+#: The whole lifecycle. `None` as a target means the integration is gone.
+#: Notes on the less obvious rows:
+#: - Configuring a PAUSED integration saves the config and keeps it paused (pausing is a
+#:   person's decision); Resume then verifies it. A DISCONNECTED one stays so until Reauthorize.
+#: - TEST on ACTIVE or PAUSED does not pass through TESTING: the integration stays operational
+#:   (or paused) while it is checked; on PAUSED the test only reports.
+#: - CONFIG_REJECTED during the first verification sends the user back to CONFIGURE (fix the
+#:   id); the same 404 on a working integration is an ERROR to be fixed and retried.
+TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
+    (D, Trigger.CONFIGURE_INCOMPLETE): C,
+    (C, Trigger.CONFIGURE_INCOMPLETE): C,
+    (T, Trigger.CONFIGURE_INCOMPLETE): C,
+    (A, Trigger.CONFIGURE_INCOMPLETE): C,
+    (E, Trigger.CONFIGURE_INCOMPLETE): C,
+    (P, Trigger.CONFIGURE_INCOMPLETE): P,
+    (X, Trigger.CONFIGURE_INCOMPLETE): X,
+    (D, Trigger.CONFIGURE_COMPLETE): T,
+    (C, Trigger.CONFIGURE_COMPLETE): T,
+    (T, Trigger.CONFIGURE_COMPLETE): T,
+    (A, Trigger.CONFIGURE_COMPLETE): T,
+    (E, Trigger.CONFIGURE_COMPLETE): T,
+    (P, Trigger.CONFIGURE_COMPLETE): P,
+    (X, Trigger.CONFIGURE_COMPLETE): X,
+    (C, Trigger.TEST): T,
+    (T, Trigger.TEST): T,
+    (A, Trigger.TEST): A,
+    (P, Trigger.TEST): P,
+    (E, Trigger.TEST): T,
+    (X, Trigger.TEST): T,
+    (A, Trigger.SYNC): A,
+    (E, Trigger.SYNC): E,
+    (A, Trigger.PAUSE): P,
+    (E, Trigger.PAUSE): P,
+    (P, Trigger.RESUME): A,
+    (P, Trigger.RESUME_INCOMPLETE): C,
+    (A, Trigger.REAUTHORIZE): T,
+    (T, Trigger.REAUTHORIZE): T,
+    (E, Trigger.REAUTHORIZE): T,
+    (X, Trigger.REAUTHORIZE): T,
+    (P, Trigger.REAUTHORIZE): P,
+    (T, Trigger.SUCCEEDED): A,
+    (A, Trigger.SUCCEEDED): A,
+    (E, Trigger.SUCCEEDED): A,
+    (T, Trigger.FAILED): E,
+    (A, Trigger.FAILED): E,
+    (E, Trigger.FAILED): E,
+    (T, Trigger.CONFIG_REJECTED): C,
+    (A, Trigger.CONFIG_REJECTED): E,
+    (E, Trigger.CONFIG_REJECTED): E,
+    (T, Trigger.CREDENTIALS_REJECTED): X,
+    (A, Trigger.CREDENTIALS_REJECTED): X,
+    (E, Trigger.CREDENTIALS_REJECTED): X,
+    (E, Trigger.BREAKER_OPENED): E,
+    **{(s, Trigger.DELETE): None for s in Status},
+}
+
+
+@dataclass(frozen=True)
+class Disallowed:
+    """Why a trigger cannot apply: where the integration is and what it could do instead."""
+
+    current: Status
+    trigger: Trigger
+    allowed: tuple[Action, ...]
+
+
+def transition(current: Status, trigger: Trigger) -> Status | Disallowed | None:
+    """The status `trigger` leads to from `current` (None: deleted), or why it cannot."""
+    key = (current, trigger)
+    if key in TRANSITIONS:
+        return TRANSITIONS[key]
+    return Disallowed(current, trigger, allowed_actions(current))
+
+
+def allowed_actions(current: Status) -> tuple[Action, ...]:
+    """The user actions the table allows from `current`, in a stable order."""
+    present = {ACTION_OF[t] for (s, t) in TRANSITIONS if s is current and t in ACTION_OF}
+    return tuple(a for a in Action if a in present)
+
+
+def mermaid(rows: Iterable[tuple[tuple[Status, Trigger], Status | None]] = ()) -> str:
+    """The state diagram of the table in Mermaid syntax (self-loops left out for legibility)."""
+    lines = ["stateDiagram-v2", "    [*] --> DRAFT: Create"]
+    edges: dict[tuple[str, str], list[str]] = {}
+    for (source, trigger), target in rows or TRANSITIONS.items():
+        if target is source:
+            continue
+        to = "[*]" if target is None else target.value
+        edges.setdefault((source.value, to), []).append(trigger.value)
+    for (source_name, to), triggers in edges.items():
+        lines.append(f"    {source_name} --> {to}: {', '.join(triggers)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(mermaid())

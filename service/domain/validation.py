@@ -1,0 +1,100 @@
+"""Validation of what callers send, as field violations (never exceptions half-way through).
+
+Each check returns the violations it found; callers gather them and raise one InvalidArgument,
+so a caller learns about every bad field at once.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from service.domain.exceptions import FieldViolation, InvalidArgument
+
+__all__ = ["FieldViolation", "InvalidArgument"]
+
+MAX_DISPLAY_NAME = 200
+MAX_REQUEST_ID = 128
+MAX_CONFIG_STRING = 2048
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class IntervalBounds:
+    """The sync intervals a deployment allows, and the default."""
+
+    minimum: timedelta
+    maximum: timedelta
+    default: timedelta
+
+
+def display_name(value: str, field: str = "display_name") -> list[FieldViolation]:
+    """1 to 200 printable characters, not only spaces."""
+    if not value.strip():
+        return [FieldViolation(field, "must not be empty", "REQUIRED")]
+    if len(value) > MAX_DISPLAY_NAME:
+        return [FieldViolation(field, f"must be at most {MAX_DISPLAY_NAME} characters",
+                               "TOO_LONG")]
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        return [FieldViolation(field, "must not contain control characters", "INVALID_CHARACTERS")]
+    return []
+
+
+def request_id(value: str) -> list[FieldViolation]:
+    """Optional; at most 128 printable ASCII characters."""
+    if len(value) > MAX_REQUEST_ID:
+        return [FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters",
+                               "TOO_LONG")]
+    if value and not (value.isascii() and value.isprintable()):
+        return [FieldViolation("request_id", "must be printable ASCII", "INVALID_CHARACTERS")]
+    return []
+
+
+def sync_interval(value: timedelta, bounds: IntervalBounds,
+                  field: str = "sync_interval") -> list[FieldViolation]:
+    """Within the deployment's bounds."""
+    if not bounds.minimum <= value <= bounds.maximum:
+        return [FieldViolation(
+            field,
+            f"must be between {_human(bounds.minimum)} and {_human(bounds.maximum)}",
+            "OUT_OF_BOUNDS",
+        )]
+    return []
+
+
+def page_size(value: int, default: int,
+              field: str = "page_size") -> tuple[int, list[FieldViolation]]:
+    """0 means the default; negative is an error; above the cap is capped (AIP-158)."""
+    if value < 0:
+        return default, [FieldViolation(field, "must not be negative", "NEGATIVE")]
+    if value == 0:
+        return default, []
+    return min(value, MAX_PAGE_SIZE), []
+
+
+def integration_id(value: str, field: str = "id") -> UUID:
+    """Parse an integration id, or raise InvalidArgument."""
+    if not value:
+        raise InvalidArgument([FieldViolation(field, "is required", "REQUIRED")])
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidArgument(
+            [FieldViolation(field, "must be an integration id (a UUID)", "MALFORMED_ID")]
+        ) from None
+
+
+def raise_if(violations: list[FieldViolation]) -> None:
+    """Raise one InvalidArgument carrying every violation, if there are any."""
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
