@@ -38,11 +38,10 @@ test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev-installed ## Run the benchmarks (speed and memory targets)
-	$(BIN)/pytest benchmarks -p no:randomly --benchmark-only $(PYTEST_ARGS)
+	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
 	$(BIN)/mypy

@@ -131,7 +131,7 @@ class Lifecycle:
             violations.append(FieldViolation("connector_type",
                                              f"unknown connector; known: {known}",
                                              "UNKNOWN_CONNECTOR"))
-        interval = spec.sync_interval or self.bounds.default
+        interval = self.bounds.default if spec.sync_interval is None else spec.sync_interval
         violations += sync_interval(interval, self.bounds)
         missing: tuple[str, ...] = ()
         if connector is not None and spec.config is not None:
@@ -221,7 +221,8 @@ class Lifecycle:
             updated = current.replace(
                 display_name=(spec.display_name.strip() if spec.display_name is not None
                               else current.display_name),
-                sync_interval=spec.sync_interval or current.sync_interval,
+                sync_interval=(current.sync_interval if spec.sync_interval is None
+                               else spec.sync_interval),
             )
             if spec.credentials is not None:
                 await self._store_credentials(conn, updated, spec.credentials, now)
@@ -293,7 +294,7 @@ class Lifecycle:
         Returns (revision of the tombstone, records deleted)."""
         async with self.db.transaction() as conn:
             current = await self._lock(conn, tenant, integration_id, etag)
-            _allowed(current, Trigger.DELETE)
+            _check(current, Trigger.DELETE)
             records = await store.delete(conn, tenant, integration_id)
             event = await store.record_change(conn, before=current, after=None,
                                               trigger=Trigger.DELETE.value, actor="api",
@@ -332,12 +333,20 @@ class Lifecycle:
         return current
 
 
-def _allowed(current: Integration, trigger: Trigger) -> Status:
+def _check(current: Integration, trigger: Trigger) -> Status | None:
+    """The status `trigger` leads to (None: deleted), or TransitionNotAllowed."""
     outcome = transition(current.status, trigger)
     if isinstance(outcome, Disallowed):
         action = ACTION_OF.get(trigger, Action.CONFIGURE)
         raise TransitionNotAllowed(action, current.status, outcome.allowed)
-    assert outcome is not None, "deletion has no target status"
+    return outcome
+
+
+def _allowed(current: Integration, trigger: Trigger) -> Status:
+    """Like _check, for triggers that keep the integration."""
+    outcome = _check(current, trigger)
+    if outcome is None:
+        raise ValueError(f"{trigger.value} deletes; use Lifecycle.delete")
     return outcome
 
 

@@ -1,0 +1,434 @@
+"""Create, Get, List, Configure, Pause, Resume, Delete and ListEvents over real gRPC.
+
+Each test drives the service as a calling backend would and checks what that caller relies on:
+the status, the revision and etag, the history, and for every mistake the gRPC code plus the
+google.rpc details a client acts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from integrations.v1 import integration_pb2 as pb
+from integrations.v1 import service_pb2 as api
+from integrations.v1 import service_pb2_grpc
+
+from service.app import App
+from service.config import Settings
+from service.domain.status import Trigger
+from service.engine.lifecycle import CreateSpec
+from tests.support.rpc import RpcFailure, failure
+
+Stub = service_pb2_grpc.IntegrationServiceStub
+
+
+async def fails(call: Any) -> RpcFailure:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    return failure(raised.value)
+
+
+def minutes(n: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=n * 60)
+
+
+def calendar(calendar_id: str = "team@example.com") -> pb.ConnectorConfig:
+    return pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(calendar_id=calendar_id))
+
+
+async def create(stub: Stub, name: str = "Team calendar", **fields: Any) -> pb.Integration:
+    fields.setdefault("connector_type", "google_calendar")
+    response = await stub.Create(api.CreateRequest(display_name=name, **fields))
+    return response.integration
+
+
+async def make_active(app: App, name: str = "Feed") -> str:
+    """An ACTIVE integration with a complete config, reached through the lifecycle itself
+    (connection tests belong to the connectors' tests)."""
+    created = await app.lifecycle.create("default", CreateSpec(
+        display_name=name, connector_type="ics_feed",
+        config={"url": "https://calendar.example.com/team.ics"}))
+    await app.lifecycle.change("default", created.id, Trigger.SUCCEEDED, actor="test",
+                               reason="connection verified")
+    return str(created.id)
+
+
+# -- Create ------------------------------------------------------------------------------
+
+
+async def test_create_starts_in_draft_with_defaults(stub: Stub) -> None:
+    i = await create(stub)
+    assert i.status == pb.STATUS_DRAFT
+    assert i.connector_type == "google_calendar"
+    assert i.sync_interval.seconds == 15 * 60
+    assert i.revision > 0 and i.etag
+    assert list(i.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_DELETE]
+    assert i.breaker.state == pb.BREAKER_STATE_CLOSED and i.breaker.threshold == 5
+    assert not i.credentials.has_credentials
+    assert len(i.id) == 36 and i.id.count("-") == 4  # an opaque UUID, never sequential
+
+
+async def test_create_with_an_incomplete_config_asks_for_what_is_missing(stub: Stub) -> None:
+    i = await create(stub, connector_type="rest_json",
+                     config=pb.ConnectorConfig(rest_json=pb.RestJsonConfig(
+                         url="https://api.example.com/items",
+                         pagination=pb.REST_PAGINATION_STYLE_CURSOR_PARAM)))
+    assert i.status == pb.STATUS_CONFIGURE
+    assert list(i.missing_config_fields) == ["id_field", "cursor_param", "cursor_path"]
+
+
+@pytest.mark.parametrize(("request_fields", "field", "reason_text"), [
+    ({"display_name": ""}, "display_name", "must not be empty"),
+    ({"display_name": "   "}, "display_name", "must not be empty"),
+    ({"display_name": "x" * 201}, "display_name", "at most 200"),
+    ({"display_name": "bad\x07name"}, "display_name", "control characters"),
+    ({"connector_type": ""}, "connector_type", "is required"),
+    ({"connector_type": "fax_machine"}, "connector_type", "unknown connector"),
+    ({"sync_interval": duration_pb2.Duration(seconds=0)}, "sync_interval", "between"),
+    ({"sync_interval": duration_pb2.Duration(seconds=-5)}, "sync_interval", "negative"),
+    ({"sync_interval": duration_pb2.Duration(seconds=3 * 86400)}, "sync_interval", "between"),
+    ({"request_id": "r" * 129}, "request_id", "at most 128"),
+    ({"config": pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="https://x.example"))},
+     "config.ics_feed", "does not match connector type"),
+    ({"config": pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
+        calendar_id="c", api_base_url="ftp://files.example.com"))},
+     "config.api_base_url", "absolute URL"),
+    ({"config": pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
+        calendar_id="c" * 3000))}, "config.calendar_id", "at most 2048"),
+    ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
+    ({"credentials": pb.Credentials(oauth=pb.OAuthTokens())},
+     "credentials.oauth.access_token", "is required"),
+])
+async def test_create_rejects_bad_input_with_field_violations(
+        stub: Stub, request_fields: dict[str, Any], field: str, reason_text: str) -> None:
+    body: dict[str, Any] = {"display_name": "Team calendar", "connector_type": "google_calendar"}
+    body.update(request_fields)
+    f = await fails(stub.Create(api.CreateRequest(**body)))
+    assert f.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in f.violations, f.violations
+    assert reason_text in f.violations[field]
+    assert f.reason == "INVALID_ARGUMENT" and f.domain == "integrations.v1"
+    listed = await stub.List(api.ListRequest())
+    assert list(listed.integrations) == []  # nothing was created
+
+
+async def test_create_reports_every_bad_field_at_once(stub: Stub) -> None:
+    f = await fails(stub.Create(api.CreateRequest(
+        display_name="", connector_type="nope", sync_interval=duration_pb2.Duration(seconds=1))))
+    assert set(f.violations) == {"display_name", "connector_type"}
+
+
+async def test_create_retry_with_the_same_request_id_returns_the_first_result(
+        stub: Stub) -> None:
+    first = await create(stub, request_id="req-1")
+    again = await create(stub, request_id="req-1")
+    assert again.id == first.id
+    listed = await stub.List(api.ListRequest())
+    assert len(listed.integrations) == 1
+
+
+async def test_concurrent_retries_with_one_request_id_create_one_integration(
+        stub: Stub) -> None:
+    results = await asyncio.gather(*(create(stub, request_id="burst") for _ in range(10)))
+    assert len({i.id for i in results}) == 1
+    assert len((await stub.List(api.ListRequest())).integrations) == 1
+
+
+async def test_a_request_id_reused_for_another_body_is_refused(stub: Stub) -> None:
+    await create(stub, name="One", request_id="req-2")
+    f = await fails(stub.Create(api.CreateRequest(display_name="Two",
+                                                  connector_type="google_calendar",
+                                                  request_id="req-2")))
+    assert f.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "request_id" in f.violations
+
+
+async def test_a_request_id_is_forgotten_after_its_ttl(stub: Stub, clock: Any) -> None:
+    first = await create(stub, request_id="req-3")
+    clock.advance(hours=25)
+    second = await create(stub, request_id="req-3")
+    assert second.id != first.id
+
+
+# -- Get ---------------------------------------------------------------------------------
+
+
+async def test_get_unknown_and_malformed_ids(stub: Stub) -> None:
+    missing = await fails(stub.Get(api.GetRequest(id="5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11")))
+    assert missing.code is grpc.StatusCode.NOT_FOUND
+    assert missing.reason == "INTEGRATION_NOT_FOUND"
+    assert missing.metadata["id"] == "5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11"
+    malformed = await fails(stub.Get(api.GetRequest(id="42")))
+    assert malformed.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "id" in malformed.violations
+    empty = await fails(stub.Get(api.GetRequest()))
+    assert empty.violations == {"id": "is required"}
+
+
+# -- List --------------------------------------------------------------------------------
+
+
+async def test_list_pages_newest_first_with_opaque_tokens(stub: Stub, clock: Any) -> None:
+    ids = []
+    for n in range(7):
+        clock.advance(seconds=1)
+        ids.append((await create(stub, name=f"Calendar {n}")).id)
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await stub.List(api.ListRequest(page_size=3, page_token=token))
+        seen += [i.id for i in page.integrations]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    assert pages == 3
+
+
+async def test_list_filters_by_status_and_connector_type(stub: Stub, app: App) -> None:
+    draft = await create(stub, name="Draft")
+    await create(stub, name="Feed", connector_type="ics_feed")
+    active = await make_active(app)
+    by_status = await stub.List(api.ListRequest(statuses=[pb.STATUS_ACTIVE, pb.STATUS_DRAFT],
+                                                connector_type="google_calendar"))
+    assert [i.id for i in by_status.integrations] == [draft.id]
+    feeds = await stub.List(api.ListRequest(connector_type="ics_feed"))
+    assert {i.id for i in feeds.integrations} >= {active}
+    assert all(i.connector_type == "ics_feed" for i in feeds.integrations)
+
+
+async def test_list_refuses_a_changed_filter_and_bad_paging(stub: Stub) -> None:
+    for n in range(3):
+        await create(stub, name=f"C{n}")
+    page = await stub.List(api.ListRequest(page_size=1))
+    changed = await fails(stub.List(api.ListRequest(page_size=1, page_token=page.next_page_token,
+                                                    connector_type="ics_feed")))
+    assert changed.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in changed.violations
+    garbage = await fails(stub.List(api.ListRequest(page_token="not-a-token")))
+    assert "page_token" in garbage.violations
+    negative = await fails(stub.List(api.ListRequest(page_size=-1)))
+    assert "page_size" in negative.violations
+    unknown_status = await fails(stub.List(api.ListRequest(statuses=[99])))
+    assert "statuses[0]" in unknown_status.violations
+
+
+# -- Configure ---------------------------------------------------------------------------
+
+
+async def test_configure_renames_and_guards_with_the_etag(stub: Stub) -> None:
+    i = await create(stub)
+    renamed = (await stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag,
+                                                         display_name="Renamed"))).integration
+    assert renamed.display_name == "Renamed"
+    assert renamed.revision > i.revision and renamed.etag != i.etag
+    stale = await fails(stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag,
+                                                            display_name="Lost update")))
+    assert stale.code is grpc.StatusCode.ABORTED
+    assert stale.reason == "ETAG_MISMATCH"
+    assert stale.metadata["current_etag"] == renamed.etag
+    assert (await stub.Get(api.GetRequest(id=i.id))).integration.display_name == "Renamed"
+
+
+async def test_configure_incomplete_then_complete(stub: Stub) -> None:
+    i = await create(stub, connector_type="rest_json")
+    partial = (await stub.Configure(api.ConfigureRequest(
+        id=i.id, config=pb.ConnectorConfig(rest_json=pb.RestJsonConfig(
+            url="https://api.example.com/items"))))).integration
+    assert partial.status == pb.STATUS_CONFIGURE
+    assert list(partial.missing_config_fields) == ["id_field"]
+    assert partial.config.rest_json.url == "https://api.example.com/items"
+
+
+async def test_configure_with_a_bad_value_changes_nothing(stub: Stub) -> None:
+    i = await create(stub, connector_type="ics_feed")
+    f = await fails(stub.Configure(api.ConfigureRequest(
+        id=i.id, config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="not a url")),
+        sync_interval=minutes(60 * 48))))
+    assert set(f.violations) == {"config.url", "sync_interval"}
+    after = (await stub.Get(api.GetRequest(id=i.id))).integration
+    assert after.revision == i.revision and after.status == pb.STATUS_DRAFT
+
+
+async def test_credentials_are_write_only(stub: Stub, channel: grpc.aio.Channel) -> None:
+    secret = "canary-access-token-7f3a"
+    i = await create(stub, credentials=pb.Credentials(oauth=pb.OAuthTokens(
+        access_token=secret, refresh_token="canary-refresh-9b1c")))
+    assert i.credentials.has_credentials
+    assert i.credentials.kind == pb.CREDENTIALS_KIND_OAUTH
+    assert i.credentials.set_time.seconds > 0
+    raw = (await stub.Get(api.GetRequest(id=i.id))).SerializeToString()
+    assert secret.encode() not in raw and b"canary-refresh" not in raw
+    events = await stub.ListEvents(api.ListEventsRequest(id=i.id))
+    assert secret.encode() not in events.SerializeToString()
+
+
+async def test_configure_unknown_integration(stub: Stub) -> None:
+    f = await fails(stub.Configure(api.ConfigureRequest(
+        id="5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11", display_name="x")))
+    assert f.code is grpc.StatusCode.NOT_FOUND
+
+
+# -- Pause, Resume -----------------------------------------------------------------------
+
+
+async def test_pause_and_resume_an_active_integration(stub: Stub, app: App) -> None:
+    ident = await make_active(app)
+    active = (await stub.Get(api.GetRequest(id=ident))).integration
+    assert active.status == pb.STATUS_ACTIVE and active.sync_state == pb.SYNC_STATE_SYNCED
+    paused = (await stub.Pause(api.PauseRequest(id=ident, etag=active.etag,
+                                                reason="holiday"))).integration
+    assert paused.status == pb.STATUS_PAUSED
+    assert paused.sync_state == pb.SYNC_STATE_UNSPECIFIED
+    assert list(paused.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_TEST_CONNECTION,
+                                            pb.ACTION_RESUME, pb.ACTION_REAUTHORIZE,
+                                            pb.ACTION_DELETE]
+    resumed = (await stub.Resume(api.ResumeRequest(id=ident, etag=paused.etag))).integration
+    assert resumed.status == pb.STATUS_ACTIVE
+    assert resumed.next_sync_time.ToDatetime() <= resumed.update_time.ToDatetime()
+    history = (await stub.ListEvents(api.ListEventsRequest(id=ident))).events
+    assert [e.trigger for e in history[:2]] == ["resume", "pause"]
+    assert history[1].reason == "holiday"
+    assert history[1].from_status == pb.STATUS_ACTIVE
+    assert history[1].to_status == pb.STATUS_PAUSED
+
+
+async def test_disallowed_transitions_say_where_it_is_and_what_is_allowed(
+        stub: Stub, app: App) -> None:
+    draft = await create(stub)
+    f = await fails(stub.Pause(api.PauseRequest(id=draft.id)))
+    assert f.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert f.reason == "TRANSITION_NOT_ALLOWED"
+    assert f.metadata["current_status"] == "DRAFT"
+    assert f.metadata["allowed_actions"] == "Configure,Delete"
+    assert f.precondition_subjects == ["DRAFT"]
+    assert "cannot Pause an integration in status DRAFT" in f.message
+    ident = await make_active(app)
+    not_paused = await fails(stub.Resume(api.ResumeRequest(id=ident)))
+    assert not_paused.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert not_paused.metadata["current_status"] == "ACTIVE"
+    await stub.Pause(api.PauseRequest(id=ident))
+    twice = await fails(stub.Pause(api.PauseRequest(id=ident)))
+    assert twice.metadata["current_status"] == "PAUSED"
+
+
+async def test_pause_with_a_stale_etag_is_aborted(stub: Stub, app: App) -> None:
+    ident = await make_active(app)
+    f = await fails(stub.Pause(api.PauseRequest(id=ident, etag='"1"')))
+    assert f.code is grpc.StatusCode.ABORTED
+    assert (await stub.Get(api.GetRequest(id=ident))).integration.status == pb.STATUS_ACTIVE
+
+
+async def test_resuming_with_an_incomplete_config_asks_to_configure(stub: Stub,
+                                                                    app: App) -> None:
+    ident = await make_active(app)
+    await stub.Pause(api.PauseRequest(id=ident))
+    saved = (await stub.Configure(api.ConfigureRequest(
+        id=ident, config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig())))).integration
+    assert saved.status == pb.STATUS_PAUSED  # configuring does not unpause
+    resumed = (await stub.Resume(api.ResumeRequest(id=ident))).integration
+    assert resumed.status == pb.STATUS_CONFIGURE
+    assert list(resumed.missing_config_fields) == ["url"]
+
+
+# -- Delete ------------------------------------------------------------------------------
+
+
+async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
+                                                                     app: App) -> None:
+    i = await create(stub, credentials=pb.Credentials(bearer_token="t0ken"))
+    stale = await fails(stub.Delete(api.DeleteRequest(id=i.id, etag='"0"')))
+    assert stale.code is grpc.StatusCode.ABORTED
+    deleted = await stub.Delete(api.DeleteRequest(id=i.id, etag=i.etag))
+    assert deleted.id == i.id and deleted.revision > i.revision
+    assert (await fails(stub.Get(api.GetRequest(id=i.id)))).code is grpc.StatusCode.NOT_FOUND
+    assert (await fails(stub.ListEvents(api.ListEventsRequest(id=i.id)))).code \
+        is grpc.StatusCode.NOT_FOUND
+    again = await fails(stub.Delete(api.DeleteRequest(id=i.id)))
+    assert again.code is grpc.StatusCode.NOT_FOUND
+    async with app.db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM credentials") == 0
+        kept = await conn.fetch("SELECT trigger FROM events WHERE integration_id = $1",
+                                app_uuid(i.id))
+    assert [r["trigger"] for r in kept] == ["delete"]  # only the tombstone for watchers
+
+
+def app_uuid(text: str) -> Any:
+    import uuid
+
+    return uuid.UUID(text)
+
+
+# -- ListEvents and revisions ------------------------------------------------------------
+
+
+async def test_every_change_bumps_the_revision_and_is_in_the_history(stub: Stub,
+                                                                     app: App) -> None:
+    ident = await make_active(app)
+    await stub.Pause(api.PauseRequest(id=ident))
+    await stub.Resume(api.ResumeRequest(id=ident))
+    await stub.Configure(api.ConfigureRequest(id=ident, display_name="Renamed"))
+    first = await stub.ListEvents(api.ListEventsRequest(id=ident, page_size=3))
+    rest = await stub.ListEvents(api.ListEventsRequest(id=ident, page_size=3,
+                                                       page_token=first.next_page_token))
+    assert not rest.next_page_token
+    events = [*first.events, *rest.events]
+    assert [e.trigger for e in events] == ["settings_changed", "resume", "pause", "succeeded",
+                                           "configure_complete", "create"]
+    revisions = [e.revision for e in events]
+    assert revisions == sorted(revisions, reverse=True) and len(set(revisions)) == 6
+    current = (await stub.Get(api.GetRequest(id=ident))).integration
+    assert current.revision == revisions[0]
+    assert events[-1].from_status == pb.STATUS_UNSPECIFIED  # creation has no "from"
+    assert {e.actor for e in events} == {"api", "test"}
+
+
+# -- Robustness and tenancy --------------------------------------------------------------
+
+
+async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub,
+                                                                   app: App) -> None:
+    await app.db.pool.close()  # the database goes away under the service
+    f = await fails(stub.List(api.ListRequest()))
+    assert f.code is grpc.StatusCode.INTERNAL
+    assert f.reason == "INTERNAL"
+    assert len(f.metadata["support_reference"]) == 12
+    assert "Traceback" not in f.message and "asyncpg" not in f.message
+
+
+@pytest.fixture
+async def keyed_stub(settings: Settings, clock: Any) -> Any:
+    from service.api.server import Server
+
+    keyed = await App.start(replace(settings, api_keys="acme-key=acme,globex-key=globex"),
+                            clock=clock)
+    srv = Server(keyed)
+    await srv.start("127.0.0.1:0")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        yield service_pb2_grpc.IntegrationServiceStub(ch)
+    await srv.stop(grace=1)
+    await keyed.close()
+
+
+async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None:
+    acme = (("authorization", "Bearer acme-key"),)
+    globex = (("authorization", "Bearer globex-key"),)
+    anonymous = await fails(keyed_stub.List(api.ListRequest()))
+    assert anonymous.code is grpc.StatusCode.UNAUTHENTICATED
+    wrong = await fails(keyed_stub.List(api.ListRequest(),
+                                        metadata=(("authorization", "Bearer nope"),)))
+    assert wrong.code is grpc.StatusCode.UNAUTHENTICATED
+    mine = (await keyed_stub.Create(api.CreateRequest(display_name="Acme cal",
+                                                      connector_type="google_calendar"),
+                                    metadata=acme)).integration
+    theirs = await fails(keyed_stub.Get(api.GetRequest(id=mine.id), metadata=globex))
+    assert theirs.code is grpc.StatusCode.NOT_FOUND  # never PERMISSION_DENIED
+    assert list((await keyed_stub.List(api.ListRequest(), metadata=globex)).integrations) == []
+    assert len((await keyed_stub.List(api.ListRequest(), metadata=acme)).integrations) == 1
