@@ -93,3 +93,8 @@ class KeyRing:
             with os.fdopen(fd, "w") as f:
                 f.write(f"local-1:{key}\n")
         return cls.parse(path.read_text().strip())
+
+
+def row_binding(tenant_id: str, integration_id: object) -> bytes:
+    """The associated data that ties sealed credentials to their row."""
+    return f"{tenant_id}/{integration_id}".encode()

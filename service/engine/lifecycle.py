@@ -20,7 +20,7 @@ from uuid import UUID
 import asyncpg
 
 from service.connectors.registry import ConnectorRegistry
-from service.crypto import KeyRing
+from service.crypto import KeyRing, row_binding
 from service.domain.credentials import Credentials
 from service.domain.errors import IntegrationError
 from service.domain.exceptions import Aborted, FieldViolation, InvalidArgument, TransitionNotAllowed
@@ -115,7 +115,7 @@ class Lifecycle:
             found = await store.get_credentials(conn, tenant, integration_id)
         if found is None:
             return None
-        return Credentials.from_bytes(self.keys.open(found[1], _bound(tenant, integration_id)))
+        return Credentials.from_bytes(self.keys.open(found[1], row_binding(tenant, integration_id)))
 
     # -- creating and configuring ------------------------------------------------------
 
@@ -261,7 +261,7 @@ class Lifecycle:
     async def _store_credentials(self, conn: asyncpg.Connection, integration: Integration,
                                  credentials: Credentials, now: datetime) -> None:
         sealed = self.keys.seal(credentials.to_bytes(),
-                                _bound(integration.tenant_id, integration.id))
+                                row_binding(integration.tenant_id, integration.id))
         await store.put_credentials(conn, integration.tenant_id, integration.id,
                                     credentials.kind, sealed, now)
 
@@ -376,11 +376,6 @@ def _fingerprint(spec: CreateSpec) -> str:
         if spec.credentials else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _bound(tenant: str, integration_id: UUID) -> bytes:
-    """The associated data that ties sealed credentials to their row."""
-    return f"{tenant}/{integration_id}".encode()
 
 
 def _settings_reason(spec: ConfigureSpec) -> str:
