@@ -35,10 +35,14 @@ class IntegrationsError(Exception):
     code: grpc.StatusCode
     message: str
     reason: str = ""
+    #: The ErrorInfo domain: "integrations.v1" for errors of this service.
+    domain: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     #: field -> description, for INVALID_ARGUMENT
     violations: dict[str, str] = field(default_factory=dict)
     retry_after: timedelta | None = None
+    #: For FAILED_PRECONDITION: the subjects that failed, e.g. the current status.
+    precondition_subjects: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
@@ -54,7 +58,8 @@ class IntegrationsError(Exception):
                 if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
-                    result.reason, result.metadata = info.reason, dict(info.metadata)
+                    result.reason, result.domain = info.reason, info.domain
+                    result.metadata = dict(info.metadata)
                 elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                     bad = error_details_pb2.BadRequest()
                     detail.Unpack(bad)
@@ -63,6 +68,10 @@ class IntegrationsError(Exception):
                     retry = error_details_pb2.RetryInfo()
                     detail.Unpack(retry)
                     result.retry_after = retry.retry_delay.ToTimedelta()
+                elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+                    failed = error_details_pb2.PreconditionFailure()
+                    detail.Unpack(failed)
+                    result.precondition_subjects = [v.subject for v in failed.violations]
         return result
 
 
