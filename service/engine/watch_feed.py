@@ -1,0 +1,175 @@
+"""One tenant's live feed of changes, and the bounded inbox of each stream it serves.
+
+A feed reads `events WHERE revision > position` whenever it is woken (a notification, the
+listener reconnecting) and every poll interval as a safety net, and offers each event to
+every inbox. Offering never waits: an inbox that is full ends its stream with
+RESOURCE_EXHAUSTED, so one slow subscriber never holds up the feed or the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from service.domain.exceptions import FailedPrecondition, ResourceExhausted, ServiceError
+from service.domain.model import Event
+from service.domain.watch import WatchFilter
+from service.storage.watch import HistoryPage
+
+log = structlog.get_logger(__name__)
+
+#: Reads a page of a tenant's history: (tenant, after revision, limit) -> page.
+HistoryReader = Callable[[str, int, int], Awaitable[HistoryPage]]
+
+_FIRST_RETRY = 0.1
+_LAST_RETRY = 5.0
+
+
+class Inbox:
+    """The bounded buffer between a tenant's feed and one stream."""
+
+    def __init__(self, selection: WatchFilter, *, after: int, capacity: int) -> None:
+        self.selection = selection
+        #: The stream has (or will have) read everything up to here from the table itself.
+        self.after = after
+        self.capacity = capacity
+        #: The feed has offered everything up to here.
+        self.seen = after
+        self.error: ServiceError | None = None
+        self._events: deque[Event] = deque()
+        self._ready = asyncio.Event()
+
+    def offer(self, event: Event) -> None:
+        """Take the event if the stream selects it; never waits."""
+        if self.error is not None or event.revision <= self.after:
+            return
+        if not self.selection.selects(event):
+            return
+        if len(self._events) >= self.capacity:
+            self.fail(ResourceExhausted(
+                f"the subscriber fell more than {self.capacity} changes behind; resume from "
+                "the last revision received", reason="WATCH_BUFFER_OVERFLOW",
+                metadata={"buffer_size": str(self.capacity)}))
+            return
+        self._events.append(event)
+        self._ready.set()
+
+    def advance(self, revision: int) -> None:
+        """The feed has offered every event up to `revision`."""
+        self.seen = max(self.seen, revision)
+
+    def fail(self, error: ServiceError) -> None:
+        """End the stream with `error` (the first one wins); buffered events are dropped,
+        the client resumes after the last one it received."""
+        if self.error is None:
+            self.error = error
+            self._events.clear()
+            self._ready.set()
+
+    async def get(self, timeout: float) -> Event | None:
+        """The next event, None when none came within `timeout`; raises the stream's error."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self._events:
+                return self._events.popleft()
+            self._ready.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
+            except TimeoutError:
+                return None
+
+
+class TenantFeed:
+    """Reads one tenant's new events on wake-ups and fans them out to its inboxes."""
+
+    def __init__(self, tenant_id: str, *, position: int, read: HistoryReader,
+                 poll_interval: float, page_size: int) -> None:
+        self.tenant_id = tenant_id
+        #: Every event up to here has been offered.
+        self.position = position
+        self.inboxes: set[Inbox] = set()
+        self._read = read
+        self._poll_interval = poll_interval
+        self._page_size = page_size
+        self._wake = asyncio.Event()
+        # Read at once: notifications that came before this feed existed were dropped.
+        self._wake.set()
+        self.task = asyncio.create_task(self._run(), name=f"watch-feed:{tenant_id}")
+
+    def join(self, inbox: Inbox) -> int:
+        """Start offering to `inbox`; returns the position from which offers begin (events
+        up to it are the stream's to read from the table)."""
+        self.inboxes.add(inbox)
+        return self.position
+
+    def leave(self, inbox: Inbox) -> None:
+        self.inboxes.discard(inbox)
+
+    def wake(self, revision: int | None = None) -> None:
+        """Something was committed (at `revision`, when known): read the table."""
+        if revision is None or revision > self.position:
+            self._wake.set()
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        delay = _FIRST_RETRY
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            # Cleared before reading: a wake-up during the read triggers another read.
+            self._wake.clear()
+            try:
+                await self.read_new()
+                delay = _FIRST_RETRY
+            except Exception as exc:
+                # The database may be restarting; the listener's reconnection or the next
+                # retry catches up from the table, so nothing is lost by waiting.
+                log.warning("watch_feed_read_failed", tenant_id=self.tenant_id,
+                            error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAST_RETRY)
+                self._wake.set()
+
+    async def read_new(self) -> None:
+        """Offer every event committed after `position`, page by page."""
+        while True:
+            page = await self._read(self.tenant_id, self.position, self._page_size)
+            if page.compacted_through > self.position:
+                self._lost_history(page.compacted_through)
+                continue
+            for event in page.events:
+                for inbox in tuple(self.inboxes):
+                    inbox.offer(event)
+                self.position = event.revision
+            full = len(page.events) >= self._page_size
+            if not full:
+                # Everything up to the head has been read (events in between belonged to
+                # integrations deleted since), so the position may move to it.
+                self.position = max(self.position, page.head)
+            for inbox in tuple(self.inboxes):
+                inbox.advance(self.position)
+            if not full:
+                return
+
+    def _lost_history(self, compacted_through: int) -> None:
+        """The feed fell further behind than the retention window (it was stuck for that
+        long): inboxes that needed the compacted events end and must re-snapshot."""
+        log.error("watch_feed_behind_retention", tenant_id=self.tenant_id,
+                  position=self.position, compacted_through=compacted_through)
+        for inbox in tuple(self.inboxes):
+            if inbox.after < compacted_through:
+                inbox.fail(FailedPrecondition(
+                    "this stream fell behind the retained history; start over from a snapshot",
+                    reason="REVISION_COMPACTED",
+                    metadata={"resume_after_revision": str(max(inbox.after, self.position)),
+                              "compacted_through": str(compacted_through)}))
+        self.position = compacted_through
