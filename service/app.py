@@ -9,10 +9,17 @@ import structlog
 
 from service.api.auth import Tenancy
 from service.config import Settings
+from service.connectors.http import HttpClient, HttpPolicy
 from service.connectors.registry import ConnectorRegistry
 from service.crypto import KeyRing
 from service.domain.model import Integration, TestOutcome
+from service.domain.status import Status
 from service.engine.lifecycle import Clock, Lifecycle, utc_now
+from service.engine.providers import Providers
+from service.engine.retention import HistoryRetention
+from service.engine.sync import SyncEngine
+from service.engine.testing import ConnectionTester
+from service.engine.watch import WatchHub, WatchSettings
 from service.storage.database import Database, EmbeddedPostgres
 
 log = structlog.get_logger(__name__)
@@ -27,6 +34,11 @@ class App:
     connectors: ConnectorRegistry
     lifecycle: Lifecycle
     tenancy: Tenancy
+    watch: WatchHub
+    retention: HistoryRetention
+    providers: Providers
+    tester: ConnectionTester
+    syncs: SyncEngine
     clock: Clock = utc_now
     breaker_threshold: int = 5
     embedded: EmbeddedPostgres | None = field(default=None)
@@ -51,18 +63,41 @@ class App:
         connectors = ConnectorRegistry.discover()
         lifecycle = Lifecycle(db, connectors, keys, settings.interval_bounds,
                               request_id_ttl=settings.request_id_ttl, clock=clock)
+        watch = WatchHub(db, WatchSettings(
+            heartbeat_interval=settings.watch_heartbeat_interval,
+            buffer_size=settings.watch_buffer_size,
+            poll_interval=settings.watch_poll_interval))
+        await watch.start()
+        retention = HistoryRetention(db, settings.history_retention, clock=clock)
+        retention.start()
+        http = HttpClient.open(HttpPolicy(timeout=settings.provider_timeout,
+                                          allow_private_networks=settings.allow_private_networks))
+        providers = Providers(connectors, http, lifecycle, clock,
+                              page_size=settings.sync_page_size)
         return cls(settings=settings, db=db, connectors=connectors, lifecycle=lifecycle,
                    tenancy=Tenancy(settings.default_tenant, settings.api_keys), clock=clock,
+                   watch=watch, retention=retention,
+                   providers=providers, tester=ConnectionTester(lifecycle, providers, clock),
+                   syncs=SyncEngine(db, lifecycle, providers, lease=settings.sync_lease,
+                                    clock=clock),
                    embedded=embedded)
 
     async def close(self) -> None:
         """Close the pool, then stop the embedded server if this process started it."""
+        # Watch streams and background jobs first: they read through the pool.
+        await self.watch.stop()
+        await self.retention.stop()
+        # Running syncs end CANCELLED ("shut down") while the pool is still open.
+        await self.syncs.close()
+        await self.providers.http.close()
         await self.db.close()
         if self.embedded is not None:
             await self.embedded.stop()
 
     async def verify_if_testing(
             self, integration: Integration) -> tuple[Integration, TestOutcome | None]:
-        """Run the connection test of an integration that a change put in TESTING.
-        The connectors issue implements the test; until then it stays in TESTING."""
-        return integration, None
+        """Run the connection test of an integration that a change put in TESTING (its
+        outcome moves it on: ACTIVE, or the classified error)."""
+        if integration.status is not Status.TESTING:
+            return integration, None
+        return await self.tester.verify(integration, actor="api")

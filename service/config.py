@@ -79,6 +79,38 @@ class Settings:
         "INTEGRATIONS_ENCRYPTION_KEYS", "--encryption-keys",
         "Credential encryption key ring 'id:base64key,...' (newest first); when empty, a key "
         "file in --data-dir is used (created on first start)", "")
+    watch_heartbeat_interval: timedelta = _setting(
+        "INTEGRATIONS_WATCH_HEARTBEAT_INTERVAL", "--watch-heartbeat-interval",
+        "How long a WatchStatus stream may stay quiet before a heartbeat is sent",
+        timedelta(seconds=30))
+    watch_buffer_size: int = _setting(
+        "INTEGRATIONS_WATCH_BUFFER_SIZE", "--watch-buffer-size",
+        "Changes buffered per WatchStatus stream; a subscriber further behind is ended with "
+        "RESOURCE_EXHAUSTED and resumes from its last revision", 1000)
+    watch_poll_interval: timedelta = _setting(
+        "INTEGRATIONS_WATCH_POLL_INTERVAL", "--watch-poll-interval",
+        "How often watched history is re-read without a notification (the safety net under "
+        "LISTEN/NOTIFY), and the listener connection is checked", timedelta(seconds=5))
+    history_retention: timedelta = _setting(
+        "INTEGRATIONS_HISTORY_RETENTION", "--history-retention",
+        "How long status-change history is kept: WatchStatus resumes from revisions within it "
+        "and ListEvents shows it (each integration's latest event is always kept)",
+        timedelta(days=7))
+    allow_private_networks: bool = _setting(
+        "INTEGRATIONS_ALLOW_PRIVATE_NETWORKS", "--allow-private-networks",
+        "Let connectors fetch URLs on private, loopback and link-local addresses (true/false); "
+        "keep false in production, turn on for the local sandbox", False)
+    provider_timeout: timedelta = _setting(
+        "INTEGRATIONS_PROVIDER_TIMEOUT", "--provider-timeout",
+        "Longest a request to a provider may take, reading the whole answer included",
+        timedelta(seconds=30))
+    sync_page_size: int = _setting(
+        "INTEGRATIONS_SYNC_PAGE_SIZE", "--sync-page-size",
+        "Records per page asked of providers that let the client choose (Google: 1-2500)", 250)
+    sync_lease: timedelta = _setting(
+        "INTEGRATIONS_SYNC_LEASE", "--sync-lease",
+        "How long a sync run stays claimed without a sign of life; a run whose process died is "
+        "taken over by the next Sync after this", timedelta(minutes=2))
 
     @property
     def interval_bounds(self) -> IntervalBounds:
@@ -94,9 +126,25 @@ class Settings:
             raise ValueError("db pool size must be at least 2")
         if self.log_format not in ("auto", "json", "console"):
             raise ValueError("log format must be auto, json or console")
+        if self.provider_timeout <= timedelta(0) or self.sync_lease <= timedelta(0):
+            raise ValueError("provider timeout and sync lease must be positive")
+        if self.sync_page_size < 1:
+            raise ValueError("sync page size must be at least 1")
+        if min(self.watch_heartbeat_interval, self.watch_poll_interval,
+               self.history_retention) <= timedelta(0):
+            raise ValueError("watch intervals and history retention must be positive")
+        if self.watch_buffer_size < 1:
+            raise ValueError("watch buffer size must be at least 1")
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
 
 
 def _convert(kind: Any, raw: str) -> Any:
+    if kind is bool or kind == "bool":
+        if raw.strip().lower() not in _BOOLEANS:
+            raise ValueError(f"not a boolean: {raw!r} (use true or false)")
+        return _BOOLEANS[raw.strip().lower()]
     if kind is timedelta or kind == "timedelta":
         return parse_duration(raw)
     if kind is int or kind == "int":

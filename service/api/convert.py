@@ -20,6 +20,7 @@ from service.domain.errors import ErrorCategory, ErrorCode, IntegrationError
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
 from service.domain.status import Action, Status, SyncState, allowed_actions
+from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -49,6 +50,8 @@ SYNC_STATE = EnumMap(SyncState, pb.SyncState, "SYNC_STATE")
 ACTION = EnumMap(Action, pb.Action, "ACTION")
 ERROR_CODE = EnumMap(ErrorCode, pb.ErrorCode, "ERROR_CODE")
 ERROR_CATEGORY = EnumMap(ErrorCategory, pb.ErrorCategory, "ERROR_CATEGORY")
+SYNC_RUN_TRIGGER = EnumMap(SyncTrigger, pb.SyncRunTrigger, "SYNC_RUN_TRIGGER")
+SYNC_RUN_OUTCOME = EnumMap(SyncOutcome, pb.SyncRunOutcome, "SYNC_RUN_OUTCOME")
 
 #: The oneof field of ConnectorConfig that holds each built-in connector's config.
 BUILTIN_CONFIG_FIELDS = {"google_calendar", "ics_feed", "rest_json"}
@@ -204,3 +207,19 @@ def test_out(outcome: TestOutcome, integration: pb.Integration) -> api.TestConne
     return api.TestConnectionResponse(ok=outcome.ok, error=error_out(outcome.error),
                                       duration=duration(outcome.duration),
                                       integration=integration)
+
+
+def sync_run_out(run: SyncRun) -> pb.SyncRun:
+    return pb.SyncRun(
+        id=str(run.id), integration_id=str(run.integration_id),
+        trigger=SYNC_RUN_TRIGGER.to_pb[run.trigger], outcome=SYNC_RUN_OUTCOME.to_pb[run.outcome],
+        start_time=timestamp(run.started_at), end_time=timestamp(run.ended_at),
+        pages=run.pages, records_upserted=run.records_upserted,
+        records_deleted=run.records_deleted, full_resync=run.full_resync,
+        error=error_out(run.error),
+    )
+
+
+def record_out(record: StoredRecord) -> pb.Record:
+    return pb.Record(id=record.id, data=struct(record.data),
+                     update_time=timestamp(record.updated_at))

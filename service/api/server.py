@@ -50,6 +50,9 @@ class Server:
         """Report NOT_SERVING so balancers drain us, let in-flight RPCs finish within the
         grace period, then cancel what is left."""
         await self.health.enter_graceful_shutdown()
+        # Watch streams never finish by themselves: end them now with UNAVAILABLE so their
+        # clients resume on another replica instead of being cancelled after the grace.
+        self.app.watch.end_streams()
         await self.grpc.stop(grace)
         log.info("stopped")
 

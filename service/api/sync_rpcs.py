@@ -1,28 +1,85 @@
-"""TestConnection, Sync, ListSyncRuns, ListRecords (declared; built by the connectors work)."""
+"""TestConnection, Sync, ListSyncRuns and ListRecords."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
+from integrations.v1 import service_pb2 as api
+
+from service.api import convert, page_tokens
 from service.api.base import Context, RpcBase
-from service.domain.exceptions import Unimplemented
+from service.domain import validation
+
+T = TypeVar("T")
+
+#: With `wait`, answer this long before the caller's deadline rather than miss it.
+DEADLINE_MARGIN = 0.25
 
 
 class SyncRpcs(RpcBase):
-    """TestConnection, Sync, ListSyncRuns and ListRecords."""
+    """The RPCs that talk to providers and read what they brought in."""
 
-    async def TestConnection(self, request: Any, context: Context) -> Any:
-        raise Unimplemented("TestConnection is not implemented yet in this version of the service",
-                            metadata={"rpc": "TestConnection"})
+    async def TestConnection(self, request: api.TestConnectionRequest,
+                             context: Context) -> api.TestConnectionResponse:
+        tenant = self.tenant(context)
+        integration, outcome = await self.app.tester.test(
+            tenant, validation.integration_id(request.id))
+        return convert.test_out(outcome, self.out(integration))
 
-    async def Sync(self, request: Any, context: Context) -> Any:
-        raise Unimplemented("Sync is not implemented yet in this version of the service",
-                            metadata={"rpc": "Sync"})
+    async def Sync(self, request: api.SyncRequest, context: Context) -> api.SyncResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        started = await self.app.syncs.start(tenant, integration_id)
+        run, integration = started.run, started.integration
+        if request.wait:
+            remaining = context.time_remaining()
+            budget = None if remaining is None else max(0.0, remaining - DEADLINE_MARGIN)
+            run = await self.app.syncs.wait(run, timeout=budget)
+            integration = await self.app.lifecycle.get(tenant, integration_id)
+        return api.SyncResponse(run=convert.sync_run_out(run), integration=self.out(integration))
 
-    async def ListSyncRuns(self, request: Any, context: Context) -> Any:
-        raise Unimplemented("ListSyncRuns is not implemented yet in this version of the service",
-                            metadata={"rpc": "ListSyncRuns"})
+    async def ListSyncRuns(self, request: api.ListSyncRunsRequest,
+                           context: Context) -> api.ListSyncRunsResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        size, violations = validation.page_size(request.page_size, default=50)
+        validation.raise_if(violations)
+        filters = {"id": request.id}
+        position = page_tokens.decode(request.page_token, "sync_runs", filters)
+        before = _single(position, int)
+        runs = await self.app.syncs.runs(tenant, integration_id, before_seq=before,
+                                         limit=size + 1)
+        token = ""
+        if len(runs) > size:
+            runs = runs[:size]
+            token = page_tokens.encode("sync_runs", filters, [runs[-1].seq])
+        return api.ListSyncRunsResponse(runs=[convert.sync_run_out(r) for r in runs],
+                                        next_page_token=token)
 
-    async def ListRecords(self, request: Any, context: Context) -> Any:
-        raise Unimplemented("ListRecords is not implemented yet in this version of the service",
-                            metadata={"rpc": "ListRecords"})
+    async def ListRecords(self, request: api.ListRecordsRequest,
+                          context: Context) -> api.ListRecordsResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        size, violations = validation.page_size(request.page_size, default=100)
+        validation.raise_if(violations)
+        filters = {"id": request.id}
+        position = page_tokens.decode(request.page_token, "records", filters)
+        after = _single(position, str)
+        records = await self.app.syncs.records(tenant, integration_id, after_id=after,
+                                               limit=size + 1)
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            token = page_tokens.encode("records", filters, [records[-1].id])
+        return api.ListRecordsResponse(records=[convert.record_out(r) for r in records],
+                                       next_page_token=token)
+
+
+def _single(position: list[object] | None, kind: type[T]) -> T | None:
+    """The one value a page token of these lists holds (None: the first page)."""
+    if position is None:
+        return None
+    if len(position) != 1 or not isinstance(position[0], kind) or isinstance(position[0], bool):
+        raise validation.InvalidArgument([validation.FieldViolation(
+            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")])
+    return position[0]

@@ -2,20 +2,28 @@
 
 A connector is one module per provider. It declares its configuration fields (so the service
 can validate a config and say what is missing without knowing the provider), which kinds of
-credentials it accepts, and does the provider I/O: test the connection, fetch a page.
+credentials it accepts, and does the provider I/O: test the connection, fetch one page from a
+cursor. It classifies every failure as a `ProviderFailure` and knows nothing of statuses,
+storage or transactions: the sync engine commits each page with the cursor it returns.
 """
 
 from __future__ import annotations
 
 import enum
-from abc import ABC
-from collections.abc import Mapping
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from service.connectors.auth import AccessTokens
+from service.connectors.http import HttpClient
+from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
 from service.domain.validation import MAX_CONFIG_STRING
+
+Cursor = Mapping[str, Any]
+"""A connector's position at its provider, as JSON; opaque to everything else."""
 
 
 class FieldKind(enum.Enum):
@@ -48,9 +56,63 @@ class ConfigCheck:
     missing: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a connector talks to: one integration's configuration and credentials, and the
+    process's HTTP client."""
+
+    config: Mapping[str, Any]
+    credentials: Credentials | None = field(repr=False)
+    http: HttpClient = field(repr=False)
+    tokens: AccessTokens = field(repr=False)
+    #: Records per page to ask for, where the provider lets the client choose.
+    page_size: int = 250
+
+
+class PageKind(enum.Enum):
+    """What a page says about the records it does not mention."""
+
+    CHANGES = "changes"  # nothing: it lists changes since the cursor (upserts and deletions)
+    FULL_START = "full_start"  # first page of a full listing: what it never lists is gone
+    FULL_NEXT = "full_next"  # a later page of the same full listing
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page from a provider, and where the next fetch continues."""
+
+    kind: PageKind
+    #: Records to insert or update, by the provider's id.
+    records: Mapping[str, Mapping[str, Any]]
+    #: Ids of records the provider reports deleted.
+    deleted: Sequence[str]
+    #: The position after this page; with `last`, where the next sync starts.
+    cursor: Cursor
+    #: Nothing more to fetch in this sync.
+    last: bool
+
+    @classmethod
+    def of(cls, kind: PageKind, items: Iterable[tuple[str, Mapping[str, Any] | None]],
+           cursor: Cursor, *, last: bool) -> Page:
+        """A page from (id, data) pairs in the provider's order, None data meaning deleted; a
+        record mentioned twice counts as its last mention."""
+        latest: dict[str, Mapping[str, Any] | None] = {}
+        for record_id, data in items:
+            latest.pop(record_id, None)
+            latest[record_id] = data
+        return cls(kind, {k: v for k, v in latest.items() if v is not None},
+                   [k for k, v in latest.items() if v is None], cursor, last)
+
+    @property
+    def full(self) -> bool:
+        """Whether the page belongs to a full listing."""
+        return self.kind is not PageKind.CHANGES
+
+
 class Connector(ABC):
-    """Base of every connector. Subclasses set the class attributes; the defaults of the
-    methods implement the declarative checks."""
+    """Base of every connector. Subclasses set the class attributes and implement `fetch`
+    (and `test_connection` when fetching a first page is not the cheapest check); the
+    defaults of the other methods implement the declarative checks."""
 
     #: The connector_type callers name, e.g. "google_calendar".
     type: ClassVar[str]
@@ -79,6 +141,33 @@ class Connector(ABC):
                 continue
             violations.extend(_check_value(f, path, value))
         return ConfigCheck(tuple(violations), tuple(missing))
+
+    @abstractmethod
+    async def fetch(self, source: Source, cursor: Cursor | None) -> Page:
+        """One page from `cursor` (None: from scratch). Raises ProviderFailure."""
+
+    async def test_connection(self, source: Source) -> None:
+        """Check that the provider answers this configuration and these credentials as
+        expected; raises ProviderFailure when not. By default: fetch the first page."""
+        await self.fetch(source, None)
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration schema as JSON, for people and tools choosing a connector."""
+        return {
+            "type": self.type,
+            "description": self.description,
+            "credential_kinds": sorted(self.credential_kinds),
+            "fields": [
+                {
+                    "name": f.name, "description": f.description, "required": f.required,
+                    "kind": f.kind.value, "allowed": list(f.allowed),
+                    **({"required_when": {"field": f.required_when[0],
+                                          "values": list(f.required_when[1])}}
+                       if f.required_when else {}),
+                }
+                for f in self.fields
+            ],
+        }
 
     @staticmethod
     def _required(f: ConfigField, config: Mapping[str, Any]) -> bool:

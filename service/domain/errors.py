@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.domain.status import Status
+from service.domain.status import Status, Trigger
 
 
 class ErrorCategory(enum.Enum):
@@ -158,3 +158,17 @@ class IntegrationError:
 
     def replace(self, **changes: Any) -> IntegrationError:
         return dataclasses.replace(self, **changes)
+
+
+#: The lifecycle trigger a failure of each code fires (rows of status.TRANSITIONS): a rejected
+#: resource sends a first verification back to CONFIGURE, rejected credentials disconnect, and
+#: everything else is an ERROR that is retried.
+FAILURE_TRIGGERS: dict[ErrorCode, Trigger] = {
+    ErrorCode.RESOURCE_NOT_FOUND: Trigger.CONFIG_REJECTED,
+    ErrorCode.TOKEN_EXPIRED: Trigger.FAILED,
+    ErrorCode.ACCESS_DENIED: Trigger.FAILED,
+    ErrorCode.RATE_LIMITED: Trigger.FAILED,
+    ErrorCode.INVALID_CREDENTIALS: Trigger.CREDENTIALS_REJECTED,
+    ErrorCode.SERVICE_UNAVAILABLE: Trigger.FAILED,
+    ErrorCode.INTERNAL: Trigger.FAILED,
+}

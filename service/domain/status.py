@@ -50,6 +50,7 @@ class Trigger(enum.Enum):
     CONFIGURE_COMPLETE = "configure_complete"  # a complete config was saved: verify it
     TEST = "test"  # a connection test starts
     SYNC = "sync"  # a sync run starts
+    SYNC_STOPPED = "sync_stopped"  # a sync run stopped unfinished (shutdown): no longer SYNCING
     PAUSE = "pause"
     RESUME = "resume"  # resumed with a complete config
     RESUME_INCOMPLETE = "resume_incomplete"  # resumed, but the config needs completing first
@@ -116,6 +117,8 @@ TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (X, Trigger.TEST): T,
     (A, Trigger.SYNC): A,
     (E, Trigger.SYNC): E,
+    (A, Trigger.SYNC_STOPPED): A,
+    (E, Trigger.SYNC_STOPPED): E,
     (A, Trigger.PAUSE): P,
     (E, Trigger.PAUSE): P,
     (P, Trigger.RESUME): A,

@@ -7,8 +7,10 @@ so a caller learns about every bad field at once.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from service.domain.exceptions import FieldViolation, InvalidArgument
@@ -98,3 +100,44 @@ def _human(delta: timedelta) -> str:
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+MAX_URL = 2048
+MAX_SCOPES = 50
+MAX_SCOPE = 256
+
+
+def return_url(value: str, field: str = "sign_in.return_url") -> list[FieldViolation]:
+    """Optional; an absolute http(s) URL without credentials in it, at most 2048 characters."""
+    if not value:
+        return []
+    if len(value) > MAX_URL:
+        return [FieldViolation(field, f"must be at most {MAX_URL} characters", "TOO_LONG")]
+    invalid = [FieldViolation(field, "must be an absolute http or https URL", "INVALID_URL")]
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number
+    except ValueError:
+        return invalid
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            any(unicodedata.category(ch) == "Cc" or ch == " " for ch in value):
+        return invalid
+    if parts.username is not None or parts.password is not None:
+        return [FieldViolation(field, "must not contain a user name or password",
+                               "INVALID_URL")]
+    return []
+
+
+def scopes(values: Sequence[str], field: str = "sign_in.scopes") -> list[FieldViolation]:
+    """Optional; at most 50 OAuth2 scope tokens (RFC 6749 §3.3: printable ASCII, no spaces,
+    quotes or backslashes), each at most 256 characters."""
+    if len(values) > MAX_SCOPES:
+        return [FieldViolation(field, f"must hold at most {MAX_SCOPES} scopes", "TOO_MANY")]
+    found = []
+    for i, scope in enumerate(values):
+        if not scope or len(scope) > MAX_SCOPE or not all(
+                0x21 <= ord(ch) <= 0x7E and ch not in '"\\' for ch in scope):
+            found.append(FieldViolation(f"{field}[{i}]", "must be a scope: 1 to "
+                                        f"{MAX_SCOPE} printable ASCII characters without spaces",
+                                        "INVALID_SCOPE"))
+    return found

@@ -312,14 +312,29 @@ class Lifecycle:
         record. Raises TransitionNotAllowed (FAILED_PRECONDITION) or Aborted (stale etag)."""
         async with self.db.transaction() as conn:
             current = await self._lock(conn, tenant, integration_id, etag)
-            target = _allowed(current, trigger)
-            changed = mutate(current).replace(status=target)
-            changed = changed.replace(sync_state=_sync_state_for(target, changed.sync_state))
-            event = await store.record_change(conn, before=current, after=changed,
-                                              trigger=trigger.value, actor=actor, reason=reason,
-                                              occurred_at=self.clock(), error=error)
-            assert event.state is not None
-            return event.state
+            return await self.apply(conn, current, trigger, actor=actor, reason=reason,
+                                    mutate=mutate, error=error)
+
+    async def lock(self, conn: asyncpg.Connection, tenant: str, integration_id: UUID,
+                   etag: str = "") -> Integration:
+        """Lock the integration's row in the caller's transaction (for engines that commit
+        more with a change, e.g. a sync run with its SYNC transition)."""
+        return await self._lock(conn, tenant, integration_id, etag)
+
+    async def apply(self, conn: asyncpg.Connection, current: Integration, trigger: Trigger, *,
+                    actor: str, reason: str,
+                    mutate: Callable[[Integration], Integration] = lambda i: i,
+                    error: IntegrationError | None = None) -> Integration:
+        """`change` inside the caller's transaction, on an integration it locked with `lock`.
+        Must be the caller's last write: it takes the tenant's revision lock."""
+        target = _allowed(current, trigger)
+        changed = mutate(current).replace(status=target)
+        changed = changed.replace(sync_state=_sync_state_for(target, changed.sync_state))
+        event = await store.record_change(conn, before=current, after=changed,
+                                          trigger=trigger.value, actor=actor, reason=reason,
+                                          occurred_at=self.clock(), error=error)
+        assert event.state is not None
+        return event.state
 
     async def _lock(self, conn: asyncpg.Connection, tenant: str, integration_id: UUID,
                     etag: str) -> Integration:

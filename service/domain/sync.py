@@ -1,0 +1,73 @@
+"""Sync runs and synced records as the domain sees them. Pure values, no I/O.
+
+A *sync run* is one pass of pulling pages from the provider: it starts RUNNING and ends
+SUCCEEDED, FAILED (with the classified error) or CANCELLED (Pause, Delete, shutdown, or a lost
+lease); pages it committed before it ended are kept. A *record* is one item of synced data,
+keyed by the provider's own identifier.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from service.domain.errors import IntegrationError
+
+
+class SyncTrigger(enum.Enum):
+    """What started a sync run."""
+
+    MANUAL = "MANUAL"  # the Sync RPC
+    SCHEDULED = "SCHEDULED"  # the background schedule
+    RETRY = "RETRY"  # a retry after a failure
+    REACTIVATION = "REACTIVATION"  # the breaker closed, a Resume or a Reauthorize
+
+
+class SyncOutcome(enum.Enum):
+    """How a sync run ended, or RUNNING."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """One sync of an integration: when, how it ended, how much it moved."""
+
+    tenant_id: str
+    integration_id: UUID
+    id: UUID
+    #: 1, 2, 3… per integration, so "newest first" is exact even within one clock tick.
+    seq: int
+    trigger: SyncTrigger
+    outcome: SyncOutcome
+    started_at: datetime
+    ended_at: datetime | None = None
+    pages: int = 0
+    records_upserted: int = 0
+    records_deleted: int = 0
+    #: It listed everything from scratch (first sync, or the provider asked to start over).
+    full_resync: bool = False
+    error: IntegrationError | None = None
+    #: Why it was cancelled (for operators; not part of the API).
+    note: str = ""
+    #: Until when the runner owns it; an expired lease on a RUNNING run means its runner died.
+    lease_expires_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is SyncOutcome.RUNNING
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One synced record: the provider's id, its fields, and when this service last wrote it."""
+
+    id: str
+    data: dict[str, Any]
+    updated_at: datetime

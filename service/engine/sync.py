@@ -1,0 +1,171 @@
+"""Syncs: starting a run (or finding the one already running), running it in the background,
+waiting for it, and reading runs and records back.
+
+At most one run per integration is RUNNING, whichever replica started it: a run starts in the
+same transaction as the integration's SYNC change, under its row lock, and a unique index on
+running runs refuses a second one. A runner owns its run through a lease that it renews; a
+RUNNING run with an expired lease belongs to a process that died, and the next Sync ends it
+and starts over from the stored cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+import structlog
+
+from service.domain.exceptions import NotFound, TransitionNotAllowed
+from service.domain.model import Integration
+from service.domain.status import Action, Disallowed, Status, SyncState, Trigger, transition
+from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.providers import Providers
+from service.engine.sync_runner import SyncRunner
+from service.storage import integrations as integrations_store
+from service.storage import sync as store
+from service.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+#: What to do instead, when a status does not allow a sync.
+SYNC_HINTS: dict[Status, str] = {
+    Status.PAUSED: "Resume it: it continues from where it left off.",
+    Status.DISCONNECTED: "Its credentials are no longer valid: Reauthorize it first.",
+    Status.DRAFT: "Configure it first.",
+    Status.CONFIGURE: "Complete its configuration with Configure first.",
+    Status.TESTING: "Its connection is being verified; sync once it is ACTIVE.",
+}
+
+#: How often `wait` looks at a run that another replica is running.
+POLL_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class SyncStart:
+    """A Sync's answer: the run, the integration, and whether this call started the run."""
+
+    run: SyncRun
+    integration: Integration
+    started: bool
+
+
+class SyncEngine:
+    """Starts sync runs and runs them as tasks of this process."""
+
+    def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
+                 lease: timedelta, clock: Clock) -> None:
+        self.db = db
+        self.lifecycle = lifecycle
+        self.providers = providers
+        self.lease = lease
+        self.clock = clock
+        self._tasks: dict[UUID, asyncio.Task[SyncRun]] = {}
+
+    async def start(self, tenant: str, integration_id: UUID, *,
+                    trigger: SyncTrigger = SyncTrigger.MANUAL, actor: str = "api") -> SyncStart:
+        """Start a run now, or return the one already running. FAILED_PRECONDITION when the
+        integration's status does not allow syncing, naming what to do instead."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            current = await self.lifecycle.lock(conn, tenant, integration_id)
+            target = transition(current.status, Trigger.SYNC)
+            if isinstance(target, Disallowed):
+                raise TransitionNotAllowed(Action.SYNC, current.status, target.allowed,
+                                           SYNC_HINTS.get(current.status, ""))
+            running = await store.running_run(conn, tenant, integration_id)
+            if running is not None and not self._orphaned(running):
+                return SyncStart(running, current, started=False)
+            if running is not None:
+                await store.finish_run(conn, running, SyncOutcome.CANCELLED, now,
+                                       note="its process stopped without ending it (the lease "
+                                            "expired); a new run continues from the cursor")
+                log.warning("sync_run_taken_over", tenant_id=tenant,
+                            integration_id=str(integration_id), sync_run_id=str(running.id))
+            run = await store.insert_run(conn, tenant, integration_id, uuid4(), trigger, now,
+                                         now + self.lease)
+            integration = await self.lifecycle.apply(
+                conn, current, Trigger.SYNC, actor=actor,
+                reason=f"sync run #{run.seq} started ({trigger.value.lower()})",
+                mutate=lambda i: i.replace(sync_state=SyncState.SYNCING))
+        self._spawn(run, integration, actor)
+        return SyncStart(run, integration, started=True)
+
+    def _spawn(self, run: SyncRun, integration: Integration, actor: str) -> None:
+        runner = SyncRunner(self.db, self.lifecycle, self.providers, run=run,
+                            integration=integration, actor=actor, lease=self.lease,
+                            clock=self.clock)
+        task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
+        self._tasks[run.id] = task
+        task.add_done_callback(lambda t: self._finished(run, t))
+
+    def _finished(self, run: SyncRun, task: asyncio.Task[SyncRun]) -> None:
+        self._tasks.pop(run.id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # The runner could not even record its end (the database went away); the lease
+            # runs out and the next Sync takes over.
+            log.error("sync_run_crashed", tenant_id=run.tenant_id, sync_run_id=str(run.id),
+                      integration_id=str(run.integration_id), exc_info=task.exception())
+
+    async def wait(self, run: SyncRun, timeout: float | None = None) -> SyncRun:
+        """The run once it has ended, or as it stands when `timeout` seconds have passed."""
+        task = self._tasks.get(run.id)
+        if task is not None:
+            # asyncio.wait never cancels what it waits for: a caller that stops waiting
+            # (deadline, disconnect) leaves the run be.
+            await asyncio.wait({task}, timeout=timeout)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                return task.result()
+            return await self._reread(run)
+        # Run by another replica: look at it now and then.
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            current = await self._reread(run)
+            left = None if deadline is None else deadline - loop.time()
+            if not current.running or (left is not None and left <= 0) or self._orphaned(current):
+                return current
+            await asyncio.sleep(POLL_INTERVAL if left is None else min(POLL_INTERVAL, left))
+
+    def _orphaned(self, run: SyncRun) -> bool:
+        """RUNNING with an expired lease: its process died; the next Sync takes it over."""
+        expires = run.lease_expires_at
+        return run.running and expires is not None and expires <= self.clock()
+
+    async def _reread(self, run: SyncRun) -> SyncRun:
+        async with self.db.connection() as conn:
+            return await store.get_run(conn, run.tenant_id, run.id) or run
+
+    async def close(self) -> None:
+        """Stop every run of this process; each ends CANCELLED ("shut down")."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def runs(self, tenant: str, integration_id: UUID, *, before_seq: int | None,
+                   limit: int) -> list[SyncRun]:
+        """An integration's runs, newest first."""
+        async with self.db.connection() as conn:
+            await integrations_store.get(conn, tenant, integration_id)  # NOT_FOUND first
+            return await store.list_runs(conn, tenant, integration_id, before_seq=before_seq,
+                                         limit=limit)
+
+    async def records(self, tenant: str, integration_id: UUID, *, after_id: str | None,
+                      limit: int) -> list[StoredRecord]:
+        """An integration's synced records, ordered by id."""
+        async with self.db.connection() as conn:
+            await integrations_store.get(conn, tenant, integration_id)
+            return await store.list_records(conn, tenant, integration_id, after_id=after_id,
+                                            limit=limit)
+
+    async def get_run(self, tenant: str, run_id: UUID) -> SyncRun:
+        async with self.db.connection() as conn:
+            run = await store.get_run(conn, tenant, run_id)
+        if run is None:
+            raise NotFound("sync run", str(run_id))
+        return run

@@ -1,0 +1,246 @@
+"""One sync run, from its first page to its end.
+
+The runner fetches a page, then commits in one transaction, under the integration's row lock:
+the page's records, the new cursor, the record count, the run's counters and (on the last page)
+the run's end with the integration's SUCCEEDED change. So a crash, a Pause or a Delete between
+two pages loses and duplicates nothing: whatever committed is consistent with the stored
+cursor, and the next sync continues from there.
+
+Before every commit the runner checks it may still write: the integration must still exist,
+be ACTIVE or ERROR, have the configuration the run started with, and the run must still be
+RUNNING (not taken over after its lease expired). Otherwise the run ends CANCELLED and the
+fetched page is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from service.connectors.base import Cursor, Page, PageKind
+from service.domain.errors import FAILURE_TRIGGERS
+from service.domain.exceptions import NotFound
+from service.domain.model import Breaker, Integration
+from service.domain.status import Status, SyncState, Trigger
+from service.domain.sync import SyncOutcome, SyncRun
+from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.providers import Providers
+from service.storage import sync as store
+from service.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+#: Statuses a sync may write in; any other means a person stopped it (Pause, Configure…).
+SYNCABLE = frozenset({Status.ACTIVE, Status.ERROR})
+
+
+@dataclass(frozen=True)
+class SyncCursor:
+    """What `integrations.cursor` holds: the connector's position, the full listing in
+    progress, and the configuration they belong to."""
+
+    position: Cursor | None = None
+    listing: UUID | None = None
+
+    @classmethod
+    def load(cls, stored: Mapping[str, Any] | None, config: Mapping[str, Any]) -> SyncCursor:
+        """The stored cursor; from scratch when none is stored or the configuration changed
+        (a cursor of another calendar or URL means nothing here)."""
+        if not stored or stored.get("config") != config_digest(config):
+            return cls()
+        listing = stored.get("listing")
+        return cls(stored.get("position"), UUID(listing) if listing else None)
+
+    def dump(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"config": config_digest(config), "position": self.position,
+                "listing": str(self.listing) if self.listing else None}
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SyncRunner:
+    """Runs one sync run to its end; `run()` returns the ended run."""
+
+    def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
+                 run: SyncRun, integration: Integration, actor: str, lease: timedelta,
+                 clock: Clock) -> None:
+        self.db = db
+        self.lifecycle = lifecycle
+        self.providers = providers
+        self.sync_run = run
+        self.integration = integration
+        self.actor = actor
+        self.lease = lease
+        self.clock = clock
+        self.log = log.bind(tenant_id=run.tenant_id, integration_id=str(run.integration_id),
+                            sync_run_id=str(run.id))
+
+    async def run(self) -> SyncRun:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            ended = await self._run()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop("the service shut down before it finished"))
+            raise
+        finally:
+            heartbeat.cancel()
+        self.log.info("sync_run_ended", outcome=ended.outcome.value, pages=ended.pages,
+                      records_upserted=ended.records_upserted,
+                      records_deleted=ended.records_deleted, note=ended.note or None)
+        return ended
+
+    async def _run(self) -> SyncRun:
+        try:
+            connector, source = await self.providers.open(self.integration)
+            async with self.db.connection() as conn:
+                stored = await store.get_cursor(conn, self.sync_run.tenant_id,
+                                                self.sync_run.integration_id)
+            cursor = SyncCursor.load(stored, self.integration.config)
+        except Exception as exc:
+            return await self._fail(exc)
+        while True:
+            try:
+                page = await connector.fetch(source, cursor.position)
+                cursor, ended = await self._commit(page, cursor)
+            except asyncpg.ForeignKeyViolationError:
+                return self._gone()  # deleted under us (the row lock makes this a last resort)
+            except Exception as exc:
+                return await self._fail(exc)
+            if ended is not None:
+                return ended
+
+    async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
+        """Write one page with its cursor; the ended run when this was the last page (or the
+        run had to stop)."""
+        tenant, ident, now = self.sync_run.tenant_id, self.sync_run.integration_id, self.clock()
+        config = self.integration.config
+        async with self.db.transaction() as conn:
+            claimed = await self._claim(conn)
+            if isinstance(claimed, SyncRun):
+                return cursor, claimed
+            listing = _listing(page, cursor)
+            inserted, written = await store.upsert_records(conn, tenant, ident, page.records,
+                                                           listing=listing, now=now)
+            deleted = await store.delete_records(conn, tenant, ident, page.deleted)
+            if page.last and page.full and listing is not None:
+                deleted += await store.delete_unlisted(conn, tenant, ident, listing)
+            after = SyncCursor(page.cursor, None if page.last else listing)
+            count = await store.put_cursor(conn, tenant, ident, after.dump(config),
+                                           inserted - deleted)
+            self.sync_run = await store.record_progress(
+                conn, self.sync_run, upserted=written, deleted=deleted, full_resync=page.full,
+                lease_expires_at=now + self.lease)
+            if not page.last:
+                return after, None
+            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.SUCCEEDED, now)
+            assert ended is not None
+            await self.lifecycle.apply(
+                conn, claimed, Trigger.SUCCEEDED, actor=self.actor,
+                reason=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
+                mutate=lambda i: i.replace(
+                    sync_state=SyncState.SYNCED, last_error=None, record_count=count,
+                    breaker=Breaker(threshold=i.breaker.threshold), last_synced_at=now,
+                    next_sync_at=now + i.sync_interval))
+            return after, ended
+
+    async def _fail(self, exc: Exception) -> SyncRun:
+        """End the run FAILED with the classified error, and move the integration by it."""
+        error = self.providers.classify(exc, self.integration, "sync")
+        async with self.db.transaction() as conn:
+            claimed = await self._claim(conn)
+            if isinstance(claimed, SyncRun):
+                return claimed
+            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.FAILED, self.clock(),
+                                           error=error)
+            assert ended is not None
+            await self.lifecycle.apply(
+                conn, claimed, FAILURE_TRIGGERS[error.code], actor=self.actor, error=error,
+                reason=f"sync run #{ended.seq} failed: {error.message}",
+                mutate=lambda i: i.replace(last_error=error, breaker=dataclasses.replace(
+                    i.breaker, consecutive_failures=i.breaker.consecutive_failures + 1)))
+            return ended
+
+    async def _stop(self, note: str) -> None:
+        """End the run CANCELLED because this process stops; the integration is no longer
+        SYNCING. Best effort: if it fails, the lease runs out and the next Sync takes over."""
+        try:
+            async with self.db.transaction() as conn:
+                claimed = await self._claim(conn)
+                if isinstance(claimed, SyncRun):
+                    return
+                ended = await store.finish_run(conn, self.sync_run, SyncOutcome.CANCELLED,
+                                               self.clock(), note=note)
+                assert ended is not None
+                await self.lifecycle.apply(
+                    conn, claimed, Trigger.SYNC_STOPPED, actor=self.actor,
+                    reason=f"sync run #{ended.seq} stopped: {note}",
+                    mutate=lambda i: i.replace(sync_state=SyncState.SYNCED))
+        except Exception:
+            self.log.warning("sync_run_not_stopped", exc_info=True)
+
+    async def _claim(self, conn: asyncpg.Connection) -> Integration | SyncRun:
+        """Lock the integration and the run. The integration when the run may write; else the
+        run's end (CANCELLED, or as another runner ended it)."""
+        try:
+            current = await self.lifecycle.lock(conn, self.sync_run.tenant_id,
+                                                self.sync_run.integration_id)
+        except NotFound:
+            return self._gone()
+        run = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id, for_update=True)
+        if run is None:
+            return self._gone()
+        if not run.running:
+            return run  # taken over after its lease expired: the new run owns the cursor
+        if current.status not in SYNCABLE:
+            note = f"the integration became {current.status.value} (a person stopped it)"
+        elif current.config != self.integration.config:
+            note = "the configuration changed; the next sync uses the new one"
+        else:
+            return current
+        ended = await store.finish_run(conn, run, SyncOutcome.CANCELLED, self.clock(), note=note)
+        assert ended is not None
+        return ended
+
+    def _gone(self) -> SyncRun:
+        # The run's row went with the integration (ON DELETE CASCADE): report, store nothing.
+        return dataclasses.replace(self.sync_run, outcome=SyncOutcome.CANCELLED,
+                                   ended_at=self.clock(), note="the integration was deleted")
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease while a page takes long; page commits renew it too."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                async with self.db.connection() as conn:
+                    await store.renew_lease(conn, self.sync_run, self.clock() + self.lease)
+            except Exception:
+                self.log.warning("sync_lease_not_renewed", exc_info=True)
+
+
+def _listing(page: Page, cursor: SyncCursor) -> UUID | None:
+    """The full listing a page belongs to (None for a page of changes)."""
+    if page.kind is PageKind.FULL_START:
+        return uuid.uuid4()
+    if page.kind is PageKind.FULL_NEXT:
+        # A continuation whose start we never saw cannot tell what is gone: no clean-up.
+        return cursor.listing
+    return None
+
+
+def _counts(run: SyncRun) -> str:
+    pages = "page" if run.pages == 1 else "pages"
+    return (f"{run.pages} {pages}, {run.records_upserted} records written, "
+            f"{run.records_deleted} deleted" + (", full resync" if run.full_resync else ""))

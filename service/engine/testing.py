@@ -1,0 +1,102 @@
+"""Test connection: run a connector's check now and move the integration by its result.
+
+A test on CONFIGURE, ERROR or DISCONNECTED passes through TESTING (the transition table says
+so); on ACTIVE and PAUSED it does not. Success makes the integration ACTIVE, clears its error
+and its failure count; a failure records the classified error (ERROR, or CONFIGURE for a
+rejected resource during a first verification, or DISCONNECTED for rejected credentials). On a
+PAUSED integration a test only reports: pausing is a person's decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import timedelta
+from uuid import UUID
+
+from service.domain.errors import FAILURE_TRIGGERS, IntegrationError
+from service.domain.exceptions import FailedPrecondition, TransitionNotAllowed
+from service.domain.model import Breaker, Integration, TestOutcome
+from service.domain.status import Action, Disallowed, Status, Trigger, transition
+from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.providers import Providers
+
+#: What to do instead, when a status does not allow a connection test.
+TEST_HINTS: dict[Status, str] = {
+    Status.DRAFT: "Configure it first: there is nothing to test yet.",
+}
+
+
+class ConnectionTester:
+    """Runs connection tests and records their outcome."""
+
+    def __init__(self, lifecycle: Lifecycle, providers: Providers, clock: Clock) -> None:
+        self.lifecycle = lifecycle
+        self.providers = providers
+        self.clock = clock
+
+    async def test(self, tenant: str, integration_id: UUID, *,
+                   actor: str = "api") -> tuple[Integration, TestOutcome]:
+        """The TestConnection RPC: check now, answer with the result and the integration."""
+        current = await self.lifecycle.get(tenant, integration_id)
+        target = transition(current.status, Trigger.TEST)
+        if isinstance(target, Disallowed):
+            raise TransitionNotAllowed(Action.TEST_CONNECTION, current.status, target.allowed,
+                                       TEST_HINTS.get(current.status, ""))
+        if not current.config_complete:
+            missing = ", ".join(current.missing_config_fields) or "everything"
+            raise FailedPrecondition(
+                f"the configuration is incomplete (missing: {missing}); Configure it first",
+                reason="CONFIG_INCOMPLETE",
+                metadata={"missing_config_fields": ",".join(current.missing_config_fields)})
+        if target is not current.status:
+            current = await self.lifecycle.change(tenant, integration_id, Trigger.TEST,
+                                                  actor=actor, reason="testing the connection")
+        return await self.verify(current, actor=actor)
+
+    async def verify(self, integration: Integration, *,
+                     actor: str = "api") -> tuple[Integration, TestOutcome]:
+        """Run the connector's check on `integration` and record the outcome."""
+        started = time.monotonic()
+        error: IntegrationError | None = None
+        try:
+            connector, source = await self.providers.open(integration)
+            await connector.test_connection(source)
+        except Exception as exc:  # every failure is classified; none escapes as a crash
+            error = self.providers.classify(exc, integration, "test_connection")
+        outcome = TestOutcome(ok=error is None, error=error,
+                              duration=timedelta(seconds=time.monotonic() - started))
+        return await self._record(integration, outcome, actor), outcome
+
+    async def _record(self, integration: Integration, outcome: TestOutcome,
+                      actor: str) -> Integration:
+        now = self.clock()
+        error = outcome.error
+        seconds = f"{outcome.duration.total_seconds():.2f}s"
+        if error is None:
+            trigger, reason = Trigger.SUCCEEDED, f"connection test succeeded in {seconds}"
+
+            def mutate(i: Integration) -> Integration:
+                # Coming back to ACTIVE, the data is stale: a sync is due at once.
+                due = now if i.status is not Status.ACTIVE else i.next_sync_at
+                return i.replace(last_error=None, breaker=Breaker(threshold=i.breaker.threshold),
+                                 next_sync_at=due)
+        else:
+            trigger = FAILURE_TRIGGERS[error.code]
+            reason = f"connection test failed: {error.message}"
+
+            def mutate(i: Integration) -> Integration:
+                failures = i.breaker.consecutive_failures + 1
+                return i.replace(last_error=error, breaker=dataclasses.replace(
+                    i.breaker, consecutive_failures=failures))
+        async with self.lifecycle.db.transaction() as conn:
+            current = await self.lifecycle.lock(conn, integration.tenant_id, integration.id)
+            if current.config != integration.config:
+                return current  # reconfigured meanwhile: the new configuration gets its own test
+            try:
+                return await self.lifecycle.apply(conn, current, trigger, actor=actor,
+                                                  reason=reason, mutate=mutate, error=error)
+            except TransitionNotAllowed:
+                # PAUSED (a test there only reports), or moved on while the test ran: the
+                # result is answered but changes nothing.
+                return current
