@@ -5,7 +5,6 @@ support reference), the failed sync run and the event in its history."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -31,27 +30,12 @@ from tests.support.syncing import (
     get,
     google,
     sandbox_settings,
-    seed_calendar,
 )
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return sandbox_settings(settings)
-
-
-@pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with Sandbox() as sandbox:
-        seed_calendar(sandbox.state, events=3)
-        yield sandbox
-
-
-@pytest.fixture
-async def calendar(stub: Stub, sb: Sandbox) -> str:
-    created = await create(stub, "google_calendar", google(sb), bearer())
-    assert created.status == pb.STATUS_ACTIVE
-    return created.id
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ events take three pages; gates hold a request where a test needs the run to stan
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import grpc
@@ -34,7 +33,6 @@ from tests.support.syncing import (
     provider_events,
     put_event,
     sandbox_settings,
-    seed_calendar,
     summaries,
 )
 
@@ -45,18 +43,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with Sandbox() as sandbox:
-        seed_calendar(sandbox.state, events=5)
-        yield sandbox
-
-
-@pytest.fixture
-async def calendar(stub: Stub, sb: Sandbox) -> str:
-    """An ACTIVE Google Calendar integration, never synced."""
-    created = await create(stub, "google_calendar", google(sb), bearer())
-    assert created.status == pb.STATUS_ACTIVE
-    return created.id
+def calendar_events() -> int:
+    return 5
 
 
 async def sync(stub: Stub, ident: str) -> api.SyncResponse:

@@ -3,7 +3,6 @@ classified error, and how long it took) and how the integration moves by it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import grpc
@@ -27,7 +26,6 @@ from tests.support.syncing import (
     google,
     rest,
     sandbox_settings,
-    seed_calendar,
 )
 
 
@@ -37,17 +35,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with Sandbox() as sandbox:
-        seed_calendar(sandbox.state, events=1)
-        yield sandbox
-
-
-@pytest.fixture
-async def calendar(stub: Stub, sb: Sandbox) -> str:
-    created = await create(stub, "google_calendar", google(sb), bearer())
-    assert created.status == pb.STATUS_ACTIVE
-    return created.id
+def calendar_events() -> int:
+    return 1
 
 
 async def check(stub: Stub, ident: str) -> api.TestConnectionResponse:
