@@ -51,16 +51,11 @@ class LifecycleRpcs(RpcBase):
         filters = {"statuses": sorted(s.value for s in statuses),
                    "connector_type": request.connector_type}
         position = page_tokens.decode(request.page_token, "integrations", filters)
-        after = _keyset(position)
-        page = await self.app.lifecycle.list_page(tenant, statuses=statuses,
-                                             connector_type=request.connector_type,
-                                             after=after, limit=size + 1)
-        token = ""
-        if len(page) > size:
-            page = page[:size]
-            last = page[-1]
-            token = page_tokens.encode("integrations", filters,
-                                       [last.created_at.isoformat(), str(last.id)])
+        found = await self.app.lifecycle.list_page(tenant, statuses=statuses,
+                                                   connector_type=request.connector_type,
+                                                   after=_keyset(position), limit=size + 1)
+        page, token = page_tokens.page(found, size, "integrations", filters,
+                                       lambda i: [i.created_at.isoformat(), str(i.id)])
         return api.ListResponse(integrations=[self.out(i) for i in page], next_page_token=token)
 
     async def Configure(self, request: api.ConfigureRequest,
@@ -107,14 +102,12 @@ class LifecycleRpcs(RpcBase):
         integration_id = validation.integration_id(request.id)
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
-        position = page_tokens.decode(request.page_token, "events", {"id": request.id})
-        before = _revision(position)
-        events = await self.app.lifecycle.events(tenant, integration_id, before_revision=before,
-                                                 limit=size + 1)
-        token = ""
-        if len(events) > size:
-            events = events[:size]
-            token = page_tokens.encode("events", {"id": request.id}, [events[-1].revision])
+        filters = {"id": request.id}
+        before = page_tokens.decode_one(request.page_token, "events", filters, int)
+        found = await self.app.lifecycle.events(tenant, integration_id, before_revision=before,
+                                                limit=size + 1)
+        events, token = page_tokens.page(found, size, "events", filters,
+                                         lambda e: [e.revision])
         return api.ListEventsResponse(events=[convert.event_out(e) for e in events],
                                       next_page_token=token)
 
@@ -129,11 +122,3 @@ def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
         raise validation.InvalidArgument([validation.FieldViolation(
             "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")]) from None
 
-
-def _revision(position: list[object] | None) -> int | None:
-    if position is None:
-        return None
-    if len(position) != 1 or not isinstance(position[0], int):
-        raise validation.InvalidArgument([validation.FieldViolation(
-            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")])
-    return position[0]

@@ -10,9 +10,12 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from service.domain.exceptions import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
 
 
 def _fingerprint(kind: str, filters: Any) -> str:
@@ -40,3 +43,25 @@ def decode(token: str, kind: str, filters: Any) -> list[Any] | None:
             "page_token", "belongs to a different query; the filters must not change between "
             "pages", "PAGE_TOKEN_MISMATCH")])
     return position
+
+
+def decode_one(token: str, kind: str, filters: Any, value_type: type[T]) -> T | None:
+    """The single value of a token whose position is one value (None for the first page)."""
+    position = decode(token, kind, filters)
+    if position is None:
+        return None
+    value = position[0] if len(position) == 1 else None
+    if not isinstance(value, value_type) or isinstance(value, bool):
+        raise InvalidArgument([FieldViolation("page_token", "is not a page token of this list",
+                                              "MALFORMED_PAGE_TOKEN")])
+    return value
+
+
+def page(rows: Sequence[T], size: int, kind: str, filters: Any,
+         position: Callable[[T], list[Any]]) -> tuple[Sequence[T], str]:
+    """Rows fetched with one extra (limit size + 1) as a page and its next_page_token: the
+    extra row only tells that there is more."""
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, encode(kind, filters, position(rows[-1]))

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert, page_tokens
 from service.api.base import Context, RpcBase
 from service.domain import validation
-
-T = TypeVar("T")
 
 #: With `wait`, answer this long before the caller's deadline rather than miss it.
 DEADLINE_MARGIN = 0.25
@@ -45,14 +41,10 @@ class SyncRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        position = page_tokens.decode(request.page_token, "sync_runs", filters)
-        before = _single(position, int)
-        runs = await self.app.syncs.runs(tenant, integration_id, before_seq=before,
-                                         limit=size + 1)
-        token = ""
-        if len(runs) > size:
-            runs = runs[:size]
-            token = page_tokens.encode("sync_runs", filters, [runs[-1].seq])
+        before = page_tokens.decode_one(request.page_token, "sync_runs", filters, int)
+        found = await self.app.syncs.runs(tenant, integration_id, before_seq=before,
+                                          limit=size + 1)
+        runs, token = page_tokens.page(found, size, "sync_runs", filters, lambda r: [r.seq])
         return api.ListSyncRunsResponse(runs=[convert.sync_run_out(r) for r in runs],
                                         next_page_token=token)
 
@@ -63,23 +55,10 @@ class SyncRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=100)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        position = page_tokens.decode(request.page_token, "records", filters)
-        after = _single(position, str)
-        records = await self.app.syncs.records(tenant, integration_id, after_id=after,
-                                               limit=size + 1)
-        token = ""
-        if len(records) > size:
-            records = records[:size]
-            token = page_tokens.encode("records", filters, [records[-1].id])
+        after = page_tokens.decode_one(request.page_token, "records", filters, str)
+        found = await self.app.syncs.records(tenant, integration_id, after_id=after,
+                                             limit=size + 1)
+        records, token = page_tokens.page(found, size, "records", filters, lambda r: [r.id])
         return api.ListRecordsResponse(records=[convert.record_out(r) for r in records],
                                        next_page_token=token)
 
-
-def _single(position: list[object] | None, kind: type[T]) -> T | None:
-    """The one value a page token of these lists holds (None: the first page)."""
-    if position is None:
-        return None
-    if len(position) != 1 or not isinstance(position[0], kind) or isinstance(position[0], bool):
-        raise validation.InvalidArgument([validation.FieldViolation(
-            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")])
-    return position[0]
