@@ -12,7 +12,10 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     """Route structlog and the standard library's logging through one renderer."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+        # Tracebacks without local variables: a local can hold a token or a password.
+        structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
+        if console else structlog.processors.JSONRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
