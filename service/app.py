@@ -20,6 +20,11 @@ from service.engine.retention import HistoryRetention
 from service.engine.sync import SyncEngine
 from service.engine.testing import ConnectionTester
 from service.engine.watch import WatchHub, WatchSettings
+from service.oauth.providers import OAuthClient, OAuthSetup
+from service.oauth.reauthorization import Reauthorization
+from service.oauth.refresh import TokenRefresher
+from service.oauth.sign_in import SignIns
+from service.oauth.token_endpoint import TokenEndpoint
 from service.storage.database import Database, EmbeddedPostgres
 
 log = structlog.get_logger(__name__)
@@ -39,6 +44,8 @@ class App:
     providers: Providers
     tester: ConnectionTester
     syncs: SyncEngine
+    refresher: TokenRefresher
+    reauthorization: Reauthorization
     clock: Clock = utc_now
     breaker_threshold: int = 5
     embedded: EmbeddedPostgres | None = field(default=None)
@@ -72,12 +79,23 @@ class App:
         retention.start()
         http = HttpClient.open(HttpPolicy(timeout=settings.provider_timeout,
                                           allow_private_networks=settings.allow_private_networks))
+        oauth = OAuthSetup(oauth_clients(settings), settings.oauth_trusted_origins.split(","))
+        token_endpoint = TokenEndpoint(http)
+        # A refresh waits for another replica's at most as long as that one may take.
+        refresher = TokenRefresher(db, keys, token_endpoint, oauth, connectors, clock,
+                                   lock_wait=2 * settings.provider_timeout,
+                                   max_concurrent=max(1, settings.db_pool_size // 2))
         providers = Providers(connectors, http, lifecycle, clock,
-                              page_size=settings.sync_page_size)
+                              page_size=settings.sync_page_size, tokens=refresher.tokens_for)
+        tester = ConnectionTester(lifecycle, providers, clock)
+        reauthorization = Reauthorization(
+            lifecycle, connectors, providers, tester, oauth,
+            SignIns(db, keys, clock, settings.sign_in_ttl), token_endpoint, clock)
         return cls(settings=settings, db=db, connectors=connectors, lifecycle=lifecycle,
                    tenancy=Tenancy(settings.default_tenant, settings.api_keys), clock=clock,
                    watch=watch, retention=retention,
-                   providers=providers, tester=ConnectionTester(lifecycle, providers, clock),
+                   providers=providers, tester=tester, refresher=refresher,
+                   reauthorization=reauthorization,
                    syncs=SyncEngine(db, lifecycle, providers, lease=settings.sync_lease,
                                     clock=clock),
                    embedded=embedded)
@@ -89,6 +107,8 @@ class App:
         await self.retention.stop()
         # Running syncs end CANCELLED ("shut down") while the pool is still open.
         await self.syncs.close()
+        # Refreshes in flight finish (and commit their rotated tokens) before HTTP closes.
+        await self.refresher.close()
         await self.providers.http.close()
         await self.db.close()
         if self.embedded is not None:
@@ -101,3 +121,12 @@ class App:
         if integration.status is not Status.TESTING:
             return integration, None
         return await self.tester.verify(integration, actor="api")
+
+
+def oauth_clients(settings: Settings) -> dict[str, OAuthClient]:
+    """The deployment's OAuth clients by provider name (see service.oauth.providers)."""
+    clients = {}
+    if settings.google_client_id:
+        clients["google"] = OAuthClient(settings.google_client_id,
+                                        settings.google_client_secret)
+    return clients

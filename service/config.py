@@ -29,8 +29,10 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _setting(env: str, flag: str, help: str, default: Any) -> Any:
-    return field(default=default, metadata={"env": env, "flag": flag, "help": help})
+def _setting(env: str, flag: str, help: str, default: Any, *, secret: bool = False) -> Any:
+    # Secrets stay out of repr, so a logged or printed Settings cannot leak them.
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "flag": flag, "help": help})
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,12 @@ class Settings:
     api_keys: str = _setting(
         "INTEGRATIONS_API_KEYS", "--api-keys",
         "Per-tenant API keys 'key=tenant,...'; when set every call must send "
-        "'authorization: Bearer <key>'; when empty all calls act for the default tenant", "")
+        "'authorization: Bearer <key>'; when empty all calls act for the default tenant", "",
+        secret=True)
     encryption_keys: str = _setting(
         "INTEGRATIONS_ENCRYPTION_KEYS", "--encryption-keys",
         "Credential encryption key ring 'id:base64key,...' (newest first); when empty, a key "
-        "file in --data-dir is used (created on first start)", "")
+        "file in --data-dir is used (created on first start)", "", secret=True)
     watch_heartbeat_interval: timedelta = _setting(
         "INTEGRATIONS_WATCH_HEARTBEAT_INTERVAL", "--watch-heartbeat-interval",
         "How long a WatchStatus stream may stay quiet before a heartbeat is sent",
@@ -111,6 +114,31 @@ class Settings:
         "INTEGRATIONS_SYNC_LEASE", "--sync-lease",
         "How long a sync run stays claimed without a sign of life; a run whose process died is "
         "taken over by the next Sync after this", timedelta(minutes=2))
+    callback_listen: str = _setting(
+        "INTEGRATIONS_CALLBACK_LISTEN", "--callback-listen",
+        "HTTP listen address (host:port) of the OAuth sign-in callback; port 0 picks a free "
+        "port, 'off' serves no callback (sign-ins are then refused here)", "127.0.0.1:0")
+    public_url: str = _setting(
+        "INTEGRATIONS_PUBLIC_URL", "--public-url",
+        "Base URL at which browsers reach the callback, the same for every replica (e.g. "
+        "https://integrations.example.com); empty: http://<callback address>", "")
+    sign_in_ttl: timedelta = _setting(
+        "INTEGRATIONS_SIGN_IN_TTL", "--sign-in-ttl",
+        "How long a started OAuth sign-in can be completed", timedelta(minutes=10))
+    google_client_id: str = _setting(
+        "INTEGRATIONS_GOOGLE_CLIENT_ID", "--google-client-id",
+        "This deployment's OAuth client id at Google (Google Calendar sign-in and token "
+        "refresh); empty: no sign-in, expired tokens are not refreshed", "")
+    google_client_secret: str = _setting(
+        "INTEGRATIONS_GOOGLE_CLIENT_SECRET", "--google-client-secret",
+        "The secret of that OAuth client (prefer the env var: flags show in process lists)",
+        "", secret=True)
+    oauth_trusted_origins: str = _setting(
+        "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS", "--oauth-trusted-origins",
+        "Origins (scheme://host:port, comma-separated) an integration's token_url / "
+        "authorization_url override may point at, e.g. a sandbox; a provider's own are always "
+        "trusted. The OAuth client secret is sent to the token URL: keep empty in production",
+        "")
 
     @property
     def interval_bounds(self) -> IntervalBounds:
@@ -126,6 +154,7 @@ class Settings:
             raise ValueError("db pool size must be at least 2")
         if self.log_format not in ("auto", "json", "console"):
             raise ValueError("log format must be auto, json or console")
+        self._check_oauth()
         if self.provider_timeout <= timedelta(0) or self.sync_lease <= timedelta(0):
             raise ValueError("provider timeout and sync lease must be positive")
         if self.sync_page_size < 1:
@@ -136,8 +165,21 @@ class Settings:
         if self.watch_buffer_size < 1:
             raise ValueError("watch buffer size must be at least 1")
 
+    def _check_oauth(self) -> None:
+        if self.callback_listen != "off" and not _HOST_PORT.match(self.callback_listen):
+            raise ValueError("callback listen address must be host:port or off")
+        if self.public_url and not _BASE_URL.match(self.public_url):
+            raise ValueError("public URL must be an absolute http(s) URL without a query")
+        if self.sign_in_ttl <= timedelta(0):
+            raise ValueError("sign-in TTL must be positive")
+        if bool(self.google_client_id) != bool(self.google_client_secret):
+            raise ValueError("set both the Google client id and its secret, or neither")
+
+
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
              "false": False, "0": False, "no": False, "off": False}
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")
+_BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 def _convert(kind: Any, raw: str) -> Any:

@@ -15,6 +15,7 @@ from integrations.v1 import service_pb2, service_pb2_grpc
 from service.api.interceptor import RpcInterceptor
 from service.api.servicer import IntegrationServicer
 from service.app import App
+from service.oauth.callback import CallbackServer
 
 log = structlog.get_logger(__name__)
 
@@ -34,12 +35,18 @@ class Server:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         self.port = 0
+        settings = app.settings
+        #: The OAuth sign-in callback (HTTP), served beside the gRPC server unless "off".
+        self.callback = None if settings.callback_listen == "off" else CallbackServer(
+            app.reauthorization, settings.callback_listen, settings.public_url)
 
     async def start(self, address: str) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
         self.port = self.grpc.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
+        if self.callback is not None:
+            await self.callback.start()
         await self.grpc.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -50,6 +57,8 @@ class Server:
         """Report NOT_SERVING so balancers drain us, let in-flight RPCs finish within the
         grace period, then cancel what is left."""
         await self.health.enter_graceful_shutdown()
+        if self.callback is not None:
+            await self.callback.stop()
         # Watch streams never finish by themselves: end them now with UNAVAILABLE so their
         # clients resume on another replica instead of being cancelled after the grace.
         self.app.watch.end_streams()

@@ -3,14 +3,17 @@
 Connectors never read secrets themselves beyond turning them into headers here. Bearer tokens
 come from an `AccessTokens`: a connector asks for the current token and, when the provider
 rejects it (HTTP 401), asks for a renewed one. `StoredTokens` cannot renew, so a rejected token
-is TOKEN_EXPIRED; the credentials work replaces it with a refresher (single-flight, rotated
-refresh tokens stored atomically) without touching any connector.
+is TOKEN_EXPIRED; for OAuth credentials the engine hands connectors a refresher instead
+(service.oauth.refresh: single-flight across replicas, rotated refresh tokens stored before
+use) without touching any connector. A connector that signs in with OAuth2 says where, as an
+`OAuthProvider`.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.connectors.failures import ProviderFailure, from_status
@@ -18,6 +21,23 @@ from service.domain.credentials import Credentials
 from service.domain.errors import ErrorCode
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class OAuthProvider:
+    """How to sign in with a provider (a connector's `oauth`); the client id and secret are
+    the deployment's, not the connector's."""
+
+    name: str
+    """Names the deployment's client settings (e.g. "google": INTEGRATIONS_GOOGLE_CLIENT_ID)."""
+    authorization_url: str
+    """The consent page browsers are sent to (config `authorization_url` may override it)."""
+    token_url: str
+    """Where codes are exchanged and tokens refreshed (config `token_url` may override it)."""
+    default_scopes: tuple[str, ...]
+    """Scopes asked for when a sign-in names none."""
+    authorization_params: tuple[tuple[str, str], ...] = ()
+    """Extra query parameters of the consent page (e.g. to be given a refresh token)."""
 
 
 class AccessTokens(Protocol):

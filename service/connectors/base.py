@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from service.connectors.auth import AccessTokens
+from service.connectors.auth import AccessTokens, OAuthProvider
 from service.connectors.http import HttpClient
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
@@ -122,6 +122,8 @@ class Connector(ABC):
     fields: ClassVar[tuple[ConfigField, ...]]
     #: Credentials kinds accepted (see service.domain.credentials.KINDS).
     credential_kinds: ClassVar[frozenset[str]]
+    #: Where people sign in (OAuth2 with PKCE) to give this connector credentials, if anywhere.
+    oauth: ClassVar[OAuthProvider | None] = None
 
     def check_config(self, config: Mapping[str, Any], prefix: str = "config") -> ConfigCheck:
         """Violations (bad values) and missing required fields of `config`."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from service.connectors.auth import bearer
+from service.connectors.auth import OAuthProvider, bearer
 from service.connectors.base import (
     ConfigField,
     Connector,
@@ -33,6 +33,17 @@ HTTP = ("http", "https")
 DEFAULT_API_BASE_URL = "https://www.googleapis.com/calendar/v3"
 WHAT = "Google Calendar"
 MAX_RESULTS = 2500  # events.list's own limit
+
+#: Google's OAuth2 endpoints. offline + consent: Google hands out a refresh token only on a
+#: consented offline grant.
+GOOGLE_OAUTH = OAuthProvider(
+    name="google",
+    authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
+    token_url="https://oauth2.googleapis.com/token",
+    default_scopes=("https://www.googleapis.com/auth/calendar.readonly",),
+    authorization_params=(("access_type", "offline"), ("prompt", "consent"),
+                          ("include_granted_scopes", "true")),
+)
 
 #: 403 reasons that mean "slow down", not "you may not" (Google's usageLimits domain).
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded",
@@ -84,6 +95,7 @@ class GoogleCalendarConnector(Connector):
                     kind=FieldKind.URL, allowed=HTTP),
     )
     credential_kinds = frozenset({"oauth", "bearer_token"})
+    oauth = GOOGLE_OAUTH
 
     async def test_connection(self, source: Source) -> None:
         """`calendars.get`: cheap, and it needs the same access as listing the events."""

@@ -32,7 +32,8 @@ TokensFactory = Callable[[Integration, Credentials | None], Awaitable[AccessToke
 
 
 async def stored_tokens(integration: Integration, credentials: Credentials | None) -> AccessTokens:
-    """Tokens as stored, never refreshed (until the credentials work provides a refresher)."""
+    """Tokens as stored, never refreshed (the default; the App plugs in the OAuth refresher,
+    service.oauth.refresh.TokenRefresher.tokens_for)."""
     return StoredTokens(credentials)
 
 

@@ -208,6 +208,10 @@ class SyncRunner:
             note = f"the integration became {current.status.value} (a person stopped it)"
         elif current.config != self.integration.config:
             note = "the configuration changed; the next sync uses the new one"
+        elif current.credentials_set_at != self.integration.credentials_set_at:
+            # Reauthorized meanwhile: a failure of the replaced credentials must not be
+            # recorded against the new ones (e.g. disconnect them).
+            note = "the credentials changed; the next sync uses the new ones"
         else:
             return current
         ended = await store.finish_run(conn, run, SyncOutcome.CANCELLED, self.clock(), note=note)

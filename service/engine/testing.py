@@ -93,6 +93,10 @@ class ConnectionTester:
             current = await self.lifecycle.lock(conn, integration.tenant_id, integration.id)
             if current.config != integration.config:
                 return current  # reconfigured meanwhile: the new configuration gets its own test
+            if current.credentials_set_at != integration.credentials_set_at:
+                # Reauthorized meanwhile: this result is about the credentials it replaced (a
+                # rejected old token must not disconnect the new ones); theirs is tested anew.
+                return current
             try:
                 return await self.lifecycle.apply(conn, current, trigger, actor=actor,
                                                   reason=reason, mutate=mutate, error=error)
