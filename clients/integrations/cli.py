@@ -171,6 +171,36 @@ async def delete(integration_id: str,
 
 @app.command()
 @_run
+async def watch(status: list[str] = typer.Option([], help="only these statuses"),
+                connector: str = typer.Option("", help="connector type"),
+                resume_after: int = typer.Option(0, help="resume after this revision"),
+                limit: int = typer.Option(0, help="stop after this many changes (0: never)")
+                ) -> None:
+    """Follow status changes as they happen (reconnects and resumes by itself)."""
+    statuses = [pb.Status.Value(f"STATUS_{s.upper()}") for s in status]
+    changes = 0
+    async with _client() as client:
+        async for message in client.watch(statuses=statuses, connector_type=connector,
+                                          resume_after_revision=resume_after):
+            kind = message.WhichOneof("kind")
+            if Options.as_json:
+                console.print(json_format.MessageToJson(message, indent=None), soft_wrap=True)
+            elif kind in ("snapshot", "change"):
+                i = getattr(message, kind)
+                reason = message.event.reason if message.HasField("event") else ""
+                console.print(f"r{i.revision} {i.id} {i.display_name!r} "
+                              f"{_name(pb.Status, i.status)} {reason}".rstrip())
+            elif kind == "deleted":
+                console.print(f"r{message.deleted.revision} {message.deleted.id} deleted")
+            elif kind == "snapshot_complete":
+                console.print(f"-- snapshot complete at r{message.snapshot_complete.revision}")
+            changes += kind in ("change", "deleted")
+            if limit and changes >= limit:
+                return
+
+
+@app.command()
+@_run
 async def events(integration_id: str, limit: int = typer.Option(20)) -> None:
     """The integration's history of status changes, newest first."""
     async with _client() as client:

@@ -22,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.v1 import service_pb2_grpc
+from integrations.watch import StatusWatch
 
 R = TypeVar("R")
 
@@ -210,6 +211,12 @@ class IntegrationsClient:
         return await self._call(self.stub.Delete, api.DeleteRequest(id=integration_id,
                                                                     etag=etag),
                                 idempotent=bool(etag))
+
+    def watch(self, *, ids: Sequence[str] = (), statuses: Sequence[pb.Status.ValueType] = (),
+              connector_type: str = "", resume_after_revision: int = 0) -> StatusWatch:
+        """Follow status changes; reconnects and resumes by itself (see StatusWatch)."""
+        return StatusWatch(self.stub, ids=ids, statuses=statuses, connector_type=connector_type,
+                           resume_after_revision=resume_after_revision, metadata=self.metadata)
 
     # -- history and data ------------------------------------------------------------------
 

@@ -44,3 +44,27 @@ async def test_errors_show_reason_and_violations(server: Server) -> None:
     assert "connector_type: unknown connector" in err
     code, _, err = await ctl(server, "pause", "5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11")
     assert code == 1 and "NOT_FOUND" in err and "INTEGRATION_NOT_FOUND" in err
+
+
+
+async def test_watch_follows_changes(server: Server) -> None:
+    code, out, _ = await ctl(server, "create", "Watched", "google_calendar")
+    ident = json.loads(out)["id"]
+    watcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "integrations.cli", "--target", f"127.0.0.1:{server.port}",
+        "--json", "watch", "--limit", "1", stdout=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert watcher.stdout is not None
+
+    async def next_message() -> dict[str, object]:
+        line = await asyncio.wait_for(watcher.stdout.readline(), 30)  # safety bound only
+        message: dict[str, object] = json.loads(line)
+        return message
+
+    assert (await next_message())["snapshot"]["id"] == ident  # type: ignore[index]
+    assert "snapshotComplete" in await next_message()
+    # Subscribed: now the change happens, and the watcher sees it and stops (--limit 1).
+    code, _, _ = await ctl(server, "delete", ident, "--yes")
+    assert code == 0
+    assert (await next_message())["deleted"]["id"] == ident  # type: ignore[index]
+    assert await asyncio.wait_for(watcher.wait(), 30) == 0
