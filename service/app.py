@@ -3,6 +3,10 @@ start-up and closed in reverse order. The API layer reaches everything through i
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 
 import structlog
@@ -13,10 +17,13 @@ from service.connectors.http import HttpClient, HttpPolicy
 from service.connectors.registry import ConnectorRegistry
 from service.crypto import KeyRing
 from service.domain.model import Integration, TestOutcome
+from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.engine.lifecycle import Clock, Lifecycle, utc_now
+from service.engine.probes import Prober
 from service.engine.providers import Providers
 from service.engine.retention import HistoryRetention
+from service.engine.scheduler import Scheduler, SchedulerSettings
 from service.engine.sync import SyncEngine
 from service.engine.testing import ConnectionTester
 from service.engine.watch import WatchHub, WatchSettings
@@ -46,6 +53,7 @@ class App:
     syncs: SyncEngine
     refresher: TokenRefresher
     reauthorization: Reauthorization
+    scheduler: Scheduler
     clock: Clock = utc_now
     breaker_threshold: int = 5
     embedded: EmbeddedPostgres | None = field(default=None)
@@ -78,7 +86,8 @@ class App:
         retention = HistoryRetention(db, settings.history_retention, clock=clock)
         retention.start()
         http = HttpClient.open(HttpPolicy(timeout=settings.provider_timeout,
-                                          allow_private_networks=settings.allow_private_networks))
+                                          allow_private_networks=settings.allow_private_networks,
+                                          purpose_header=settings.purpose_header))
         oauth = OAuthSetup(oauth_clients(settings), settings.oauth_trusted_origins.split(","))
         token_endpoint = TokenEndpoint(http)
         # A refresh waits for another replica's at most as long as that one may take.
@@ -87,26 +96,43 @@ class App:
                                    max_concurrent=max(1, settings.db_pool_size // 2))
         providers = Providers(connectors, http, lifecycle, clock,
                               page_size=settings.sync_page_size, tokens=refresher.tokens_for)
-        tester = ConnectionTester(lifecycle, providers, clock)
+        # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
+        schedule = Schedule(settings.breaker_policy)
+        worker = worker_name()
+        tester = ConnectionTester(lifecycle, providers, clock, schedule=schedule)
+        syncs = SyncEngine(db, lifecycle, providers, lease=settings.sync_lease, clock=clock,
+                           schedule=schedule, worker=worker)
+        scheduler = Scheduler(
+            lifecycle, syncs, Prober(lifecycle, providers, schedule, clock), connectors.types,
+            SchedulerSettings(
+                sweep_interval=settings.scheduler_sweep_interval,
+                concurrency=settings.sync_concurrency,
+                connector_limits=settings.connector_limits, sync_claim=settings.sync_lease,
+                probe_claim=settings.breaker_probe_timeout + settings.sync_lease),
+            clock=clock, worker=worker)
         reauthorization = Reauthorization(
             lifecycle, connectors, providers, tester, oauth,
             SignIns(db, keys, clock, settings.sign_in_ttl), token_endpoint, clock)
-        return cls(settings=settings, db=db, connectors=connectors, lifecycle=lifecycle,
-                   tenancy=Tenancy(settings.default_tenant, settings.api_keys), clock=clock,
-                   watch=watch, retention=retention,
-                   providers=providers, tester=tester, refresher=refresher,
-                   reauthorization=reauthorization,
-                   syncs=SyncEngine(db, lifecycle, providers, lease=settings.sync_lease,
-                                    clock=clock),
-                   embedded=embedded)
+        app = cls(settings=settings, db=db, connectors=connectors, lifecycle=lifecycle,
+                  tenancy=Tenancy(settings.default_tenant, settings.api_keys), clock=clock,
+                  watch=watch, retention=retention,
+                  providers=providers, tester=tester, refresher=refresher,
+                  reauthorization=reauthorization, syncs=syncs, scheduler=scheduler,
+                  breaker_threshold=settings.breaker_threshold, embedded=embedded)
+        if settings.scheduler:
+            scheduler.start()
+        return app
 
     async def close(self) -> None:
         """Close the pool, then stop the embedded server if this process started it."""
         # Watch streams and background jobs first: they read through the pool.
         await self.watch.stop()
         await self.retention.stop()
-        # Running syncs end CANCELLED ("shut down") while the pool is still open.
-        await self.syncs.close()
+        # Background work stops while the pool is still open: no more claims; probes and
+        # runs finish the request or page they are on within the grace, then hand the rest
+        # back (runs end CANCELLED, "shut down") for another replica to continue at once.
+        grace = self.settings.shutdown_grace.total_seconds()
+        await asyncio.gather(self.scheduler.stop(grace), self.syncs.close(grace))
         # Refreshes in flight finish (and commit their rotated tokens) before HTTP closes.
         await self.refresher.close()
         await self.providers.http.close()
@@ -130,3 +156,9 @@ def oauth_clients(settings: Settings) -> dict[str, OAuthClient]:
         clients["google"] = OAuthClient(settings.google_client_id,
                                         settings.google_client_secret)
     return clients
+
+
+def worker_name() -> str:
+    """This process among the replicas: host, pid and a random tag (pids repeat across
+    containers and restarts). Recorded on claims and sync runs, for operators."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

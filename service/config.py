@@ -15,7 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from service.domain.validation import IntervalBounds
+from service.domain.breaker import BreakerPolicy
+from service.domain.validation import (
+    MAX_BREAKER_THRESHOLD,
+    MIN_BREAKER_THRESHOLD,
+    IntervalBounds,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -27,6 +32,34 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h)")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class ConnectorLimits:
+    """How many background syncs and probes of each connector type one process runs at once."""
+
+    default: int
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+    def of(self, connector_type: str) -> int:
+        return self.overrides.get(connector_type, self.default)
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectorLimits:
+        """'8' or '8,google_calendar=4,ics_feed=16' (the number alone is every other type's)."""
+        default, overrides = None, {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            name, sep, value = part.rpartition("=")
+            if not value.isdigit() or int(value) < 1 or (sep and not name.strip()):
+                raise ValueError(f"connector concurrency: {part!r} is not 'n' or 'type=n' "
+                                 "with n at least 1")
+            if sep:
+                overrides[name.strip()] = int(value)
+            else:
+                default = int(value)
+        if default is None:
+            raise ValueError("connector concurrency needs a number for every connector type")
+        return cls(default, overrides)
 
 
 def _setting(env: str, flag: str, help: str, default: Any, *, secret: bool = False) -> Any:
@@ -113,7 +146,8 @@ class Settings:
     sync_lease: timedelta = _setting(
         "INTEGRATIONS_SYNC_LEASE", "--sync-lease",
         "How long a sync run stays claimed without a sign of life; a run whose process died is "
-        "taken over by the next Sync after this", timedelta(minutes=2))
+        "taken over after this, by the scheduler of another replica within one more sweep (or "
+        "by the next Sync)", timedelta(minutes=2))
     callback_listen: str = _setting(
         "INTEGRATIONS_CALLBACK_LISTEN", "--callback-listen",
         "HTTP listen address (host:port) of the OAuth sign-in callback; port 0 picks a free "
@@ -140,6 +174,68 @@ class Settings:
         "trusted. The OAuth client secret is sent to the token URL: keep empty in production",
         "")
 
+    scheduler: bool = _setting(
+        "INTEGRATIONS_SCHEDULER", "--scheduler",
+        "Run the background sync loop in this process (true/false): scheduled syncs, retries, "
+        "breaker probes and lateness notices. Every replica may run it; turn it off in processes "
+        "that should only serve the API", True)
+    scheduler_sweep_interval: timedelta = _setting(
+        "INTEGRATIONS_SCHEDULER_SWEEP_INTERVAL", "--scheduler-sweep-interval",
+        "How often the loop looks for due work (each sweep is jittered so replicas spread "
+        "out); a crashed replica's work is picked up within the sync lease plus this",
+        timedelta(seconds=5))
+    sync_concurrency: int = _setting(
+        "INTEGRATIONS_SYNC_CONCURRENCY", "--sync-concurrency",
+        "Background syncs and probes one process runs at once, all connectors together", 16)
+    connector_concurrency: str = _setting(
+        "INTEGRATIONS_CONNECTOR_CONCURRENCY", "--connector-concurrency",
+        "Background syncs and probes one process runs at once per connector type: a number "
+        "for every type, then 'type=n' exceptions, e.g. '8,google_calendar=4'", "8")
+    breaker_threshold: int = _setting(
+        "INTEGRATIONS_BREAKER_THRESHOLD", "--breaker-threshold",
+        "Failures in a row that open an integration's breaker (the safety brake: auto-pause, "
+        "then only connection probes), unless the integration sets its own (1-100)", 5)
+    breaker_backoff: timedelta = _setting(
+        "INTEGRATIONS_BREAKER_BACKOFF", "--breaker-backoff",
+        "Wait before retrying after a failure; doubles with each failure in a row",
+        timedelta(seconds=30))
+    breaker_backoff_max: timedelta = _setting(
+        "INTEGRATIONS_BREAKER_BACKOFF_MAX", "--breaker-backoff-max",
+        "Longest wait between retries while the breaker is closed", timedelta(minutes=15))
+    breaker_probe_interval: timedelta = _setting(
+        "INTEGRATIONS_BREAKER_PROBE_INTERVAL", "--breaker-probe-interval",
+        "Wait before the first probe once the breaker opened (and before retrying an auth "
+        "error); doubles with each failed probe", timedelta(minutes=1))
+    breaker_probe_interval_max: timedelta = _setting(
+        "INTEGRATIONS_BREAKER_PROBE_INTERVAL_MAX", "--breaker-probe-interval-max",
+        "Longest wait between probes", timedelta(hours=1))
+    breaker_probe_timeout: timedelta = _setting(
+        "INTEGRATIONS_BREAKER_PROBE_TIMEOUT", "--breaker-probe-timeout",
+        "How long a probe may take before it counts as a failure", timedelta(seconds=30))
+    schedule_jitter: float = _setting(
+        "INTEGRATIONS_SCHEDULE_JITTER", "--schedule-jitter",
+        "Fraction (0-1) randomly taken off every automatic wait (sync interval, retry, probe) "
+        "so a fleet does not stampede; waits only get shorter, so jitter never makes an "
+        "integration late", 0.1)
+    purpose_header: str = _setting(
+        "INTEGRATIONS_PURPOSE_HEADER", "--purpose-header",
+        "A request header that tells providers why each request is made (sync, probe, test), "
+        "e.g. X-Sandbox-Purpose for the sandbox's request log; empty sends none", "")
+
+    @property
+    def breaker_policy(self) -> BreakerPolicy:
+        """The deployment's breaker policy (ValueError when the settings contradict)."""
+        return BreakerPolicy(
+            threshold=self.breaker_threshold, backoff_initial=self.breaker_backoff,
+            backoff_max=self.breaker_backoff_max, jitter=self.schedule_jitter,
+            probe_initial=self.breaker_probe_interval,
+            probe_max=self.breaker_probe_interval_max, probe_timeout=self.breaker_probe_timeout)
+
+    @property
+    def connector_limits(self) -> ConnectorLimits:
+        """Per-connector concurrency (ValueError when --connector-concurrency is malformed)."""
+        return ConnectorLimits.parse(self.connector_concurrency)
+
     @property
     def interval_bounds(self) -> IntervalBounds:
         return IntervalBounds(self.min_sync_interval, self.max_sync_interval,
@@ -164,6 +260,18 @@ class Settings:
             raise ValueError("watch intervals and history retention must be positive")
         if self.watch_buffer_size < 1:
             raise ValueError("watch buffer size must be at least 1")
+        self._check_scheduler()
+
+    def _check_scheduler(self) -> None:
+        if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:
+            raise ValueError(f"breaker threshold must be between {MIN_BREAKER_THRESHOLD} and "
+                             f"{MAX_BREAKER_THRESHOLD}")
+        # Building them checks them: backoff and probe bounds, jitter, the limits' syntax.
+        _ = self.breaker_policy, self.connector_limits
+        if self.scheduler_sweep_interval <= timedelta(0):
+            raise ValueError("scheduler sweep interval must be positive")
+        if self.sync_concurrency < 1:
+            raise ValueError("sync concurrency must be at least 1")
 
     def _check_oauth(self) -> None:
         if self.callback_listen != "off" and not _HOST_PORT.match(self.callback_listen):
@@ -191,6 +299,8 @@ def _convert(kind: Any, raw: str) -> Any:
         return parse_duration(raw)
     if kind is int or kind == "int":
         return int(raw)
+    if kind is float or kind == "float":
+        return float(raw)
     if kind is Path or kind == "Path":
         return Path(raw)
     return raw

@@ -56,12 +56,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings of a test deployment: short intervals allowed, a throwaway key."""
+    """Settings of a test deployment: short intervals allowed, a throwaway key. The
+    scheduler's loop is off, so nothing happens in the background unless a test asks
+    (`app.scheduler.sweep()`, or `scheduler=True`)."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return replace(
         Settings(), database_url=database_url, data_dir=tmp_path, listen="127.0.0.1:0",
         min_sync_interval=timedelta(seconds=1), encryption_keys=f"test-1:{key}",
-        db_pool_size=4, shutdown_grace=timedelta(seconds=2),
+        db_pool_size=4, shutdown_grace=timedelta(seconds=2), scheduler=False,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from google.protobuf.message import Message
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert, page_tokens
@@ -26,6 +27,7 @@ class LifecycleRpcs(RpcBase):
             if self.app.connectors.get(request.connector_type) else None,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
+            breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.create(tenant, spec)
         integration, _ = await self.app.verify_if_testing(integration)
@@ -68,6 +70,7 @@ class LifecycleRpcs(RpcBase):
             config=convert.config_in(current.connector_type, request.config),
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
+            breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag,
                                                          spec)
@@ -122,3 +125,7 @@ def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
         raise validation.InvalidArgument([validation.FieldViolation(
             "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")]) from None
 
+
+def _optional(request: Message, field: str) -> int | None:
+    """An `optional` scalar field of a request; None when the caller did not set it."""
+    return int(getattr(request, field)) if request.HasField(field) else None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +33,20 @@ from service.domain.errors import ErrorCode
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
+#: Why requests are made right now ("sync", "probe", "test"): set by the engine around its
+#: work (`purpose`), seen by every request made inside it, child tasks included.
+REQUEST_PURPOSE: ContextVar[str | None] = ContextVar("request_purpose", default=None)
+
+
+@contextmanager
+def purpose(name: str) -> Iterator[None]:
+    """Mark the requests made inside the block (see `HttpPolicy.purpose_header`)."""
+    token = REQUEST_PURPOSE.set(name)
+    try:
+        yield
+    finally:
+        REQUEST_PURPOSE.reset(token)
+
 
 @dataclass(frozen=True)
 class HttpPolicy:
@@ -46,6 +62,9 @@ class HttpPolicy:
     """Largest answer read; a bigger one counts as malformed rather than exhausting memory."""
     user_agent: str = "integrations-service/0.1"
     """Sent with every request, so providers can tell who calls them."""
+    purpose_header: str = ""
+    """A header that tells the provider why each request is made (`REQUEST_PURPOSE`: sync,
+    probe, test), e.g. the sandbox's X-Sandbox-Purpose; empty sends none."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +113,11 @@ class HttpClient:
         origin of `url`, never to a redirect elsewhere."""
         target = URL(url)
         origin = target.origin()
+        marked = REQUEST_PURPOSE.get() if self.policy.purpose_header else None
         for _ in range(self.policy.max_redirects + 1):
             sent = dict(headers or {})
+            if marked:
+                sent[self.policy.purpose_header] = marked
             if credentials and target.origin() == origin:
                 sent.update(credentials)
             response = await self._once(target, sent, what)

@@ -12,22 +12,64 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from service.domain.breaker import BreakerState, Halt
 from service.domain.errors import IntegrationError
 from service.domain.status import Status, SyncState
 
 
 @dataclass(frozen=True)
 class Breaker:
-    """The safety brake's state as stored on an integration."""
+    """The safety brake as stored on an integration: the breaker policy's state (see
+    `service.domain.breaker`) and the integration's own threshold, if it has one."""
 
-    consecutive_failures: int = 0
-    open: bool = False
-    opened_at: datetime | None = None
-    next_attempt_at: datetime | None = None
+    state: BreakerState = field(default_factory=BreakerState)
     #: Per-integration override of the deployment's threshold; None uses the default.
     threshold: int | None = None
-    #: How far apart probes are now (grows while the breaker stays open).
-    probe_interval: timedelta | None = None
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.state.consecutive_failures
+
+    @property
+    def open(self) -> bool:
+        return self.state.open
+
+    @property
+    def opened_at(self) -> datetime | None:
+        return self.state.opened_at
+
+    @property
+    def next_attempt_at(self) -> datetime | None:
+        """When the next retry or probe runs; None: on the regular interval (or never)."""
+        return self.state.next_attempt_at
+
+    @property
+    def halt(self) -> Halt | None:
+        return self.state.halt
+
+    def with_state(self, state: BreakerState) -> Breaker:
+        """The same breaker (and threshold) in `state`."""
+        return dataclasses.replace(self, state=state)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.state.to_json(), "threshold": self.threshold}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Breaker:
+        """Tolerates snapshots written before slow_steps and halt existed."""
+        opened_at = _dt(data.get("opened_at"))
+        next_at = _dt(data.get("next_attempt_at"))
+        halt = Halt(data["halt"]) if data.get("halt") else None
+        state = BreakerState(
+            consecutive_failures=data.get("consecutive_failures", 0),
+            open=opened_at is not None, opened_at=opened_at,
+            next_attempt_at=None if halt else next_at,
+            slow_steps=data.get("slow_steps", 0), halt=halt)
+        return cls(state=state, threshold=data.get("threshold"))
+
+
+#: Statuses in which an integration syncs on its own, and so can be late.
+SCHEDULED_STATUSES = frozenset({Status.ACTIVE, Status.ERROR})
 
 
 @dataclass(frozen=True)
@@ -63,19 +105,25 @@ class Integration:
     def config_complete(self) -> bool:
         return bool(self.config) and not self.missing_config_fields
 
+    @property
+    def late_at(self) -> datetime | None:
+        """When it becomes late unless a sync succeeds first: twice its interval after the
+        last successful sync (or its creation). None where lateness does not apply (not
+        ACTIVE or ERROR: nobody expects a paused or disconnected integration to sync)."""
+        if self.status not in SCHEDULED_STATUSES:
+            return None
+        return (self.last_synced_at or self.created_at) + 2 * self.sync_interval
+
     def late(self, now: datetime) -> bool:
         """Not synced successfully within twice its interval (only meaningful once active)."""
-        if self.status not in (Status.ACTIVE, Status.ERROR):
-            return False
-        since = self.last_synced_at or self.created_at
-        return now - since > 2 * self.sync_interval
+        late_at = self.late_at
+        return late_at is not None and now > late_at
 
     def replace(self, **changes: Any) -> Integration:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         """The full state as JSON (kept in the event log)."""
-        b = self.breaker
         return {
             "tenant_id": self.tenant_id,
             "id": str(self.id),
@@ -92,14 +140,7 @@ class Integration:
             "credentials_set_at": _iso(self.credentials_set_at),
             "sync_state": self.sync_state.value if self.sync_state else None,
             "last_error": self.last_error.to_json() if self.last_error else None,
-            "breaker": {
-                "consecutive_failures": b.consecutive_failures,
-                "open": b.open,
-                "opened_at": _iso(b.opened_at),
-                "next_attempt_at": _iso(b.next_attempt_at),
-                "threshold": b.threshold,
-                "probe_interval": b.probe_interval.total_seconds() if b.probe_interval else None,
-            },
+            "breaker": self.breaker.to_json(),
             "last_synced_at": _iso(self.last_synced_at),
             "next_sync_at": _iso(self.next_sync_at),
             "record_count": self.record_count,
@@ -107,8 +148,6 @@ class Integration:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Integration:
-        b = d.get("breaker") or {}
-        probe = b.get("probe_interval")
         return cls(
             tenant_id=d["tenant_id"],
             id=UUID(d["id"]),
@@ -125,14 +164,7 @@ class Integration:
             credentials_set_at=_dt(d.get("credentials_set_at")),
             sync_state=SyncState(d["sync_state"]) if d.get("sync_state") else None,
             last_error=IntegrationError.from_json(d["last_error"]) if d.get("last_error") else None,
-            breaker=Breaker(
-                consecutive_failures=b.get("consecutive_failures", 0),
-                open=b.get("open", False),
-                opened_at=_dt(b.get("opened_at")),
-                next_attempt_at=_dt(b.get("next_attempt_at")),
-                threshold=b.get("threshold"),
-                probe_interval=timedelta(seconds=probe) if probe is not None else None,
-            ),
+            breaker=Breaker.from_json(d.get("breaker") or {}),
             last_synced_at=_dt(d.get("last_synced_at")),
             next_sync_at=_dt(d.get("next_sync_at")),
             record_count=d.get("record_count", 0),

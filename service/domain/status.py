@@ -60,6 +60,7 @@ class Trigger(enum.Enum):
     CONFIG_REJECTED = "config_rejected"  # the provider does not know the configured resource
     CREDENTIALS_REJECTED = "credentials_rejected"  # credentials revoked or no longer valid
     BREAKER_OPENED = "breaker_opened"  # too many consecutive failures: auto-pause
+    REACTIVATED = "reactivated"  # a success closed the open breaker: back to work by itself
     DELETE = "delete"
 
 
@@ -94,6 +95,9 @@ D, C, T, A, P, E, X = (
 #:   (or paused) while it is checked; on PAUSED the test only reports.
 #: - CONFIG_REJECTED during the first verification sends the user back to CONFIGURE (fix the
 #:   id); the same 404 on a working integration is an ERROR to be fixed and retried.
+#: - BREAKER_OPENED is the failure that reaches the breaker's threshold (one event, not FAILED
+#:   then BREAKER_OPENED); with a threshold of 1 that can be the first failure of an ACTIVE or
+#:   TESTING integration. REACTIVATED is the success (probe, test, sync) that closes it.
 TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (D, Trigger.CONFIGURE_INCOMPLETE): C,
     (C, Trigger.CONFIGURE_INCOMPLETE): C,
@@ -140,7 +144,11 @@ TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (T, Trigger.CREDENTIALS_REJECTED): X,
     (A, Trigger.CREDENTIALS_REJECTED): X,
     (E, Trigger.CREDENTIALS_REJECTED): X,
+    (T, Trigger.BREAKER_OPENED): E,
+    (A, Trigger.BREAKER_OPENED): E,
     (E, Trigger.BREAKER_OPENED): E,
+    (T, Trigger.REACTIVATED): A,
+    (E, Trigger.REACTIVATED): A,
     **{(s, Trigger.DELETE): None for s in Status},
 }
 

@@ -58,6 +58,11 @@ class SyncRun:
     note: str = ""
     #: Until when the runner owns it; an expired lease on a RUNNING run means its runner died.
     lease_expires_at: datetime | None = None
+    #: The integration's lease version (fencing token) the run was started with: its writes
+    #: count only while the integration still has this version.
+    lease_version: int = 0
+    #: The worker (process) that runs it, for operators.
+    worker: str = ""
 
     @property
     def running(self) -> bool:

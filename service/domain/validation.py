@@ -21,6 +21,8 @@ MAX_DISPLAY_NAME = 200
 MAX_REQUEST_ID = 128
 MAX_CONFIG_STRING = 2048
 MAX_PAGE_SIZE = 1000
+#: An integration's own breaker threshold (failures in a row that open the breaker).
+MIN_BREAKER_THRESHOLD, MAX_BREAKER_THRESHOLD = 1, 100
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ def sync_interval(value: timedelta, bounds: IntervalBounds,
             f"must be between {_human(bounds.minimum)} and {_human(bounds.maximum)}",
             "OUT_OF_BOUNDS",
         )]
+    return []
+
+
+def breaker_threshold(value: int, field: str = "breaker_threshold") -> list[FieldViolation]:
+    """1 to 100 failures in a row."""
+    if not MIN_BREAKER_THRESHOLD <= value <= MAX_BREAKER_THRESHOLD:
+        return [FieldViolation(
+            field, f"must be between {MIN_BREAKER_THRESHOLD} and {MAX_BREAKER_THRESHOLD}",
+            "OUT_OF_BOUNDS")]
     return []
 
 

@@ -8,6 +8,7 @@ RPC handlers and the background engine both change integrations only through it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -21,6 +22,7 @@ import asyncpg
 
 from service.connectors.registry import ConnectorRegistry
 from service.crypto import KeyRing, row_binding
+from service.domain import schedule
 from service.domain.credentials import Credentials
 from service.domain.errors import IntegrationError
 from service.domain.exceptions import Aborted, FieldViolation, InvalidArgument, TransitionNotAllowed
@@ -36,6 +38,7 @@ from service.domain.status import (
 )
 from service.domain.validation import (
     IntervalBounds,
+    breaker_threshold,
     display_name,
     raise_if,
     request_id,
@@ -61,6 +64,8 @@ class CreateSpec:
     config: dict[str, Any] | None = None
     credentials: Credentials | None = None
     sync_interval: timedelta | None = None
+    #: The integration's own breaker threshold; None (or 0) uses the deployment's.
+    breaker_threshold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class ConfigureSpec:
     config: dict[str, Any] | None = None
     credentials: Credentials | None = None
     sync_interval: timedelta | None = None
+    #: A new breaker threshold for this integration; 0 goes back to the deployment's.
+    breaker_threshold: int | None = None
 
 
 class _LostCreateRace(Exception):
@@ -133,6 +140,8 @@ class Lifecycle:
                                              "UNKNOWN_CONNECTOR"))
         interval = self.bounds.default if spec.sync_interval is None else spec.sync_interval
         violations += sync_interval(interval, self.bounds)
+        if spec.breaker_threshold:
+            violations += breaker_threshold(spec.breaker_threshold)
         missing: tuple[str, ...] = ()
         if connector is not None and spec.config is not None:
             check = connector.check_config(spec.config)
@@ -173,6 +182,7 @@ class Lifecycle:
             tenant_id=tenant, id=uuid.uuid4(), display_name=spec.display_name.strip(),
             connector_type=spec.connector_type, status=Status.DRAFT, revision=0,
             created_at=now, updated_at=now, sync_interval=interval,
+            breaker=Breaker(threshold=spec.breaker_threshold or None),
         )
         async with self.db.transaction() as conn:
             if spec.request_id:
@@ -207,6 +217,8 @@ class Lifecycle:
                 violations += display_name(spec.display_name)
             if spec.sync_interval is not None:
                 violations += sync_interval(spec.sync_interval, self.bounds)
+            if spec.breaker_threshold:
+                violations += breaker_threshold(spec.breaker_threshold)
             missing: tuple[str, ...] = ()
             if spec.config is not None and connector is not None:
                 check = connector.check_config(spec.config)
@@ -224,6 +236,10 @@ class Lifecycle:
                 sync_interval=(current.sync_interval if spec.sync_interval is None
                                else spec.sync_interval),
             )
+            if spec.breaker_threshold is not None:
+                updated = updated.replace(breaker=dataclasses.replace(
+                    updated.breaker, threshold=spec.breaker_threshold or None))
+            updated = _rescheduled(current, updated)
             if spec.credentials is not None:
                 await self._store_credentials(conn, updated, spec.credentials, now)
                 updated = updated.replace(credentials_kind=spec.credentials.kind,
@@ -248,6 +264,10 @@ class Lifecycle:
             sync_state=_sync_state_for(target, current.sync_state),
             last_error=current.last_error if target is current.status else None,
         )
+        if target not in (Status.PAUSED, Status.DISCONNECTED):
+            # Another source to verify: the old one's failures say nothing about it. (Paused
+            # and disconnected ones keep their breaker until Resume or Reauthorize.)
+            changed = changed.replace(breaker=schedule.reset(changed.breaker))
         reason = ("configuration saved; missing: " + ", ".join(missing) if missing
                   else "configuration complete; verifying the connection")
         if target is Status.PAUSED:
@@ -272,7 +292,8 @@ class Lifecycle:
         return await self.change(
             tenant, integration_id, Trigger.PAUSE, etag=etag, actor="api",
             reason=reason or "paused by a person",
-            mutate=lambda i: i.replace(next_sync_at=None),
+            # Nothing runs while paused, not even probes (the breaker halts).
+            mutate=lambda i: i.replace(next_sync_at=None, breaker=schedule.paused(i.breaker)),
         )
 
     async def resume(self, tenant: str, integration_id: UUID, etag: str) -> Integration:
@@ -286,7 +307,8 @@ class Lifecycle:
             # A person's Resume is an explicit retry: the breaker closes and a sync is due now.
             mutate=lambda i: i.replace(
                 next_sync_at=now if trigger is Trigger.RESUME else None, last_error=None,
-                breaker=Breaker(threshold=i.breaker.threshold)),
+                breaker=(schedule.resumed(i.breaker, now) if trigger is Trigger.RESUME
+                         else schedule.reset(i.breaker))),
         )
 
     async def delete(self, tenant: str, integration_id: UUID, etag: str) -> tuple[int, int]:
@@ -390,12 +412,25 @@ def _fingerprint(spec: CreateSpec) -> str:
         "credentials": hashlib.sha256(spec.credentials.to_bytes()).hexdigest()
         if spec.credentials else None,
     }
+    if spec.breaker_threshold:  # only when given, so digests remembered before it stay valid
+        payload["breaker_threshold"] = spec.breaker_threshold
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _settings_reason(spec: ConfigureSpec) -> str:
     changed = [name for name, value in (("display name", spec.display_name),
                                          ("credentials", spec.credentials),
-                                         ("sync interval", spec.sync_interval))
+                                         ("sync interval", spec.sync_interval),
+                                         ("breaker threshold", spec.breaker_threshold))
                if value is not None]
     return "changed: " + ", ".join(changed)
+
+
+def _rescheduled(current: Integration, updated: Integration) -> Integration:
+    """With a new interval, a regular next sync moves to the new interval after the last one
+    (a retry or probe keeps its time: the breaker's schedule is not the interval's)."""
+    if (updated.sync_interval == current.sync_interval or updated.next_sync_at is None
+            or updated.status is not Status.ACTIVE or updated.breaker.next_attempt_at):
+        return updated
+    since = updated.last_synced_at or updated.updated_at
+    return updated.replace(next_sync_at=since + updated.sync_interval)

@@ -4,8 +4,13 @@ waiting for it, and reading runs and records back.
 At most one run per integration is RUNNING, whichever replica started it: a run starts in the
 same transaction as the integration's SYNC change, under its row lock, and a unique index on
 running runs refuses a second one. A runner owns its run through a lease that it renews; a
-RUNNING run with an expired lease belongs to a process that died, and the next Sync ends it
-and starts over from the stored cursor.
+RUNNING run with an expired lease belongs to a process that died, and the next Sync (or the
+scheduler) ends it and starts over from the stored cursor.
+
+Every run holds a claim of its integration: the integration's `lease_version` when it started
+(a Sync RPC takes a new one; the scheduler brings the one it claimed). It is the fencing token
+of the run's writes: a runner that stalled while its work was taken over finds a newer version
+and writes nothing (see `SyncRunner._claim` and `storage.sync.put_cursor`).
 """
 
 from __future__ import annotations
@@ -17,16 +22,20 @@ from uuid import UUID, uuid4
 
 import structlog
 
+from service.domain import schedule
 from service.domain.exceptions import NotFound, TransitionNotAllowed
 from service.domain.model import Integration
+from service.domain.schedule import Schedule
 from service.domain.status import Action, Disallowed, Status, SyncState, Trigger, transition
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.engine.lifecycle import Clock, Lifecycle
 from service.engine.providers import Providers
 from service.engine.sync_runner import SyncRunner
 from service.storage import integrations as integrations_store
+from service.storage import scheduler as claims
 from service.storage import sync as store
 from service.storage.database import Database
+from service.storage.scheduler import Claim
 
 log = structlog.get_logger(__name__)
 
@@ -56,28 +65,65 @@ class SyncEngine:
     """Starts sync runs and runs them as tasks of this process."""
 
     def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
-                 lease: timedelta, clock: Clock) -> None:
+                 lease: timedelta, clock: Clock, schedule: Schedule | None = None,
+                 worker: str = "") -> None:
         self.db = db
         self.lifecycle = lifecycle
         self.providers = providers
         self.lease = lease
         self.clock = clock
+        self.schedule = schedule or Schedule()
+        #: Who runs the runs started here (recorded on each run, for operators).
+        self.worker = worker
+        #: Set when the process stops: runners hand their run back after the current page.
+        self.stopping = asyncio.Event()
         self._tasks: dict[UUID, asyncio.Task[SyncRun]] = {}
 
     async def start(self, tenant: str, integration_id: UUID, *,
                     trigger: SyncTrigger = SyncTrigger.MANUAL, actor: str = "api") -> SyncStart:
         """Start a run now, or return the one already running. FAILED_PRECONDITION when the
         integration's status does not allow syncing, naming what to do instead."""
-        now = self.clock()
+        started = await self._start(tenant, integration_id, trigger, actor, claimed=None)
+        assert started is not None, "an unclaimed start is never lost"
+        return started
+
+    async def start_claimed(self, claim: Claim, *, actor: str = "scheduler") -> SyncStart | None:
+        """Start the sync the scheduler claimed; None when the claim was lost to another worker
+        or the integration may no longer sync (then the claim is given back)."""
+        try:
+            return await self._start(claim.tenant_id, claim.integration_id, None, actor,
+                                     claimed=claim.lease_version)
+        except NotFound:
+            return None
+        except TransitionNotAllowed:
+            # Paused (or reconfigured…) since the sweep: free it at once for when it resumes.
+            async with self.db.connection() as conn:
+                await claims.release_claim(conn, claim.tenant_id, claim.integration_id,
+                                           claim.lease_version)
+            return None
+
+    async def _start(self, tenant: str, integration_id: UUID, trigger: SyncTrigger | None,
+                     actor: str, *, claimed: int | None) -> SyncStart | None:
         async with self.db.transaction() as conn:
             current = await self.lifecycle.lock(conn, tenant, integration_id)
+            # The time once the lock is ours: a run that waited for its predecessor's last
+            # commit must not be recorded as starting before that one ended.
+            now = self.clock()
             target = transition(current.status, Trigger.SYNC)
             if isinstance(target, Disallowed):
                 raise TransitionNotAllowed(Action.SYNC, current.status, target.allowed,
                                            SYNC_HINTS.get(current.status, ""))
+            if claimed is not None and not await claims.take_claim(conn, tenant, integration_id,
+                                                                   claimed):
+                return None
             running = await store.running_run(conn, tenant, integration_id)
             if running is not None and not self._orphaned(running):
                 return SyncStart(running, current, started=False)
+            # A person's Sync claims the integration now: a newer version fences whatever
+            # held it before (a pending scheduled sync, a probe in flight, a stalled runner).
+            version = claimed if claimed is not None else await claims.claim_now(
+                conn, tenant, integration_id)
+            trigger = trigger or schedule.sync_trigger(current)
             if running is not None:
                 await store.finish_run(conn, running, SyncOutcome.CANCELLED, now,
                                        note="its process stopped without ending it (the lease "
@@ -85,18 +131,22 @@ class SyncEngine:
                 log.warning("sync_run_taken_over", tenant_id=tenant,
                             integration_id=str(integration_id), sync_run_id=str(running.id))
             run = await store.insert_run(conn, tenant, integration_id, uuid4(), trigger, now,
-                                         now + self.lease)
+                                         now + self.lease, lease_version=version,
+                                         worker=self.worker)
             integration = await self.lifecycle.apply(
                 conn, current, Trigger.SYNC, actor=actor,
                 reason=f"sync run #{run.seq} started ({trigger.value.lower()})",
-                mutate=lambda i: i.replace(sync_state=SyncState.SYNCING))
+                # Should this process die, the schedule retries within the lease (plus a
+                # sweep): the run's end sets the real next time.
+                mutate=lambda i: i.replace(sync_state=SyncState.SYNCING, next_sync_at=min(
+                    i.next_sync_at or now + self.lease, now + self.lease)))
         self._spawn(run, integration, actor)
         return SyncStart(run, integration, started=True)
 
     def _spawn(self, run: SyncRun, integration: Integration, actor: str) -> None:
         runner = SyncRunner(self.db, self.lifecycle, self.providers, run=run,
                             integration=integration, actor=actor, lease=self.lease,
-                            clock=self.clock)
+                            clock=self.clock, schedule=self.schedule, stopping=self.stopping)
         task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
         self._tasks[run.id] = task
         task.add_done_callback(lambda t: self._finished(run, t))
@@ -138,9 +188,15 @@ class SyncEngine:
         async with self.db.connection() as conn:
             return await store.get_run(conn, run.tenant_id, run.id) or run
 
-    async def close(self) -> None:
-        """Stop every run of this process; each ends CANCELLED ("shut down")."""
+    async def close(self, grace: float = 0) -> None:
+        """Stop every run of this process. Each commits the page it is fetching if that takes
+        less than `grace` seconds, then hands the rest back; what is still running after that
+        is cancelled (its page dropped). Either way the run ends CANCELLED ("shut down") and
+        the integration is due at once, for whichever replica sweeps next."""
+        self.stopping.set()
         tasks = list(self._tasks.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

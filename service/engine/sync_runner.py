@@ -8,8 +8,13 @@ cursor, and the next sync continues from there.
 
 Before every commit the runner checks it may still write: the integration must still exist,
 be ACTIVE or ERROR, have the configuration the run started with, and the run must still be
-RUNNING (not taken over after its lease expired). Otherwise the run ends CANCELLED and the
-fetched page is dropped.
+RUNNING and hold the integration's claim (its lease version: not taken over after its lease
+expired). Otherwise the run ends CANCELLED and the fetched page is dropped. The cursor write
+itself is fenced on the lease version too, so a stalled runner can never move the cursor.
+
+The run's end feeds the breaker (`service.domain.schedule`): a success closes it and puts the
+regular interval back, a failure is counted and scheduled (retry, or probes once it opens).
+When the process stops, the runner hands the run back after the page it is on.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ import asyncpg
 import structlog
 
 from service.connectors.base import Cursor, Page, PageKind
-from service.domain.errors import FAILURE_TRIGGERS
+from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
-from service.domain.model import Breaker, Integration
+from service.domain.model import Integration
+from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Status, SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
 from service.engine.lifecycle import Clock, Lifecycle
 from service.engine.providers import Providers
+from service.storage import scheduler as claims
 from service.storage import sync as store
 from service.storage.database import Database
 
@@ -76,7 +83,11 @@ class SyncRunner:
 
     def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
                  run: SyncRun, integration: Integration, actor: str, lease: timedelta,
-                 clock: Clock) -> None:
+                 clock: Clock, schedule: Schedule | None = None,
+                 stopping: asyncio.Event | None = None) -> None:
+        self.schedule = schedule or Schedule()
+        #: Set when the process stops: hand the run back after the current page.
+        self.stopping = stopping or asyncio.Event()
         self.db = db
         self.lifecycle = lifecycle
         self.providers = providers
@@ -91,7 +102,8 @@ class SyncRunner:
     async def run(self) -> SyncRun:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            ended = await self._run()
+            with purpose("sync"):
+                ended = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._stop("the service shut down before it finished"))
             raise
@@ -117,20 +129,26 @@ class SyncRunner:
                 cursor, ended = await self._commit(page, cursor)
             except asyncpg.ForeignKeyViolationError:
                 return self._gone()  # deleted under us (the row lock makes this a last resort)
+            except store.LeaseLost:
+                return await self._lost()
             except Exception as exc:
                 return await self._fail(exc)
             if ended is not None:
                 return ended
+            if self.stopping.is_set():
+                note = f"the service shut down; handed back after page {self.sync_run.pages}"
+                return await self._stop(note) or await self._lost()
 
     async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
         """Write one page with its cursor; the ended run when this was the last page (or the
         run had to stop)."""
-        tenant, ident, now = self.sync_run.tenant_id, self.sync_run.integration_id, self.clock()
+        tenant, ident = self.sync_run.tenant_id, self.sync_run.integration_id
         config = self.integration.config
         async with self.db.transaction() as conn:
             claimed = await self._claim(conn)
             if isinstance(claimed, SyncRun):
                 return cursor, claimed
+            now = self.clock()  # once the lock is ours (see SyncEngine._start)
             listing = _listing(page, cursor)
             inserted, written = await store.upsert_records(conn, tenant, ident, page.records,
                                                            listing=listing, now=now)
@@ -139,7 +157,8 @@ class SyncRunner:
                 deleted += await store.delete_unlisted(conn, tenant, ident, listing)
             after = SyncCursor(page.cursor, None if page.last else listing)
             count = await store.put_cursor(conn, tenant, ident, after.dump(config),
-                                           inserted - deleted)
+                                           inserted - deleted,
+                                           lease_version=self.sync_run.lease_version)
             self.sync_run = await store.record_progress(
                 conn, self.sync_run, upserted=written, deleted=deleted, full_resync=page.full,
                 lease_expires_at=now + self.lease)
@@ -147,13 +166,14 @@ class SyncRunner:
                 return after, None
             ended = await store.finish_run(conn, self.sync_run, SyncOutcome.SUCCEEDED, now)
             assert ended is not None
+            verdict = self.schedule.succeeded(
+                claimed, now, what=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
+                attempt=Attempt.SYNC)
             await self.lifecycle.apply(
-                conn, claimed, Trigger.SUCCEEDED, actor=self.actor,
-                reason=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
-                mutate=lambda i: i.replace(
+                conn, claimed, verdict.trigger, actor=self.actor, reason=verdict.reason,
+                mutate=lambda i: verdict.apply(i).replace(
                     sync_state=SyncState.SYNCED, last_error=None, record_count=count,
-                    breaker=Breaker(threshold=i.breaker.threshold), last_synced_at=now,
-                    next_sync_at=now + i.sync_interval))
+                    last_synced_at=now))
             return after, ended
 
     async def _fail(self, exc: Exception) -> SyncRun:
@@ -163,33 +183,50 @@ class SyncRunner:
             claimed = await self._claim(conn)
             if isinstance(claimed, SyncRun):
                 return claimed
-            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.FAILED, self.clock(),
+            now = self.clock()
+            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.FAILED, now,
                                            error=error)
             assert ended is not None
+            verdict = self.schedule.failed(claimed, error, now, what=f"sync run #{ended.seq}")
             await self.lifecycle.apply(
-                conn, claimed, FAILURE_TRIGGERS[error.code], actor=self.actor, error=error,
-                reason=f"sync run #{ended.seq} failed: {error.message}",
-                mutate=lambda i: i.replace(last_error=error, breaker=dataclasses.replace(
-                    i.breaker, consecutive_failures=i.breaker.consecutive_failures + 1)))
+                conn, claimed, verdict.trigger, actor=self.actor, error=error,
+                reason=verdict.reason,
+                mutate=lambda i: verdict.apply(i).replace(last_error=error))
             return ended
 
-    async def _stop(self, note: str) -> None:
-        """End the run CANCELLED because this process stops; the integration is no longer
-        SYNCING. Best effort: if it fails, the lease runs out and the next Sync takes over."""
+    async def _stop(self, note: str) -> SyncRun | None:
+        """End the run CANCELLED because this process stops, and hand the work back: the
+        integration is no longer SYNCING and is due at once, so whichever replica sweeps next
+        continues from the cursor. Best effort: if it fails, the lease runs out and the
+        schedule (or the next Sync) takes over."""
         try:
             async with self.db.transaction() as conn:
                 claimed = await self._claim(conn)
                 if isinstance(claimed, SyncRun):
-                    return
-                ended = await store.finish_run(conn, self.sync_run, SyncOutcome.CANCELLED,
-                                               self.clock(), note=note)
+                    return claimed
+                now = self.clock()
+                ended = await store.finish_run(conn, self.sync_run, SyncOutcome.CANCELLED, now,
+                                               note=note)
                 assert ended is not None
                 await self.lifecycle.apply(
                     conn, claimed, Trigger.SYNC_STOPPED, actor=self.actor,
                     reason=f"sync run #{ended.seq} stopped: {note}",
-                    mutate=lambda i: i.replace(sync_state=SyncState.SYNCED))
+                    mutate=lambda i: i.replace(sync_state=SyncState.SYNCED, next_sync_at=now))
+                return ended
         except Exception:
             self.log.warning("sync_run_not_stopped", exc_info=True)
+            return None
+
+    async def _lost(self) -> SyncRun:
+        """The run as it stands after it lost its claim (or could not record its end)."""
+        try:
+            async with self.db.connection() as conn:
+                found = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id)
+        except Exception:
+            found = None
+        return found or dataclasses.replace(self.sync_run, outcome=SyncOutcome.CANCELLED,
+                                            ended_at=self.clock(),
+                                            note="its claim was taken over")
 
     async def _claim(self, conn: asyncpg.Connection) -> Integration | SyncRun:
         """Lock the integration and the run. The integration when the run may write; else the
@@ -204,6 +241,16 @@ class SyncRunner:
             return self._gone()
         if not run.running:
             return run  # taken over after its lease expired: the new run owns the cursor
+        version = await claims.lease_version(conn, run.tenant_id, run.integration_id)
+        if version != run.lease_version:
+            # Claimed by another worker after this run's lease expired (e.g. for a probe):
+            # this runner stalled, and its page must not land.
+            note = f"its claim was taken over (lease version {run.lease_version} -> {version})"
+            ended = await store.finish_run(conn, run, SyncOutcome.CANCELLED, self.clock(),
+                                           note=note)
+            assert ended is not None
+            self.log.warning("sync_run_fenced", note=note)
+            return ended
         if current.status not in SYNCABLE:
             note = f"the integration became {current.status.value} (a person stopped it)"
         elif current.config != self.integration.config:

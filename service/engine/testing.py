@@ -2,21 +2,23 @@
 
 A test on CONFIGURE, ERROR or DISCONNECTED passes through TESTING (the transition table says
 so); on ACTIVE and PAUSED it does not. Success makes the integration ACTIVE, clears its error
-and its failure count; a failure records the classified error (ERROR, or CONFIGURE for a
-rejected resource during a first verification, or DISCONNECTED for rejected credentials). On a
-PAUSED integration a test only reports: pausing is a person's decision.
+and closes its breaker (REACTIVATED when it was open); a failure records the classified error
+(ERROR, or CONFIGURE for a rejected resource during a first verification, or DISCONNECTED for
+rejected credentials) and counts towards the breaker like a failed sync. On a PAUSED
+integration a test only reports: pausing is a person's decision.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import timedelta
 from uuid import UUID
 
-from service.domain.errors import FAILURE_TRIGGERS, IntegrationError
+from service.connectors.http import purpose
+from service.domain.errors import IntegrationError
 from service.domain.exceptions import FailedPrecondition, TransitionNotAllowed
-from service.domain.model import Breaker, Integration, TestOutcome
+from service.domain.model import Integration, TestOutcome
+from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Action, Disallowed, Status, Trigger, transition
 from service.engine.lifecycle import Clock, Lifecycle
 from service.engine.providers import Providers
@@ -30,10 +32,12 @@ TEST_HINTS: dict[Status, str] = {
 class ConnectionTester:
     """Runs connection tests and records their outcome."""
 
-    def __init__(self, lifecycle: Lifecycle, providers: Providers, clock: Clock) -> None:
+    def __init__(self, lifecycle: Lifecycle, providers: Providers, clock: Clock, *,
+                 schedule: Schedule | None = None) -> None:
         self.lifecycle = lifecycle
         self.providers = providers
         self.clock = clock
+        self.schedule = schedule or Schedule()
 
     async def test(self, tenant: str, integration_id: UUID, *,
                    actor: str = "api") -> tuple[Integration, TestOutcome]:
@@ -60,8 +64,9 @@ class ConnectionTester:
         started = time.monotonic()
         error: IntegrationError | None = None
         try:
-            connector, source = await self.providers.open(integration)
-            await connector.test_connection(source)
+            with purpose("test"):
+                connector, source = await self.providers.open(integration)
+                await connector.test_connection(source)
         except Exception as exc:  # every failure is classified; none escapes as a crash
             error = self.providers.classify(exc, integration, "test_connection")
         outcome = TestOutcome(ok=error is None, error=error,
@@ -73,22 +78,6 @@ class ConnectionTester:
         now = self.clock()
         error = outcome.error
         seconds = f"{outcome.duration.total_seconds():.2f}s"
-        if error is None:
-            trigger, reason = Trigger.SUCCEEDED, f"connection test succeeded in {seconds}"
-
-            def mutate(i: Integration) -> Integration:
-                # Coming back to ACTIVE, the data is stale: a sync is due at once.
-                due = now if i.status is not Status.ACTIVE else i.next_sync_at
-                return i.replace(last_error=None, breaker=Breaker(threshold=i.breaker.threshold),
-                                 next_sync_at=due)
-        else:
-            trigger = FAILURE_TRIGGERS[error.code]
-            reason = f"connection test failed: {error.message}"
-
-            def mutate(i: Integration) -> Integration:
-                failures = i.breaker.consecutive_failures + 1
-                return i.replace(last_error=error, breaker=dataclasses.replace(
-                    i.breaker, consecutive_failures=failures))
         async with self.lifecycle.db.transaction() as conn:
             current = await self.lifecycle.lock(conn, integration.tenant_id, integration.id)
             if current.config != integration.config:
@@ -97,9 +86,19 @@ class ConnectionTester:
                 # Reauthorized meanwhile: this result is about the credentials it replaced (a
                 # rejected old token must not disconnect the new ones); theirs is tested anew.
                 return current
+            # The breaker counts tests like syncs: a failure is a step towards (or past) its
+            # threshold, a success closes it. Coming back to ACTIVE, the data is stale: the
+            # verdict makes a sync due at once.
+            if error is None:
+                verdict = self.schedule.succeeded(
+                    current, now, what=f"connection test succeeded in {seconds}",
+                    attempt=Attempt.TEST)
+            else:
+                verdict = self.schedule.failed(current, error, now, what="connection test")
             try:
-                return await self.lifecycle.apply(conn, current, trigger, actor=actor,
-                                                  reason=reason, mutate=mutate, error=error)
+                return await self.lifecycle.apply(
+                    conn, current, verdict.trigger, actor=actor, reason=verdict.reason,
+                    mutate=lambda i: verdict.apply(i).replace(last_error=error), error=error)
             except TransitionNotAllowed:
                 # PAUSED (a test there only reports), or moved on while the test ran: the
                 # result is answered but changes nothing.

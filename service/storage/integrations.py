@@ -15,11 +15,17 @@ from uuid import UUID
 
 import asyncpg
 
+from service.domain.breaker import BreakerState, Halt
 from service.domain.errors import IntegrationError
 from service.domain.exceptions import NotFound
 from service.domain.model import Breaker, Event, Integration
 from service.domain.status import Status, SyncState
 from service.storage.queries import Q
+
+#: How long a writer holding its tenant's revision lock may keep the server waiting between
+#: statements (idle in transaction) before the server ends its transaction. Holding it normally
+#: takes a few round trips, until COMMIT.
+REVISION_HOLD_LIMIT = "5s"
 
 
 def integration_from_row(row: asyncpg.Record) -> Integration:
@@ -41,12 +47,15 @@ def integration_from_row(row: asyncpg.Record) -> Integration:
         sync_state=SyncState(row["sync_state"]) if row["sync_state"] else None,
         last_error=IntegrationError.from_json(row["last_error"]) if row["last_error"] else None,
         breaker=Breaker(
-            consecutive_failures=row["consecutive_failures"],
-            open=row["breaker_open"],
-            opened_at=row["breaker_opened_at"],
-            next_attempt_at=row["next_attempt_at"],
+            state=BreakerState(
+                consecutive_failures=row["consecutive_failures"],
+                open=row["breaker_open"],
+                opened_at=row["breaker_opened_at"],
+                next_attempt_at=row["next_attempt_at"],
+                slow_steps=row["breaker_slow_steps"],
+                halt=Halt(row["breaker_halt"]) if row["breaker_halt"] else None,
+            ),
             threshold=row["breaker_threshold"],
-            probe_interval=row["probe_interval"],
         ),
         last_synced_at=row["last_synced_at"],
         next_sync_at=row["next_sync_at"],
@@ -60,8 +69,9 @@ def _columns(i: Integration) -> tuple[Any, ...]:
         i.tenant_id, i.id, i.display_name, i.connector_type, i.status.value,
         i.sync_state.value if i.sync_state else None, i.config, list(i.missing_config_fields),
         i.last_error.to_json() if i.last_error else None, b.consecutive_failures, b.open,
-        b.opened_at, b.next_attempt_at, b.threshold, b.probe_interval, i.sync_interval,
-        i.last_synced_at, i.next_sync_at, i.record_count, i.revision, i.created_at, i.updated_at,
+        b.opened_at, b.next_attempt_at, b.threshold, b.state.slow_steps,
+        b.halt.value if b.halt else None, i.sync_interval, i.last_synced_at, i.next_sync_at,
+        i.late_at, i.record_count, i.revision, i.created_at, i.updated_at,
     )
 
 
@@ -101,6 +111,10 @@ async def record_change(conn: asyncpg.Connection, *, before: Integration | None,
     if after is None:
         # Delete: the history goes with the integration, but for the tombstone written below.
         await conn.execute(Q["events_delete_for_integration"], tenant, ident)
+    # The revision lock stops every writer of the tenant until this transaction ends: should
+    # this process stall right now (SIGSTOP, a partition), the server ends the transaction
+    # after a while instead of letting one frozen replica stall the whole tenant.
+    await conn.execute(Q["revision_hold_limit"], REVISION_HOLD_LIMIT)
     revision: int = await conn.fetchval(Q["revision_next"], tenant)
     stored: Integration | None = None
     if after is not None:

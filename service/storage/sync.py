@@ -37,6 +37,8 @@ def run_from_row(row: asyncpg.Record) -> SyncRun:
         error=IntegrationError.from_json(row["error"]) if row["error"] else None,
         note=row["note"],
         lease_expires_at=row["lease_expires_at"],
+        lease_version=row["lease_version"],
+        worker=row["worker"],
     )
 
 
@@ -49,10 +51,13 @@ async def running_run(conn: asyncpg.Connection, tenant_id: str,
 
 async def insert_run(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
                      run_id: UUID, trigger: SyncTrigger, started_at: datetime,
-                     lease_expires_at: datetime) -> SyncRun:
-    """A new RUNNING run, numbered after the integration's latest."""
+                     lease_expires_at: datetime, *, lease_version: int = 0,
+                     worker: str = "") -> SyncRun:
+    """A new RUNNING run, numbered after the integration's latest, holding the claim
+    `lease_version` of the integration."""
     row = await conn.fetchrow(Q["sync_run_insert"], tenant_id, integration_id, run_id,
-                              trigger.value, started_at, lease_expires_at)
+                              trigger.value, started_at, lease_expires_at, lease_version,
+                              worker)
     assert row is not None
     return run_from_row(row)
 
@@ -64,13 +69,19 @@ async def get_run(conn: asyncpg.Connection, tenant_id: str, run_id: UUID, *,
     return run_from_row(row) if row else None
 
 
+class LeaseLost(Exception):
+    """A write of a sync whose claim was taken over: the integration's lease version moved
+    on. The caller's transaction must roll back."""
+
+
 async def record_progress(conn: asyncpg.Connection, run: SyncRun, *, upserted: int,
                           deleted: int, full_resync: bool,
                           lease_expires_at: datetime) -> SyncRun:
-    """Count one committed page and renew the lease."""
+    """Count one committed page and renew the lease. LeaseLost when the run has ended."""
     row = await conn.fetchrow(Q["sync_run_progress"], run.tenant_id, run.id, upserted, deleted,
                               full_resync, lease_expires_at)
-    assert row is not None, "progress on a run that is not running"
+    if row is None:
+        raise LeaseLost(f"sync run {run.id} is no longer running")
     return run_from_row(row)
 
 
@@ -104,10 +115,16 @@ async def get_cursor(conn: asyncpg.Connection, tenant_id: str,
 
 
 async def put_cursor(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                     cursor: Mapping[str, Any] | None, record_delta: int) -> int:
-    """Store the cursor and move the record count by `record_delta`; returns the new count."""
-    count: int = await conn.fetchval(Q["sync_cursor_put"], tenant_id, integration_id,
-                                     dict(cursor) if cursor is not None else None, record_delta)
+                     cursor: Mapping[str, Any] | None, record_delta: int, *,
+                     lease_version: int) -> int:
+    """Store the cursor and move the record count by `record_delta`; returns the new count.
+    The fence: LeaseLost unless the integration still has `lease_version`."""
+    count: int | None = await conn.fetchval(
+        Q["sync_cursor_put"], tenant_id, integration_id,
+        dict(cursor) if cursor is not None else None, record_delta, lease_version)
+    if count is None:
+        raise LeaseLost(f"integration {integration_id} was claimed after lease version "
+                        f"{lease_version}")
     return count
 
 

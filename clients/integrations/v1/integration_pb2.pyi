@@ -779,7 +779,9 @@ class Integration(_message.Message):
     etag: _builtins.str
     """Pass back on mutating requests to guard against concurrent changes."""
     late: _builtins.bool
-    """True when it has not synced successfully within twice its sync interval."""
+    """True when it has not synced successfully within twice its sync interval. Becoming late is
+    recorded as a "late" event, so WatchStatus subscribers see it happen.
+    """
     @_builtins.property
     def config(self) -> Global___ConnectorConfig:
         """The connector's configuration (possibly incomplete while DRAFT or CONFIGURE)."""
@@ -808,7 +810,10 @@ class Integration(_message.Message):
 
     @_builtins.property
     def next_sync_time(self) -> _timestamp_pb2.Timestamp:
-        """When the next scheduled sync is due; unset when none is scheduled."""
+        """When the service next acts on its own: the next regular sync, a retry after a failure, or,
+        while the breaker is open, the next connection probe (a retry's or probe's time replaces
+        the regular interval). Unset when nothing is scheduled: paused, disconnected, not set up.
+        """
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -878,7 +883,9 @@ class IntegrationEvent(_message.Message):
     integration_id: _builtins.str
     """The integration."""
     trigger: _builtins.str
-    """What happened, e.g. "pause", "succeeded", "breaker_opened"."""
+    """What happened, e.g. "pause", "succeeded", "failed", "breaker_opened" (the safety brake
+    went on), "reactivated" (a success released it), "late".
+    """
     from_status: Global___Status.ValueType
     """Status before; unset for creation."""
     to_status: Global___Status.ValueType

@@ -32,6 +32,7 @@ class CreateRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     CREDENTIALS_FIELD_NUMBER: _builtins.int
     SYNC_INTERVAL_FIELD_NUMBER: _builtins.int
+    BREAKER_THRESHOLD_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (e.g. a UUID): a retry with the same id within the retention window
     returns the first result instead of creating a second integration. Optional.
@@ -40,6 +41,10 @@ class CreateRequest(_message.Message):
     """Name shown to people; 1 to 200 characters. Required."""
     connector_type: _builtins.str
     """Which connector syncs it. Required."""
+    breaker_threshold: _builtins.int
+    """Failures in a row that open this integration's breaker (the safety brake), 1 to 100.
+    Unset or 0: the deployment's threshold (5 unless configured otherwise).
+    """
     @_builtins.property
     def config(self) -> _integration_pb2.ConnectorConfig:
         """Optional initial configuration; a complete one is verified at once."""
@@ -61,12 +66,15 @@ class CreateRequest(_message.Message):
         config: _integration_pb2.ConnectorConfig | None = ...,
         credentials: _integration_pb2.Credentials | None = ...,
         sync_interval: _duration_pb2.Duration | None = ...,
+        breaker_threshold: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "credentials", b"credentials", "sync_interval", b"sync_interval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold", "breaker_threshold", b"breaker_threshold", "config", b"config", "credentials", b"credentials", "sync_interval", b"sync_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connector_type", b"connector_type", "credentials", b"credentials", "display_name", b"display_name", "request_id", b"request_id", "sync_interval", b"sync_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold", "breaker_threshold", b"breaker_threshold", "config", b"config", "connector_type", b"connector_type", "credentials", b"credentials", "display_name", b"display_name", "request_id", b"request_id", "sync_interval", b"sync_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__breaker_threshold: _TypeAlias = _typing.Literal["breaker_threshold"]  # noqa: Y015
+    _WhichOneofArgType__breaker_threshold: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__breaker_threshold) -> _WhichOneofReturnType__breaker_threshold | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -216,12 +224,17 @@ class ConfigureRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     CREDENTIALS_FIELD_NUMBER: _builtins.int
     SYNC_INTERVAL_FIELD_NUMBER: _builtins.int
+    BREAKER_THRESHOLD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The integration's id."""
     etag: _builtins.str
     """The etag last seen; a stale etag fails with ABORTED. Empty skips the check."""
     display_name: _builtins.str
     """New name."""
+    breaker_threshold: _builtins.int
+    """New breaker threshold: failures in a row that open the breaker, 1 to 100; 0 goes back to
+    the deployment's threshold. Unset leaves it as it is.
+    """
     @_builtins.property
     def config(self) -> _integration_pb2.ConnectorConfig:
         """New configuration, replacing the old one whole."""
@@ -243,13 +256,19 @@ class ConfigureRequest(_message.Message):
         config: _integration_pb2.ConnectorConfig | None = ...,
         credentials: _integration_pb2.Credentials | None = ...,
         sync_interval: _duration_pb2.Duration | None = ...,
+        breaker_threshold: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "config", b"config", "credentials", b"credentials", "display_name", b"display_name", "sync_interval", b"sync_interval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold", "_display_name", b"_display_name", "breaker_threshold", b"breaker_threshold", "config", b"config", "credentials", b"credentials", "display_name", b"display_name", "sync_interval", b"sync_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "config", b"config", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "sync_interval", b"sync_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold", "_display_name", b"_display_name", "breaker_threshold", b"breaker_threshold", "config", b"config", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "sync_interval", b"sync_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__breaker_threshold: _TypeAlias = _typing.Literal["breaker_threshold"]  # noqa: Y015
+    _WhichOneofArgType__breaker_threshold: _TypeAlias = _typing.Literal["_breaker_threshold", b"_breaker_threshold"]  # noqa: Y015
     _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
     _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__breaker_threshold) -> _WhichOneofReturnType__breaker_threshold | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
 
 Global___ConfigureRequest: _TypeAlias = ConfigureRequest  # noqa: Y015

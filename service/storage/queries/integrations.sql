@@ -15,18 +15,21 @@ FOR UPDATE OF i
 INSERT INTO integrations (
     tenant_id, id, display_name, connector_type, status, sync_state, config,
     missing_config_fields, last_error, consecutive_failures, breaker_open, breaker_opened_at,
-    next_attempt_at, breaker_threshold, probe_interval, sync_interval, last_synced_at,
-    next_sync_at, record_count, revision, created_at, updated_at)
+    next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt, sync_interval,
+    last_synced_at, next_sync_at, late_at, record_count, revision, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22)
+        $20, $21, $22, $23, $24)
 
 -- name: integration_update
+-- The lifecycle's columns only: the cursor and the claim (lease_version, claim_expires_at,
+-- claimed_by, late_noticed) belong to the sync engine and the scheduler.
 UPDATE integrations SET
     display_name = $3, connector_type = $4, status = $5, sync_state = $6, config = $7,
     missing_config_fields = $8, last_error = $9, consecutive_failures = $10, breaker_open = $11,
     breaker_opened_at = $12, next_attempt_at = $13, breaker_threshold = $14,
-    probe_interval = $15, sync_interval = $16, last_synced_at = $17, next_sync_at = $18,
-    record_count = $19, revision = $20, created_at = $21, updated_at = $22
+    breaker_slow_steps = $15, breaker_halt = $16, sync_interval = $17, last_synced_at = $18,
+    next_sync_at = $19, late_at = $20, record_count = $21, revision = $22, created_at = $23,
+    updated_at = $24
 WHERE tenant_id = $1 AND id = $2
 
 -- name: integration_delete
@@ -43,6 +46,10 @@ WHERE i.tenant_id = $1
   AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5::uuid))
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
+
+-- name: revision_hold_limit
+-- For the rest of the transaction only (is_local): see integrations.REVISION_HOLD_LIMIT.
+SELECT set_config('idle_in_transaction_session_timeout', $1, true)
 
 -- name: revision_next
 -- Must be the last write of its transaction: the row lock orders commits by revision.

@@ -10,11 +10,11 @@ FOR UPDATE
 -- seq is the integration's next run number; safe because the caller holds the integration's
 -- row lock (and the primary key would refuse a duplicate anyway).
 INSERT INTO sync_runs (tenant_id, integration_id, seq, id, trigger, outcome, started_at,
-                       lease_expires_at)
+                       lease_expires_at, lease_version, worker)
 VALUES ($1, $2,
         COALESCE((SELECT max(seq) FROM sync_runs WHERE tenant_id = $1 AND integration_id = $2),
                  0) + 1,
-        $3, $4, 'RUNNING', $5, $6)
+        $3, $4, 'RUNNING', $5, $6, $7, $8)
 RETURNING *
 
 -- name: sync_run_get
@@ -54,9 +54,10 @@ LIMIT $4
 SELECT cursor FROM integrations WHERE tenant_id = $1 AND id = $2
 
 -- name: sync_cursor_put
--- The cursor and the record count move together with the page that changed them.
+-- The cursor and the record count move together with the page that changed them. The fence:
+-- only while the integration still has the run's lease version $5 (no row: taken over).
 UPDATE integrations SET cursor = $3, record_count = record_count + $4
-WHERE tenant_id = $1 AND id = $2
+WHERE tenant_id = $1 AND id = $2 AND lease_version = $5
 RETURNING record_count
 
 -- name: records_upsert

@@ -1,0 +1,235 @@
+"""The background sync loop: every replica runs one; PostgreSQL is the only coordinator.
+
+Each sweep claims due work (`storage.scheduler.claim_due`: `FOR UPDATE SKIP LOCKED` on the
+due-time index, across tenants) within this process's concurrency limits — one for everything,
+one per connector type — and runs it: a sync from the stored cursor, or, while the breaker is
+open, a connection probe. Claims carry the integration's lease version, the fencing token
+every write of the work must still match. Work whose replica died is claimed again once its
+lease (or claim) expires, by whichever replica sweeps next. Beside the claims the loop records
+lateness notices (`lateness.py`), in a task of their own so they never hold claims up. Nothing
+in the loop waits for a row lock: a stalled replica's locks are skipped, never waited on.
+
+Sweeps run every `sweep_interval`, shortened by up to a fifth at random so replicas spread out
+rather than sweep in step; `wake()` sweeps at once (tests use `sweep()` directly). When a sweep
+filled every free slot, finishing work wakes the loop, so a backlog drains at the speed of the
+work rather than of the sweep interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from service.config import ConnectorLimits
+from service.engine.lateness import LateNotices
+from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.probes import Prober
+from service.engine.sync import SyncEngine
+from service.storage import scheduler as claims
+from service.storage.scheduler import Claim
+
+log = structlog.get_logger(__name__)
+
+#: Sweeps are shortened by up to this fraction at random (replicas spread out).
+SWEEP_JITTER = 0.2
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How the loop paces and bounds itself (from the deployment's settings)."""
+
+    sweep_interval: timedelta
+    """How often to look for due work."""
+    concurrency: int
+    """Syncs and probes this process runs at once, all connectors together."""
+    connector_limits: ConnectorLimits
+    """Syncs and probes this process runs at once per connector type."""
+    sync_claim: timedelta
+    """How long a claimed sync stays claimed before its run starts (its run's lease then
+    takes over): the sync lease."""
+    probe_claim: timedelta
+    """How long a claimed probe stays claimed: the probe timeout plus the sync lease, ample
+    for the probe and its write; if its replica dies, another probes after this."""
+
+
+class Scheduler:
+    """The loop of one process; `start()` it, `stop()` it."""
+
+    def __init__(self, lifecycle: Lifecycle, syncs: SyncEngine, prober: Prober,
+                 types: tuple[str, ...], settings: SchedulerSettings, *, clock: Clock,
+                 worker: str, rng: random.Random | None = None) -> None:
+        self.lifecycle = lifecycle
+        self.syncs = syncs
+        self.prober = prober
+        self.types = types
+        self.settings = settings
+        self.clock = clock
+        self.worker = worker
+        self.rng = rng or random.Random()
+        self.late = LateNotices(lifecycle, clock)
+        #: Claims being worked on by this process, per connector type.
+        self.in_flight: Counter[str] = Counter()
+        #: Work in flight, and the claim each one works on.
+        self._work: dict[asyncio.Task[None], Claim] = {}
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._noticing: asyncio.Task[int] | None = None
+        self._backlog = False
+        self._turn = 0
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="scheduler")
+
+    def wake(self) -> None:
+        """Sweep now instead of at the next interval."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 0) -> None:
+        """Stop claiming (the claim step in progress completes, so no claim is left behind
+        without its work); let probes in flight finish within `grace` seconds, then cancel
+        them. Every claim not turned into a run is given back, for another replica to take
+        at once. Syncs in flight are the sync engine's to stop."""
+        self._stopping = True
+        self.wake()
+        if self._loop is not None:
+            # Bounded, should the database hang the claim step: then its claims expire.
+            await asyncio.wait({self._loop}, timeout=max(grace, 1.0))
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        if self._noticing is not None:
+            self._noticing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._noticing
+        self._loop = self._noticing = None
+        if self._work and grace > 0:
+            await asyncio.wait(self._work, timeout=grace)
+        work = dict(self._work)
+        for task in work:
+            task.cancel()
+        await asyncio.gather(*work, return_exceptions=True)
+        # A task cancelled before it ever ran could not give its claim back itself.
+        await asyncio.gather(*(self._release(claim) for task, claim in work.items()
+                               if task.cancelled()))
+
+    async def sweep(self) -> list[Claim]:
+        """One sweep now: claim due work and start it, then notice lateness. Returns the
+        claims (their work runs in the background; see `idle`)."""
+        claimed = await self.claim()
+        await self.late.notice()
+        return claimed
+
+    async def claim(self) -> list[Claim]:
+        """Claim due work within the free slots and start it in the background."""
+        claimed = await self._claim()
+        for claim in claimed:
+            task = asyncio.create_task(self._run_claim(claim),
+                                       name=f"scheduled-{claim.integration_id}")
+            self._work[task] = claim
+            task.add_done_callback(lambda t: self._work.pop(t, None))
+        return claimed
+
+    async def idle(self) -> None:
+        """Wait until the work claimed so far has finished (for tests)."""
+        while self._work:
+            await asyncio.wait(list(self._work))
+
+    async def _run(self) -> None:
+        interval = self.settings.sweep_interval.total_seconds()
+        while not self._stopping:
+            try:
+                await self.claim()
+            except Exception:
+                # The database may be away; the next sweep tries again, and claims that were
+                # taken but not started simply expire.
+                log.warning("scheduler_sweep_failed", exc_info=True)
+            # Lateness notices write events (the tenant's revision lock), so they run beside
+            # the claims rather than in their way.
+            if self._noticing is None or self._noticing.done():
+                self._noticing = asyncio.create_task(self._notice(), name="late-notices")
+            if self._stopping:
+                break
+            pause = interval * (1 - SWEEP_JITTER * self.rng.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+            self._wake.clear()
+
+    async def _notice(self) -> int:
+        try:
+            return await self.late.notice()
+        except Exception:
+            log.warning("late_notices_failed", exc_info=True)
+            return 0
+
+    async def _claim(self) -> list[Claim]:
+        """Claim what is due, within the free slots: per connector type, in turns so no type
+        always goes first."""
+        now = self.clock()
+        free = self.settings.concurrency - sum(self.in_flight.values())
+        if free <= 0 or not self.types or self._stopping:
+            self._backlog = True
+            return []
+        self._turn = (self._turn + 1) % len(self.types)
+        order = self.types[self._turn:] + self.types[:self._turn]
+        found: list[Claim] = []
+        self._backlog = False
+        async with self.lifecycle.db.transaction() as conn:
+            for connector_type in order:
+                slots = min(free, self.settings.connector_limits.of(connector_type)
+                            - self.in_flight[connector_type])
+                if slots <= 0:
+                    continue
+                got = await claims.claim_due(
+                    conn, now=now, connector_type=connector_type, limit=slots,
+                    sync_claim_until=now + self.settings.sync_claim,
+                    probe_claim_until=now + self.settings.probe_claim, worker=self.worker)
+                found += got
+                free -= len(got)
+                self._backlog = self._backlog or len(got) == slots
+                if free <= 0:
+                    break
+        for claim in found:
+            self.in_flight[claim.connector_type] += 1
+        if found:
+            log.debug("scheduler_claimed", count=len(found),
+                      probes=sum(1 for c in found if c.probe))
+        return found
+
+    async def _run_claim(self, claim: Claim) -> None:
+        try:
+            if self._stopping:  # claimed just before the stop: another replica takes it
+                await self._release(claim)
+            elif claim.probe:
+                await self.prober.probe(claim)
+            else:
+                started = await self.syncs.start_claimed(claim)
+                if started is not None and started.started:
+                    await self.syncs.wait(started.run)
+        except asyncio.CancelledError:
+            # Stopping: a claim whose run did not start is given back at once (one that did
+            # start is its run's now, and the release changes nothing).
+            await asyncio.shield(self._release(claim))
+            raise
+        except Exception:
+            log.error("scheduled_work_failed", tenant_id=claim.tenant_id,
+                      integration_id=str(claim.integration_id), probe=claim.probe,
+                      exc_info=True)
+        finally:
+            self.in_flight[claim.connector_type] -= 1
+            if self._backlog:
+                self.wake()
+
+    async def _release(self, claim: Claim) -> None:
+        try:
+            async with self.lifecycle.db.connection() as conn:
+                await claims.release_claim(conn, claim.tenant_id, claim.integration_id,
+                                           claim.lease_version)
+        except Exception:
+            log.warning("claim_not_released", exc_info=True)  # it expires by itself

@@ -1,0 +1,85 @@
+"""Claims of background work and lateness notices in PostgreSQL.
+
+A *claim* says "this worker does the next attempt of this integration": the scheduler takes
+due integrations with `SELECT … FOR UPDATE SKIP LOCKED` (replicas never wait for each other
+and never take the same row), and every claim moves the integration's `lease_version` on.
+That version is the fencing token of the work: a sync run carries it and every page write
+requires it (`sync.put_cursor`), a probe's outcome is written only while it still holds. Like
+the other repositories, functions take the caller's connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from service.storage.queries import Q
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One integration claimed for its next attempt."""
+
+    tenant_id: str
+    integration_id: UUID
+    connector_type: str
+    #: The fencing token: writes of this attempt count only while the integration has it.
+    lease_version: int
+    #: The breaker is open: the attempt is a connection probe, not a sync.
+    probe: bool
+
+
+async def claim_due(conn: asyncpg.Connection, *, now: datetime, connector_type: str,
+                    limit: int, sync_claim_until: datetime, probe_claim_until: datetime,
+                    worker: str) -> list[Claim]:
+    """Claim up to `limit` due integrations of `connector_type`, earliest due first."""
+    rows = await conn.fetch(Q["claim_due"], now, connector_type, limit, sync_claim_until,
+                            probe_claim_until, worker)
+    return [Claim(r["tenant_id"], r["id"], r["connector_type"], r["lease_version"],
+                  r["breaker_open"]) for r in rows]
+
+
+async def take_claim(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
+                     lease_version: int) -> bool:
+    """Turn a claim into a running sync (its run's lease covers it from now on). False when
+    the claim was lost to another worker."""
+    found = await conn.fetchval(Q["claim_take"], tenant_id, integration_id, lease_version)
+    return found is not None
+
+
+async def claim_now(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID) -> int:
+    """Claim the integration for work a person started; returns the new lease version."""
+    version: int = await conn.fetchval(Q["claim_now"], tenant_id, integration_id)
+    return version
+
+
+async def release_claim(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
+                        lease_version: int) -> None:
+    """Give a claim back, if it is still ours."""
+    await conn.execute(Q["claim_release"], tenant_id, integration_id, lease_version)
+
+
+async def lease_version(conn: asyncpg.Connection, tenant_id: str,
+                        integration_id: UUID) -> int | None:
+    """The integration's current lease version (None: it is gone)."""
+    version: int | None = await conn.fetchval(Q["lease_version"], tenant_id, integration_id)
+    return version
+
+
+async def late_due(conn: asyncpg.Connection, now: datetime,
+                   limit: int) -> list[tuple[str, UUID, datetime]]:
+    """(tenant, integration, late_at) of integrations late by `now` whose lateness has not
+    been recorded yet, longest late first."""
+    rows = await conn.fetch(Q["late_due"], now, limit)
+    return [(r["tenant_id"], r["id"], r["late_at"]) for r in rows]
+
+
+async def take_late_notice(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
+                           late_at: datetime) -> bool:
+    """Take the job of recording this lateness (the row stays locked until the caller
+    commits). False when another replica took it or the integration is no longer late."""
+    found = await conn.fetchval(Q["late_notice"], tenant_id, integration_id, late_at)
+    return found is not None
