@@ -116,13 +116,17 @@ async def get(integration_id: str) -> None:
 async def create(name: str, connector: str,
                  config: str = typer.Option("", help="config as JSON, e.g. "
                                             "'{\"google_calendar\": {\"calendar_id\": \"x\"}}'"),
-                 interval: int = typer.Option(0, help="sync interval in seconds")) -> None:
+                 interval: int = typer.Option(0, help="sync interval in seconds"),
+                 breaker_threshold: int = typer.Option(
+                     0, help="failures in a row that auto-pause it (0: the deployment's)"),
+                 ) -> None:
     """Create an integration."""
     parsed = json_format.Parse(config, pb.ConnectorConfig()) if config else None
     async with _client() as client:
         _show(await client.create(name, connector, config=parsed,
                                   sync_interval=timedelta(seconds=interval) if interval
-                                  else None))
+                                  else None,
+                                  breaker_threshold=breaker_threshold or None))
 
 
 @app.command()

@@ -138,13 +138,15 @@ class IntegrationsClient:
                      config: pb.ConnectorConfig | None = None,
                      credentials: pb.Credentials | None = None,
                      sync_interval: timedelta | None = None,
+                     breaker_threshold: int | None = None,
                      request_id: str | None = None) -> pb.Integration:
         """Create an integration. A request id is generated when none is given, so the
-        retries this client makes never create two."""
+        retries this client makes never create two. `breaker_threshold` overrides the
+        deployment's (1-100)."""
         request = api.CreateRequest(
             request_id=request_id or uuid.uuid4().hex, display_name=display_name,
             connector_type=connector_type, config=config, credentials=credentials,
-            sync_interval=_duration(sync_interval))
+            sync_interval=_duration(sync_interval), breaker_threshold=breaker_threshold)
         response = await self._call(self.stub.Create, request, idempotent=True)
         return response.integration
 
@@ -166,10 +168,13 @@ class IntegrationsClient:
                         display_name: str | None = None,
                         config: pb.ConnectorConfig | None = None,
                         credentials: pb.Credentials | None = None,
-                        sync_interval: timedelta | None = None) -> api.ConfigureResponse:
+                        sync_interval: timedelta | None = None,
+                        breaker_threshold: int | None = None) -> api.ConfigureResponse:
+        """Change an integration; `breaker_threshold` 0 goes back to the deployment's."""
         request = api.ConfigureRequest(id=integration_id, etag=etag, config=config,
                                        credentials=credentials,
-                                       sync_interval=_duration(sync_interval))
+                                       sync_interval=_duration(sync_interval),
+                                       breaker_threshold=breaker_threshold)
         if display_name is not None:
             request.display_name = display_name
         return await self._call(self.stub.Configure, request, idempotent=bool(etag),

@@ -21,9 +21,11 @@ async def ctl(server: Server, *args: str) -> tuple[int, str, str]:
 
 async def test_create_list_pause_and_history(server: Server) -> None:
     code, out, _ = await ctl(server, "create", "Team calendar", "rest_json", "--config",
-                             '{"rest_json": {"url": "https://api.example.com/items"}}')
+                             '{"rest_json": {"url": "https://api.example.com/items"}}',
+                             "--breaker-threshold", "3")
     assert code == 0
     created = json.loads(out)
+    assert created["breaker"]["threshold"] == 3
     assert created["status"] == "STATUS_CONFIGURE"
     assert created["missingConfigFields"] == ["id_field"]
     code, out, _ = await ctl(server, "--json", "list")
