@@ -55,6 +55,7 @@ class Trigger(enum.Enum):
     RESUME = "resume"  # resumed with a complete config
     RESUME_INCOMPLETE = "resume_incomplete"  # resumed, but the config needs completing first
     REAUTHORIZE = "reauthorize"  # new credentials arrived: verify them
+    CREDENTIALS_SAVED = "credentials_saved"  # signed in during setup: verified once configured
     SUCCEEDED = "succeeded"  # a test, sync or probe worked
     FAILED = "failed"  # a classified failure that leaves the integration in ERROR
     CONFIG_REJECTED = "config_rejected"  # the provider does not know the configured resource
@@ -74,6 +75,7 @@ ACTION_OF: dict[Trigger, Action] = {
     Trigger.RESUME: Action.RESUME,
     Trigger.RESUME_INCOMPLETE: Action.RESUME,
     Trigger.REAUTHORIZE: Action.REAUTHORIZE,
+    Trigger.CREDENTIALS_SAVED: Action.REAUTHORIZE,
     Trigger.DELETE: Action.DELETE,
 }
 
@@ -93,6 +95,9 @@ D, C, T, A, P, E, X = (
 #:   person's decision); Resume then verifies it. A DISCONNECTED one stays so until Reauthorize.
 #: - TEST on ACTIVE or PAUSED does not pass through TESTING: the integration stays operational
 #:   (or paused) while it is checked; on PAUSED the test only reports.
+#: - Signing in is how a Google integration's setup usually starts ("Sign in", then pick the
+#:   calendar): while the config is incomplete the credentials are only saved
+#:   (CREDENTIALS_SAVED); completing the config then verifies them.
 #: - CONFIG_REJECTED during the first verification sends the user back to CONFIGURE (fix the
 #:   id); the same 404 on a working integration is an ERROR to be fixed and retried.
 #: - BREAKER_OPENED is the failure that reaches the breaker's threshold (one event, not FAILED
@@ -127,6 +132,9 @@ TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (E, Trigger.PAUSE): P,
     (P, Trigger.RESUME): A,
     (P, Trigger.RESUME_INCOMPLETE): C,
+    (D, Trigger.CREDENTIALS_SAVED): D,
+    (C, Trigger.CREDENTIALS_SAVED): C,
+    (C, Trigger.REAUTHORIZE): T,
     (A, Trigger.REAUTHORIZE): T,
     (T, Trigger.REAUTHORIZE): T,
     (E, Trigger.REAUTHORIZE): T,

@@ -52,11 +52,6 @@ CALLBACK_ACTOR = "oauth_callback"
 #: The event trigger of a sign-in that did not complete (the status does not change).
 SIGN_IN_FAILED = "sign_in_failed"
 
-_HINTS = {
-    Status.DRAFT: "Configure it first: credentials can be given with Configure.",
-    Status.CONFIGURE: "Complete its configuration first: credentials can be given with "
-                      "Configure.",
-}
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
@@ -116,8 +111,11 @@ class Reauthorization:
                                         now)
             # A person's reauthorization is an explicit retry: the breaker closes now, and
             # the verification's outcome counts afresh.
+            trigger = _trigger(current)
+            if trigger is Trigger.CREDENTIALS_SAVED:
+                reason = "credentials saved; they are verified once the configuration is complete"
             return await self.lifecycle.apply(
-                conn, current, Trigger.REAUTHORIZE, actor=actor, reason=reason,
+                conn, current, trigger, actor=actor, reason=reason,
                 mutate=lambda i: i.replace(credentials_kind=credentials.kind,
                                            credentials_set_at=now,
                                            breaker=Breaker(threshold=i.breaker.threshold)))
@@ -277,9 +275,16 @@ def _deleted(sign_in: SignIn) -> SignInResult:
                         "It was deleted while the sign-in was in progress.", sign_in.return_url)
 
 
+def _trigger(current: Integration) -> Trigger:
+    """Verify new credentials at once, unless the setup is still incomplete: then they are
+    only saved, and completing the configuration verifies them."""
+    if current.status in (Status.DRAFT, Status.CONFIGURE) and not current.config_complete:
+        return Trigger.CREDENTIALS_SAVED
+    return Trigger.REAUTHORIZE
+
+
 def _check(current: Integration) -> None:
     """TransitionNotAllowed unless the table lets `current` be reauthorized."""
-    target = transition(current.status, Trigger.REAUTHORIZE)
+    target = transition(current.status, _trigger(current))
     if isinstance(target, Disallowed):
-        raise TransitionNotAllowed(Action.REAUTHORIZE, current.status, target.allowed,
-                                   _HINTS.get(current.status, ""))
+        raise TransitionNotAllowed(Action.REAUTHORIZE, current.status, target.allowed)

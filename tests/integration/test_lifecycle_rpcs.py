@@ -67,7 +67,8 @@ async def test_create_starts_in_draft_with_defaults(stub: Stub) -> None:
     assert i.connector_type == "google_calendar"
     assert i.sync_interval.seconds == 15 * 60
     assert i.revision > 0 and i.etag
-    assert list(i.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_DELETE]
+    assert list(i.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_REAUTHORIZE,
+                                       pb.ACTION_DELETE]
     assert i.breaker.state == pb.BREAKER_STATE_CLOSED and i.breaker.threshold == 5
     assert not i.credentials.has_credentials
     assert len(i.id) == 36 and i.id.count("-") == 4  # an opaque UUID, never sequential
@@ -307,7 +308,7 @@ async def test_disallowed_transitions_say_where_it_is_and_what_is_allowed(
     assert f.code is grpc.StatusCode.FAILED_PRECONDITION
     assert f.reason == "TRANSITION_NOT_ALLOWED"
     assert f.metadata["current_status"] == "DRAFT"
-    assert f.metadata["allowed_actions"] == "Configure,Delete"
+    assert f.metadata["allowed_actions"] == "Configure,Reauthorize,Delete"
     assert f.precondition_subjects == ["DRAFT"]
     assert "cannot Pause an integration in status DRAFT" in f.message
     ident = await make_active(app)

@@ -275,3 +275,29 @@ async def test_sign_in_is_refused_when_no_callback_is_served(stub: Stub, sb: San
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         app.reauthorization.callback_url = served
+
+
+async def test_signing_in_first_then_choosing_the_calendar(stub: Stub, sb: Sandbox) -> None:
+    # The usual setup: "Sign in", then pick the calendar. Before the calendar is chosen the
+    # config is incomplete, so the sign-in only saves the tokens.
+    endpoints = {k: v for k, v in calendar_config(sb).items() if k != "calendar_id"}
+    draft = (await stub.Create(api.CreateRequest(
+        display_name="New calendar", connector_type="google_calendar",
+        config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(**endpoints)))
+    )).integration
+    assert draft.status == pb.STATUS_CONFIGURE
+    assert list(draft.missing_config_fields) == ["calendar_id"]
+
+    visits = await browse(str(await sign_in(stub, draft, return_url=RETURN)))
+
+    assert visits[-1].url.query["status"] == "CONFIGURE"
+    signed_in = await get(stub, draft.id)
+    assert signed_in.status == pb.STATUS_CONFIGURE
+    assert signed_in.credentials.kind == pb.CREDENTIALS_KIND_OAUTH
+    assert (await latest_event(stub, draft.id)).trigger == "credentials_saved"
+
+    configured = await stub.Configure(api.ConfigureRequest(
+        id=draft.id, config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
+            **calendar_config(sb)))))
+    assert configured.test.ok, configured.test.error
+    assert configured.integration.status == pb.STATUS_ACTIVE

@@ -24,9 +24,10 @@ T = Trigger
 # caught. None = the integration is deleted; absent = not allowed.
 EXPECTED: dict[Status, dict[Trigger, Status | None]] = {
     S.DRAFT: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-              T.DELETE: None},
+              T.CREDENTIALS_SAVED: S.DRAFT, T.DELETE: None},
     S.CONFIGURE: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-                  T.TEST: S.TESTING, T.DELETE: None},
+                  T.TEST: S.TESTING, T.CREDENTIALS_SAVED: S.CONFIGURE,
+                  T.REAUTHORIZE: S.TESTING, T.DELETE: None},
     S.TESTING: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
                 T.TEST: S.TESTING, T.REAUTHORIZE: S.TESTING, T.SUCCEEDED: S.ACTIVE,
                 T.FAILED: S.ERROR, T.CONFIG_REJECTED: S.CONFIGURE,
@@ -72,8 +73,9 @@ def test_the_table_has_no_rows_beyond_the_expected_ones() -> None:
 
 
 @pytest.mark.parametrize(("status", "actions"), [
-    (S.DRAFT, (Action.CONFIGURE, Action.DELETE)),
-    (S.CONFIGURE, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.DELETE)),
+    (S.DRAFT, (Action.CONFIGURE, Action.REAUTHORIZE, Action.DELETE)),
+    (S.CONFIGURE, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.REAUTHORIZE,
+                   Action.DELETE)),
     (S.ACTIVE, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.SYNC, Action.PAUSE,
                 Action.REAUTHORIZE, Action.DELETE)),
     (S.PAUSED, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.RESUME, Action.REAUTHORIZE,
