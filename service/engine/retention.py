@@ -14,11 +14,11 @@ left to delete), so no coordination is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import structlog
 
+from service.background import cancel_and_wait
 from service.engine.lifecycle import Clock, utc_now
 from service.storage import watch as store
 from service.storage.database import Database
@@ -45,11 +45,8 @@ class HistoryRetention:
         self._task = asyncio.create_task(self._run(), name="history-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def compact(self) -> int:
         """Compact every tenant's history now; returns how many events were deleted."""

@@ -26,6 +26,7 @@ from datetime import timedelta
 
 import structlog
 
+from service.background import cancel_and_wait
 from service.config import ConnectorLimits
 from service.engine.lateness import LateNotices
 from service.engine.lifecycle import Clock, Lifecycle
@@ -101,13 +102,8 @@ class Scheduler:
         if self._loop is not None:
             # Bounded, should the database hang the claim step: then its claims expire.
             await asyncio.wait({self._loop}, timeout=max(grace, 1.0))
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        if self._noticing is not None:
-            self._noticing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._noticing
+            await cancel_and_wait(self._loop)
+        await cancel_and_wait(self._noticing)
         self._loop = self._noticing = None
         if self._work and grace > 0:
             await asyncio.wait(self._work, timeout=grace)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from service.background import cancel_and_wait
+
 log = structlog.get_logger(__name__)
 
 CHANNEL = "integration_events"
@@ -60,11 +62,8 @@ class ChangeListener:
         self._task = asyncio.create_task(self._supervise(), name="watch-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._disconnect()
 
     async def _connect(self) -> None:
