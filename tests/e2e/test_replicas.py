@@ -33,6 +33,7 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.config import Settings
 from tests.support.process import ServiceProcess
 from tests.support.syncing import TOKEN, at
+from tests.support.waiting import until as wait_until
 
 INTEGRATIONS = 200
 EVENTS = 4  # two pages of two: every sync has a "middle"
@@ -96,17 +97,8 @@ async def until(condition: Callable[[], Awaitable[Any]], what: str,
                 timeout: float = SAFETY,
                 explain: Callable[[], Awaitable[object]] | None = None) -> Any:
     """Wait until `condition()` returns something truthy, reading it every 50ms (state in
-    another process has no event to wait on); fail after `timeout` seconds, with what
-    `explain()` says about the state."""
-    try:
-        async with asyncio.timeout(timeout):
-            # Polling with a deadline, not guessing a time: the state is in other processes.
-            while not (found := await condition()):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            return found
-    except TimeoutError:
-        detail = await explain() if explain is not None else ""
-        raise AssertionError(f"timed out waiting until {what}\n{detail}") from None
+    another process has no event to wait on)."""
+    return await wait_until(condition, what, timeout=timeout, every=0.05, explain=explain)
 
 
 async def history(db: asyncpg.Connection, ident: UUID) -> str:

@@ -17,6 +17,7 @@ from sandbox.server import Sandbox
 from service.config import Settings
 from service.oauth import pkce
 from tests.support.process import ServiceProcess
+from tests.support.waiting import until as wait_until
 
 CLIENT_ID = "integrations-test-client"
 CLIENT_SECRET = "integrations-test-secret-5b2c"
@@ -135,12 +136,4 @@ async def advisory_lock_waiters(database_url: str) -> int:
 async def until(condition: Any, what: str) -> None:
     """Wait until `condition()` (an async callable) is true, watching the database or the
     sandbox; bounded by SAFETY so a broken test fails instead of hanging."""
-    async def watch() -> None:
-        # Polls something only the database (or the sandbox) can tell; no event to wait on.
-        while not await condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(watch(), SAFETY)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+    await wait_until(condition, what, timeout=SAFETY)

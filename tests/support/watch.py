@@ -13,6 +13,7 @@ from integrations.v1 import service_pb2 as api
 from service.api.convert import STATUS
 from service.app import App
 from service.domain.status import Status
+from tests.support.waiting import until
 
 
 class Recorder:
@@ -117,9 +118,6 @@ def view_of(view: dict[str, pb.Integration]) -> dict[str, tuple[int, int]]:
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait until `condition` holds, checking every few milliseconds: for state that has no
-    event to wait on (tasks finishing, connections being returned)."""
-    async with asyncio.timeout(timeout):
-        # Polling a condition (with a deadline), not guessing a time: there is no event.
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+    """Wait until `condition` holds: for state that has no event to wait on (tasks
+    finishing, connections being returned)."""
+    await until(condition, "the condition", timeout=timeout, every=0.005)
