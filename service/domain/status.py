@@ -178,10 +178,18 @@ def transition(current: Status, trigger: Trigger) -> Status | Disallowed | None:
     return Disallowed(current, trigger, allowed_actions(current))
 
 
-def allowed_actions(current: Status) -> tuple[Action, ...]:
-    """The user actions the table allows from `current`, in a stable order."""
+def _actions_from(current: Status) -> tuple[Action, ...]:
     present = {ACTION_OF[t] for (s, t) in TRANSITIONS if s is current and t in ACTION_OF}
     return tuple(a for a in Action if a in present)
+
+
+# Derived once: every response and watch message shows an integration's allowed actions.
+_ALLOWED = {status: _actions_from(status) for status in Status}
+
+
+def allowed_actions(current: Status) -> tuple[Action, ...]:
+    """The user actions the table allows from `current`, in a stable order."""
+    return _ALLOWED[current]
 
 
 def mermaid(rows: Iterable[tuple[tuple[Status, Trigger], Status | None]] = ()) -> str:
