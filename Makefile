@@ -40,8 +40,9 @@ test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 bench: $(VENV)/.dev-installed ## Run the benchmarks (speed and memory targets)
 	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
 
-lint: $(VENV)/.dev-installed ## ruff
+lint: $(VENV)/.dev-installed ## ruff check and ruff format --check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
 	$(BIN)/mypy

@@ -42,8 +42,13 @@ class Running:
         self.embedded = EmbeddedPostgres(self.data_dir)
         url = await self.embedded.start()
         key = base64.b64encode(os.urandom(32)).decode()
-        settings = replace(Settings(), database_url=url, data_dir=self.data_dir,
-                           encryption_keys=f"bench:{key}", db_pool_size=10)
+        settings = replace(
+            Settings(),
+            database_url=url,
+            data_dir=self.data_dir,
+            encryption_keys=f"bench:{key}",
+            db_pool_size=10,
+        )
         self.app = await App.start(settings)
         self.server = Server(self.app)
         port = await self.server.start("127.0.0.1:0")

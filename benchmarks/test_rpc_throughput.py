@@ -19,9 +19,16 @@ _names = itertools.count()
 
 
 async def create_many(service: Running, n: int) -> list[pb.Integration]:
-    responses = await asyncio.gather(*(service.stub.Create(api.CreateRequest(
-        display_name=f"Calendar {next(_names)}", connector_type="google_calendar"))
-        for _ in range(n)))
+    responses = await asyncio.gather(
+        *(
+            service.stub.Create(
+                api.CreateRequest(
+                    display_name=f"Calendar {next(_names)}", connector_type="google_calendar"
+                )
+            )
+            for _ in range(n)
+        )
+    )
     return [r.integration for r in responses]
 
 

@@ -73,52 +73,115 @@ class App:
             if embedded is not None:
                 await embedded.stop()
             raise
-        keys = (KeyRing.parse(settings.encryption_keys) if settings.encryption_keys
-                else KeyRing.local(settings.data_dir / "encryption.keys"))
+        keys = (
+            KeyRing.parse(settings.encryption_keys)
+            if settings.encryption_keys
+            else KeyRing.local(settings.data_dir / "encryption.keys")
+        )
         connectors = ConnectorRegistry.discover()
-        lifecycle = Lifecycle(db, connectors, keys, settings.interval_bounds,
-                              request_id_ttl=settings.request_id_ttl, clock=clock)
-        watch = WatchHub(db, WatchSettings(
-            heartbeat_interval=settings.watch_heartbeat_interval,
-            buffer_size=settings.watch_buffer_size,
-            poll_interval=settings.watch_poll_interval))
+        lifecycle = Lifecycle(
+            db,
+            connectors,
+            keys,
+            settings.interval_bounds,
+            request_id_ttl=settings.request_id_ttl,
+            clock=clock,
+        )
+        watch = WatchHub(
+            db,
+            WatchSettings(
+                heartbeat_interval=settings.watch_heartbeat_interval,
+                buffer_size=settings.watch_buffer_size,
+                poll_interval=settings.watch_poll_interval,
+            ),
+        )
         await watch.start()
         retention = HistoryRetention(db, settings.history_retention, clock=clock)
         retention.start()
-        http = HttpClient.open(HttpPolicy(timeout=settings.provider_timeout,
-                                          allow_private_networks=settings.allow_private_networks,
-                                          purpose_header=settings.purpose_header))
+        http = HttpClient.open(
+            HttpPolicy(
+                timeout=settings.provider_timeout,
+                allow_private_networks=settings.allow_private_networks,
+                purpose_header=settings.purpose_header,
+            )
+        )
         oauth = OAuthSetup(oauth_clients(settings), settings.oauth_trusted_origins.split(","))
         token_endpoint = TokenEndpoint(http)
         # A refresh waits for another replica's at most as long as that one may take.
-        refresher = TokenRefresher(db, keys, token_endpoint, oauth, connectors, clock,
-                                   lock_wait=2 * settings.provider_timeout,
-                                   max_concurrent=max(1, settings.db_pool_size // 2))
-        providers = Providers(connectors, http, lifecycle, clock,
-                              page_size=settings.sync_page_size, tokens=refresher.tokens_for)
+        refresher = TokenRefresher(
+            db,
+            keys,
+            token_endpoint,
+            oauth,
+            connectors,
+            clock,
+            lock_wait=2 * settings.provider_timeout,
+            max_concurrent=max(1, settings.db_pool_size // 2),
+        )
+        providers = Providers(
+            connectors,
+            http,
+            lifecycle,
+            clock,
+            page_size=settings.sync_page_size,
+            tokens=refresher.tokens_for,
+        )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)
         worker = worker_name()
         tester = ConnectionTester(lifecycle, providers, clock, schedule=schedule)
-        syncs = SyncEngine(db, lifecycle, providers, lease=settings.sync_lease, clock=clock,
-                           schedule=schedule, worker=worker)
+        syncs = SyncEngine(
+            db,
+            lifecycle,
+            providers,
+            lease=settings.sync_lease,
+            clock=clock,
+            schedule=schedule,
+            worker=worker,
+        )
         scheduler = Scheduler(
-            lifecycle, syncs, Prober(lifecycle, providers, schedule, clock), connectors.types,
+            lifecycle,
+            syncs,
+            Prober(lifecycle, providers, schedule, clock),
+            connectors.types,
             SchedulerSettings(
                 sweep_interval=settings.scheduler_sweep_interval,
                 concurrency=settings.sync_concurrency,
-                connector_limits=settings.connector_limits, sync_claim=settings.sync_lease,
-                probe_claim=settings.breaker_probe_timeout + settings.sync_lease),
-            clock=clock, worker=worker)
+                connector_limits=settings.connector_limits,
+                sync_claim=settings.sync_lease,
+                probe_claim=settings.breaker_probe_timeout + settings.sync_lease,
+            ),
+            clock=clock,
+            worker=worker,
+        )
         reauthorization = Reauthorization(
-            lifecycle, connectors, providers, tester, oauth,
-            SignIns(db, keys, clock, settings.sign_in_ttl), token_endpoint, clock)
-        app = cls(settings=settings, db=db, connectors=connectors, lifecycle=lifecycle,
-                  tenancy=Tenancy(settings.default_tenant, settings.api_keys), clock=clock,
-                  watch=watch, retention=retention,
-                  providers=providers, tester=tester, refresher=refresher,
-                  reauthorization=reauthorization, syncs=syncs, scheduler=scheduler,
-                  breaker_threshold=settings.breaker_threshold, embedded=embedded)
+            lifecycle,
+            connectors,
+            providers,
+            tester,
+            oauth,
+            SignIns(db, keys, clock, settings.sign_in_ttl),
+            token_endpoint,
+            clock,
+        )
+        app = cls(
+            settings=settings,
+            db=db,
+            connectors=connectors,
+            lifecycle=lifecycle,
+            tenancy=Tenancy(settings.default_tenant, settings.api_keys),
+            clock=clock,
+            watch=watch,
+            retention=retention,
+            providers=providers,
+            tester=tester,
+            refresher=refresher,
+            reauthorization=reauthorization,
+            syncs=syncs,
+            scheduler=scheduler,
+            breaker_threshold=settings.breaker_threshold,
+            embedded=embedded,
+        )
         if settings.scheduler:
             scheduler.start()
         return app
@@ -141,7 +204,8 @@ class App:
             await self.embedded.stop()
 
     async def verify_if_testing(
-            self, integration: Integration) -> tuple[Integration, TestOutcome | None]:
+        self, integration: Integration
+    ) -> tuple[Integration, TestOutcome | None]:
         """Run the connection test of an integration that a change put in TESTING (its
         outcome moves it on: ACTIVE, or the classified error)."""
         if integration.status is not Status.TESTING:
@@ -153,8 +217,7 @@ def oauth_clients(settings: Settings) -> dict[str, OAuthClient]:
     """The deployment's OAuth clients by provider name (see service.oauth.providers)."""
     clients = {}
     if settings.google_client_id:
-        clients["google"] = OAuthClient(settings.google_client_id,
-                                        settings.google_client_secret)
+        clients["google"] = OAuthClient(settings.google_client_id, settings.google_client_secret)
     return clients
 
 

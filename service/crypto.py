@@ -48,8 +48,12 @@ class KeyRing:
         key_id, key = self.keys[0]
         nonce = os.urandom(_NONCE)  # fresh per encryption: GCM must never reuse one per key
         kid = key_id.encode()
-        return bytes([_VERSION, len(kid)]) + kid + nonce + AESGCM(key).encrypt(
-            nonce, plaintext, associated)
+        return (
+            bytes([_VERSION, len(kid)])
+            + kid
+            + nonce
+            + AESGCM(key).encrypt(nonce, plaintext, associated)
+        )
 
     def key_id_of(self, sealed: bytes) -> str:
         if len(sealed) < 2 or sealed[0] != _VERSION:
@@ -66,8 +70,9 @@ class KeyRing:
         try:
             return AESGCM(key).decrypt(nonce, body, associated)
         except InvalidTag:
-            raise SealError("sealed value does not open (tampered or bound to another row)") \
-                from None
+            raise SealError(
+                "sealed value does not open (tampered or bound to another row)"
+            ) from None
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:

@@ -48,8 +48,9 @@ async def rekey(db: Database, keys: KeyRing) -> RekeyReport:
             binding = row_binding(row["tenant_id"], row["integration_id"])
             fresh = keys.seal(keys.open(sealed, binding), binding)
             async with db.connection() as conn:
-                status = await conn.execute(Q["credentials_reseal"], row["tenant_id"],
-                                            row["integration_id"], sealed, fresh)
+                status = await conn.execute(
+                    Q["credentials_reseal"], row["tenant_id"], row["integration_id"], sealed, fresh
+                )
             if status.endswith(" 1"):
                 resealed += 1
             else:
@@ -69,8 +70,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             dsn = await embedded.start()
         db = await Database.open(dsn, pool_size=2)
         try:
-            keys = (KeyRing.parse(settings.encryption_keys) if settings.encryption_keys
-                    else KeyRing.local(settings.data_dir / "encryption.keys"))
+            keys = (
+                KeyRing.parse(settings.encryption_keys)
+                if settings.encryption_keys
+                else KeyRing.local(settings.data_dir / "encryption.keys")
+            )
             return await rekey(db, keys)
         finally:
             await db.close()
@@ -78,8 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 await embedded.stop()
 
     report = asyncio.run(run())
-    print(f"examined {report.examined}, re-sealed {report.resealed}, "
-          f"changed concurrently {report.skipped}", file=sys.stderr)
+    print(
+        f"examined {report.examined}, re-sealed {report.resealed}, "
+        f"changed concurrently {report.skipped}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

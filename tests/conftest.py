@@ -61,9 +61,15 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     (`app.scheduler.sweep()`, or `scheduler=True`)."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return replace(
-        Settings(), database_url=database_url, data_dir=tmp_path, listen="127.0.0.1:0",
-        min_sync_interval=timedelta(seconds=1), encryption_keys=f"test-1:{key}",
-        db_pool_size=4, shutdown_grace=timedelta(seconds=2), scheduler=False,
+        Settings(),
+        database_url=database_url,
+        data_dir=tmp_path,
+        listen="127.0.0.1:0",
+        min_sync_interval=timedelta(seconds=1),
+        encryption_keys=f"test-1:{key}",
+        db_pool_size=4,
+        shutdown_grace=timedelta(seconds=2),
+        scheduler=False,
     )
 
 
@@ -97,7 +103,10 @@ def stub(channel: grpc.aio.Channel) -> service_pb2_grpc.IntegrationServiceStub:
 @pytest.fixture(autouse=True)
 def _no_proxy() -> Iterator[None]:
     """gRPC honours http_proxy; tests talk to 127.0.0.1 only."""
-    saved = {k: os.environ.pop(k) for k in ("http_proxy", "https_proxy", "HTTP_PROXY",
-                                             "HTTPS_PROXY") if k in os.environ}
+    saved = {
+        k: os.environ.pop(k)
+        for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+        if k in os.environ
+    }
     yield
     os.environ.update(saved)

@@ -39,8 +39,9 @@ class Options:
 
 @app.callback()
 def _global(
-    target: str = typer.Option("localhost:50051", envvar="INTEGRATIONS_TARGET",
-                               help="host:port of the service"),
+    target: str = typer.Option(
+        "localhost:50051", envvar="INTEGRATIONS_TARGET", help="host:port of the service"
+    ),
     api_key: str = typer.Option("", envvar="INTEGRATIONS_API_KEY", help="tenant API key"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
@@ -84,8 +85,15 @@ def _table(integrations: list[pb.Integration]) -> None:
     table = Table("id", "name", "connector", "status", "sync", "error", "revision")
     for i in integrations:
         error = pb.ErrorCode.Name(i.last_error.code)[11:] if i.HasField("last_error") else ""
-        table.add_row(i.id, i.display_name, i.connector_type, _name(pb.Status, i.status),
-                      _name(pb.SyncState, i.sync_state), error, str(i.revision))
+        table.add_row(
+            i.id,
+            i.display_name,
+            i.connector_type,
+            _name(pb.Status, i.status),
+            _name(pb.SyncState, i.sync_state),
+            error,
+            str(i.revision),
+        )
     console.print(table)
 
 
@@ -95,8 +103,10 @@ async def _collect(items: Any) -> list[Any]:
 
 @app.command("list")
 @_run
-async def list_(status: list[str] = typer.Option([], help="e.g. ACTIVE, ERROR"),
-                connector: str = typer.Option("", help="connector type")) -> None:
+async def list_(
+    status: list[str] = typer.Option([], help="e.g. ACTIVE, ERROR"),
+    connector: str = typer.Option("", help="connector type"),
+) -> None:
     """List integrations, newest first."""
     statuses = [pb.Status.Value(f"STATUS_{s.upper()}") for s in status]
     async with _client() as client:
@@ -113,20 +123,29 @@ async def get(integration_id: str) -> None:
 
 @app.command()
 @_run
-async def create(name: str, connector: str,
-                 config: str = typer.Option("", help="config as JSON, e.g. "
-                                            "'{\"google_calendar\": {\"calendar_id\": \"x\"}}'"),
-                 interval: int = typer.Option(0, help="sync interval in seconds"),
-                 breaker_threshold: int = typer.Option(
-                     0, help="failures in a row that auto-pause it (0: the deployment's)"),
-                 ) -> None:
+async def create(
+    name: str,
+    connector: str,
+    config: str = typer.Option(
+        "", help='config as JSON, e.g. \'{"google_calendar": {"calendar_id": "x"}}\''
+    ),
+    interval: int = typer.Option(0, help="sync interval in seconds"),
+    breaker_threshold: int = typer.Option(
+        0, help="failures in a row that auto-pause it (0: the deployment's)"
+    ),
+) -> None:
     """Create an integration."""
     parsed = json_format.Parse(config, pb.ConnectorConfig()) if config else None
     async with _client() as client:
-        _show(await client.create(name, connector, config=parsed,
-                                  sync_interval=timedelta(seconds=interval) if interval
-                                  else None,
-                                  breaker_threshold=breaker_threshold or None))
+        _show(
+            await client.create(
+                name,
+                connector,
+                config=parsed,
+                sync_interval=timedelta(seconds=interval) if interval else None,
+                breaker_threshold=breaker_threshold or None,
+            )
+        )
 
 
 @app.command()
@@ -155,8 +174,9 @@ async def test(integration_id: str) -> None:
 
 @app.command()
 @_run
-async def sync(integration_id: str, wait: bool = typer.Option(False, help="wait for the end")
-               ) -> None:
+async def sync(
+    integration_id: str, wait: bool = typer.Option(False, help="wait for the end")
+) -> None:
     """Start a sync now."""
     async with _client() as client:
         _show(await client.sync(integration_id, wait=wait))
@@ -164,8 +184,9 @@ async def sync(integration_id: str, wait: bool = typer.Option(False, help="wait 
 
 @app.command()
 @_run
-async def delete(integration_id: str,
-                 yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+async def delete(
+    integration_id: str, yes: bool = typer.Option(False, "--yes", help="do not ask")
+) -> None:
     """Delete an integration and ALL its data."""
     if not yes and not typer.confirm("All data of this integration will be lost. Delete?"):
         raise typer.Exit(1)
@@ -175,25 +196,29 @@ async def delete(integration_id: str,
 
 @app.command()
 @_run
-async def watch(status: list[str] = typer.Option([], help="only these statuses"),
-                connector: str = typer.Option("", help="connector type"),
-                resume_after: int = typer.Option(0, help="resume after this revision"),
-                limit: int = typer.Option(0, help="stop after this many changes (0: never)")
-                ) -> None:
+async def watch(
+    status: list[str] = typer.Option([], help="only these statuses"),
+    connector: str = typer.Option("", help="connector type"),
+    resume_after: int = typer.Option(0, help="resume after this revision"),
+    limit: int = typer.Option(0, help="stop after this many changes (0: never)"),
+) -> None:
     """Follow status changes as they happen (reconnects and resumes by itself)."""
     statuses = [pb.Status.Value(f"STATUS_{s.upper()}") for s in status]
     changes = 0
     async with _client() as client:
-        async for message in client.watch(statuses=statuses, connector_type=connector,
-                                          resume_after_revision=resume_after):
+        async for message in client.watch(
+            statuses=statuses, connector_type=connector, resume_after_revision=resume_after
+        ):
             kind = message.WhichOneof("kind")
             if Options.as_json:
                 console.print(json_format.MessageToJson(message, indent=None), soft_wrap=True)
             elif kind in ("snapshot", "change"):
                 i = getattr(message, kind)
                 reason = message.event.reason if message.HasField("event") else ""
-                console.print(f"r{i.revision} {i.id} {i.display_name!r} "
-                              f"{_name(pb.Status, i.status)} {reason}".rstrip())
+                console.print(
+                    f"r{i.revision} {i.id} {i.display_name!r} "
+                    f"{_name(pb.Status, i.status)} {reason}".rstrip()
+                )
             elif kind == "deleted":
                 console.print(f"r{message.deleted.revision} {message.deleted.id} deleted")
             elif kind == "snapshot_complete":
@@ -214,9 +239,15 @@ async def events(integration_id: str, limit: int = typer.Option(20)) -> None:
         return
     table = Table("revision", "when", "trigger", "from", "to", "actor", "reason")
     for e in found:
-        table.add_row(str(e.revision), e.occur_time.ToDatetime().isoformat(timespec="seconds"),
-                      e.trigger, _name(pb.Status, e.from_status), _name(pb.Status, e.to_status),
-                      e.actor, e.reason)
+        table.add_row(
+            str(e.revision),
+            e.occur_time.ToDatetime().isoformat(timespec="seconds"),
+            e.trigger,
+            _name(pb.Status, e.from_status),
+            _name(pb.Status, e.to_status),
+            e.actor,
+            e.reason,
+        )
     console.print(table)
 
 

@@ -87,14 +87,21 @@ def _duration(value: timedelta | None) -> duration_pb2.Duration | None:
 class IntegrationsClient:
     """Calls one integrations service. Use as `async with IntegrationsClient(target) as c:`."""
 
-    def __init__(self, target: str = "localhost:50051", *, api_key: str | None = None,
-                 channel: grpc.aio.Channel | None = None, retries: int = 3,
-                 retry_delay: timedelta = timedelta(milliseconds=200)) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        api_key: str | None = None,
+        channel: grpc.aio.Channel | None = None,
+        retries: int = 3,
+        retry_delay: timedelta = timedelta(milliseconds=200),
+    ) -> None:
         self._own_channel = channel is None
         self.channel = channel or grpc.aio.insecure_channel(target)
         self.stub = service_pb2_grpc.IntegrationServiceStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_key}"),) if api_key else ())
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
         self.retries = retries
         self.retry_delay = retry_delay
 
@@ -108,8 +115,14 @@ class IntegrationsClient:
         if self._own_channel:
             await self.channel.close()
 
-    async def _call(self, method: Callable[..., Awaitable[R]], request: Any, *,
-                    idempotent: bool, timeout: float | None = 30) -> R:
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: Any,
+        *,
+        idempotent: bool,
+        timeout: float | None = 30,
+    ) -> R:
         attempt = 0
         while True:
             try:
@@ -120,8 +133,9 @@ class IntegrationsClient:
                     raise IntegrationsError.from_rpc(error) from None
                 await asyncio.sleep(self.retry_delay.total_seconds() * 2 ** (attempt - 1))
 
-    async def _pages(self, method: Callable[..., Awaitable[Any]],
-                     request: Callable[[str], Any], items: str) -> AsyncIterator[Any]:
+    async def _pages(
+        self, method: Callable[..., Awaitable[Any]], request: Callable[[str], Any], items: str
+    ) -> AsyncIterator[Any]:
         """Every item of a paginated list: `request(token)` builds each page's request."""
         token = ""
         while True:
@@ -134,77 +148,125 @@ class IntegrationsClient:
 
     # -- integrations ----------------------------------------------------------------------
 
-    async def create(self, display_name: str, connector_type: str, *,
-                     config: pb.ConnectorConfig | None = None,
-                     credentials: pb.Credentials | None = None,
-                     sync_interval: timedelta | None = None,
-                     breaker_threshold: int | None = None,
-                     request_id: str | None = None) -> pb.Integration:
+    async def create(
+        self,
+        display_name: str,
+        connector_type: str,
+        *,
+        config: pb.ConnectorConfig | None = None,
+        credentials: pb.Credentials | None = None,
+        sync_interval: timedelta | None = None,
+        breaker_threshold: int | None = None,
+        request_id: str | None = None,
+    ) -> pb.Integration:
         """Create an integration. A request id is generated when none is given, so the
         retries this client makes never create two. `breaker_threshold` overrides the
         deployment's (1-100)."""
         request = api.CreateRequest(
-            request_id=request_id or uuid.uuid4().hex, display_name=display_name,
-            connector_type=connector_type, config=config, credentials=credentials,
-            sync_interval=_duration(sync_interval), breaker_threshold=breaker_threshold)
+            request_id=request_id or uuid.uuid4().hex,
+            display_name=display_name,
+            connector_type=connector_type,
+            config=config,
+            credentials=credentials,
+            sync_interval=_duration(sync_interval),
+            breaker_threshold=breaker_threshold,
+        )
         response = await self._call(self.stub.Create, request, idempotent=True)
         return response.integration
 
     async def get(self, integration_id: str) -> pb.Integration:
-        response = await self._call(self.stub.Get, api.GetRequest(id=integration_id),
-                                    idempotent=True)
+        response = await self._call(
+            self.stub.Get, api.GetRequest(id=integration_id), idempotent=True
+        )
         return response.integration
 
-    async def list(self, *, statuses: Sequence[pb.Status.ValueType] = (),
-                   connector_type: str = "",
-                   page_size: int = 100) -> AsyncIterator[pb.Integration]:
+    async def list(
+        self,
+        *,
+        statuses: Sequence[pb.Status.ValueType] = (),
+        connector_type: str = "",
+        page_size: int = 100,
+    ) -> AsyncIterator[pb.Integration]:
         """Every matching integration, newest first, fetching pages as needed."""
-        async for item in self._pages(self.stub.List, lambda token: api.ListRequest(
-                page_size=page_size, page_token=token, statuses=list(statuses),
-                connector_type=connector_type), "integrations"):
+        async for item in self._pages(
+            self.stub.List,
+            lambda token: api.ListRequest(
+                page_size=page_size,
+                page_token=token,
+                statuses=list(statuses),
+                connector_type=connector_type,
+            ),
+            "integrations",
+        ):
             yield item
 
-    async def configure(self, integration_id: str, *, etag: str = "",
-                        display_name: str | None = None,
-                        config: pb.ConnectorConfig | None = None,
-                        credentials: pb.Credentials | None = None,
-                        sync_interval: timedelta | None = None,
-                        breaker_threshold: int | None = None) -> api.ConfigureResponse:
+    async def configure(
+        self,
+        integration_id: str,
+        *,
+        etag: str = "",
+        display_name: str | None = None,
+        config: pb.ConnectorConfig | None = None,
+        credentials: pb.Credentials | None = None,
+        sync_interval: timedelta | None = None,
+        breaker_threshold: int | None = None,
+    ) -> api.ConfigureResponse:
         """Change an integration; `breaker_threshold` 0 goes back to the deployment's."""
-        request = api.ConfigureRequest(id=integration_id, etag=etag, config=config,
-                                       credentials=credentials,
-                                       sync_interval=_duration(sync_interval),
-                                       breaker_threshold=breaker_threshold)
+        request = api.ConfigureRequest(
+            id=integration_id,
+            etag=etag,
+            config=config,
+            credentials=credentials,
+            sync_interval=_duration(sync_interval),
+            breaker_threshold=breaker_threshold,
+        )
         if display_name is not None:
             request.display_name = display_name
-        return await self._call(self.stub.Configure, request, idempotent=bool(etag),
-                                timeout=120)
+        return await self._call(self.stub.Configure, request, idempotent=bool(etag), timeout=120)
 
     async def test_connection(self, integration_id: str) -> api.TestConnectionResponse:
-        return await self._call(self.stub.TestConnection,
-                                api.TestConnectionRequest(id=integration_id), idempotent=True,
-                                timeout=120)
+        return await self._call(
+            self.stub.TestConnection,
+            api.TestConnectionRequest(id=integration_id),
+            idempotent=True,
+            timeout=120,
+        )
 
-    async def sync(self, integration_id: str, *, wait: bool = False,
-                   timeout: float | None = 600) -> api.SyncResponse:
+    async def sync(
+        self, integration_id: str, *, wait: bool = False, timeout: float | None = 600
+    ) -> api.SyncResponse:
         """Start a sync (a second call while one runs returns the running one)."""
-        return await self._call(self.stub.Sync, api.SyncRequest(id=integration_id, wait=wait),
-                                idempotent=True, timeout=timeout)
+        return await self._call(
+            self.stub.Sync,
+            api.SyncRequest(id=integration_id, wait=wait),
+            idempotent=True,
+            timeout=timeout,
+        )
 
-    async def pause(self, integration_id: str, *, etag: str = "",
-                    reason: str = "") -> pb.Integration:
-        response = await self._call(self.stub.Pause, api.PauseRequest(
-            id=integration_id, etag=etag, reason=reason), idempotent=bool(etag))
+    async def pause(
+        self, integration_id: str, *, etag: str = "", reason: str = ""
+    ) -> pb.Integration:
+        response = await self._call(
+            self.stub.Pause,
+            api.PauseRequest(id=integration_id, etag=etag, reason=reason),
+            idempotent=bool(etag),
+        )
         return response.integration
 
     async def resume(self, integration_id: str, *, etag: str = "") -> pb.Integration:
-        response = await self._call(self.stub.Resume, api.ResumeRequest(
-            id=integration_id, etag=etag), idempotent=bool(etag))
+        response = await self._call(
+            self.stub.Resume, api.ResumeRequest(id=integration_id, etag=etag), idempotent=bool(etag)
+        )
         return response.integration
 
-    async def reauthorize(self, integration_id: str, *, etag: str = "",
-                          credentials: pb.Credentials | None = None,
-                          sign_in: api.OAuthSignIn | None = None) -> api.ReauthorizeResponse:
+    async def reauthorize(
+        self,
+        integration_id: str,
+        *,
+        etag: str = "",
+        credentials: pb.Credentials | None = None,
+        sign_in: api.OAuthSignIn | None = None,
+    ) -> api.ReauthorizeResponse:
         request = api.ReauthorizeRequest(id=integration_id, etag=etag)
         if credentials is not None:
             request.credentials.CopyFrom(credentials)
@@ -213,35 +275,63 @@ class IntegrationsClient:
         return await self._call(self.stub.Reauthorize, request, idempotent=False, timeout=120)
 
     async def delete(self, integration_id: str, *, etag: str = "") -> api.DeleteResponse:
-        return await self._call(self.stub.Delete, api.DeleteRequest(id=integration_id,
-                                                                    etag=etag),
-                                idempotent=bool(etag))
+        return await self._call(
+            self.stub.Delete, api.DeleteRequest(id=integration_id, etag=etag), idempotent=bool(etag)
+        )
 
-    def watch(self, *, ids: Sequence[str] = (), statuses: Sequence[pb.Status.ValueType] = (),
-              connector_type: str = "", resume_after_revision: int = 0) -> StatusWatch:
+    def watch(
+        self,
+        *,
+        ids: Sequence[str] = (),
+        statuses: Sequence[pb.Status.ValueType] = (),
+        connector_type: str = "",
+        resume_after_revision: int = 0,
+    ) -> StatusWatch:
         """Follow status changes; reconnects and resumes by itself (see StatusWatch)."""
-        return StatusWatch(self.stub, ids=ids, statuses=statuses, connector_type=connector_type,
-                           resume_after_revision=resume_after_revision, metadata=self.metadata)
+        return StatusWatch(
+            self.stub,
+            ids=ids,
+            statuses=statuses,
+            connector_type=connector_type,
+            resume_after_revision=resume_after_revision,
+            metadata=self.metadata,
+        )
 
     # -- history and data ------------------------------------------------------------------
 
-    async def events(self, integration_id: str,
-                     page_size: int = 100) -> AsyncIterator[pb.IntegrationEvent]:
+    async def events(
+        self, integration_id: str, page_size: int = 100
+    ) -> AsyncIterator[pb.IntegrationEvent]:
         """The integration's history, newest first."""
-        async for item in self._pages(self.stub.ListEvents, lambda token: api.ListEventsRequest(
-                id=integration_id, page_size=page_size, page_token=token), "events"):
+        async for item in self._pages(
+            self.stub.ListEvents,
+            lambda token: api.ListEventsRequest(
+                id=integration_id, page_size=page_size, page_token=token
+            ),
+            "events",
+        ):
             yield item
 
-    async def sync_runs(self, integration_id: str,
-                        page_size: int = 100) -> AsyncIterator[pb.SyncRun]:
+    async def sync_runs(
+        self, integration_id: str, page_size: int = 100
+    ) -> AsyncIterator[pb.SyncRun]:
         """The integration's sync runs, newest first."""
-        async for item in self._pages(self.stub.ListSyncRuns, lambda token: api.ListSyncRunsRequest(
-                id=integration_id, page_size=page_size, page_token=token), "runs"):
+        async for item in self._pages(
+            self.stub.ListSyncRuns,
+            lambda token: api.ListSyncRunsRequest(
+                id=integration_id, page_size=page_size, page_token=token
+            ),
+            "runs",
+        ):
             yield item
 
-    async def records(self, integration_id: str,
-                      page_size: int = 500) -> AsyncIterator[pb.Record]:
+    async def records(self, integration_id: str, page_size: int = 500) -> AsyncIterator[pb.Record]:
         """The integration's synced records."""
-        async for item in self._pages(self.stub.ListRecords, lambda token: api.ListRecordsRequest(
-                id=integration_id, page_size=page_size, page_token=token), "records"):
+        async for item in self._pages(
+            self.stub.ListRecords,
+            lambda token: api.ListRecordsRequest(
+                id=integration_id, page_size=page_size, page_token=token
+            ),
+            "records",
+        ):
             yield item

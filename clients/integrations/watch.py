@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Codes after which the same request, resumed, can succeed.
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       grpc.StatusCode.ABORTED})
+RESUMABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
+)
 #: ErrorInfo reasons that mean "your revision cannot be resumed from: take a new snapshot".
 START_OVER = frozenset({"REVISION_COMPACTED", "REVISION_AHEAD"})
 
@@ -61,11 +62,18 @@ class Backoff:
 class StatusWatch:
     """A WatchStatus subscription that reconnects and resumes by itself."""
 
-    def __init__(self, stub: IntegrationServiceAsyncStub, *, ids: Iterable[str] = (),
-                 statuses: Iterable[pb.Status.ValueType] = (), connector_type: str = "",
-                 resume_after_revision: int = 0,
-                 metadata: Sequence[tuple[str, str]] = (), backoff: Backoff = Backoff(),
-                 max_attempts: int | None = None) -> None:
+    def __init__(
+        self,
+        stub: IntegrationServiceAsyncStub,
+        *,
+        ids: Iterable[str] = (),
+        statuses: Iterable[pb.Status.ValueType] = (),
+        connector_type: str = "",
+        resume_after_revision: int = 0,
+        metadata: Sequence[tuple[str, str]] = (),
+        backoff: Backoff = Backoff(),
+        max_attempts: int | None = None,
+    ) -> None:
         """`resume_after_revision` 0 starts with a snapshot; `max_attempts` bounds
         consecutive failed reconnections (None: keep trying)."""
         self._stub = stub
@@ -114,15 +122,22 @@ class StatusWatch:
                     raise ended
                 return
             delay = self._backoff.delay(failures)
-            log.info("watch stream ended (%s); resuming after revision %d in %.2fs",
-                     ended.code().name if ended is not None else "closed", self.revision, delay)
+            log.info(
+                "watch stream ended (%s); resuming after revision %d in %.2fs",
+                ended.code().name if ended is not None else "closed",
+                self.revision,
+                delay,
+            )
             await asyncio.sleep(delay)
 
     def _request(self) -> api.WatchStatusRequest:
         self._incoming = {} if self.revision == 0 else None
-        return api.WatchStatusRequest(ids=self._ids, statuses=self._statuses,
-                                      connector_type=self._connector_type,
-                                      resume_after_revision=self.revision)
+        return api.WatchStatusRequest(
+            ids=self._ids,
+            statuses=self._statuses,
+            connector_type=self._connector_type,
+            resume_after_revision=self.revision,
+        )
 
     def _apply(self, message: api.WatchStatusResponse) -> None:
         kind = message.WhichOneof("kind")

@@ -33,8 +33,11 @@ class Tenancy:
             return self.default_tenant
         presented = b""
         for name, value in metadata or ():
-            if name == "authorization" and isinstance(value, str) and \
-                    value.lower().startswith("bearer "):
+            if (
+                name == "authorization"
+                and isinstance(value, str)
+                and value.lower().startswith("bearer ")
+            ):
                 presented = value[7:].strip().encode()
         tenant = None
         for key, owner in self._keys:
@@ -42,11 +45,14 @@ class Tenancy:
             if hmac.compare_digest(key, presented):
                 tenant = owner
         if tenant is None:
-            raise Unauthenticated("a valid API key is required: metadata "
-                                  "'authorization: Bearer <key>'", reason="API_KEY_INVALID")
+            raise Unauthenticated(
+                "a valid API key is required: metadata 'authorization: Bearer <key>'",
+                reason="API_KEY_INVALID",
+            )
         return tenant
 
 
-def metadata_of(context: grpc.aio.ServicerContext[object, object]) -> Sequence[
-        tuple[str, str | bytes]]:
+def metadata_of(
+    context: grpc.aio.ServicerContext[object, object],
+) -> Sequence[tuple[str, str | bytes]]:
     return tuple(context.invocation_metadata() or ())

@@ -56,9 +56,13 @@ SYNC_RUN_OUTCOME = EnumMap(SyncOutcome, pb.SyncRunOutcome, "SYNC_RUN_OUTCOME")
 #: The oneof field of ConnectorConfig that holds each built-in connector's config.
 BUILTIN_CONFIG_FIELDS = {"google_calendar", "ics_feed", "rest_json"}
 
-_CREDENTIALS_KIND = {None: pb.CREDENTIALS_KIND_UNSPECIFIED, "oauth": pb.CREDENTIALS_KIND_OAUTH,
-                     "bearer_token": pb.CREDENTIALS_KIND_BEARER_TOKEN,
-                     "api_key": pb.CREDENTIALS_KIND_API_KEY, "basic": pb.CREDENTIALS_KIND_BASIC}
+_CREDENTIALS_KIND = {
+    None: pb.CREDENTIALS_KIND_UNSPECIFIED,
+    "oauth": pb.CREDENTIALS_KIND_OAUTH,
+    "bearer_token": pb.CREDENTIALS_KIND_BEARER_TOKEN,
+    "api_key": pb.CREDENTIALS_KIND_API_KEY,
+    "basic": pb.CREDENTIALS_KIND_BASIC,
+}
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -95,13 +99,18 @@ def config_in(connector_type: str, config: pb.ConnectorConfig) -> dict[str, Any]
         return None
     expected = connector_type if connector_type in BUILTIN_CONFIG_FIELDS else "plugin"
     if which != expected:
-        raise InvalidArgument([FieldViolation(
-            f"config.{which}", f"does not match connector type {connector_type!r}; "
-            f"set config.{expected}", "CONFIG_TYPE_MISMATCH")])
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    f"config.{which}",
+                    f"does not match connector type {connector_type!r}; set config.{expected}",
+                    "CONFIG_TYPE_MISMATCH",
+                )
+            ]
+        )
     if which == "plugin":
         return dict(json_format.MessageToDict(config.plugin))
-    return dict(json_format.MessageToDict(getattr(config, which),
-                                          preserving_proto_field_name=True))
+    return dict(json_format.MessageToDict(getattr(config, which), preserving_proto_field_name=True))
 
 
 def config_out(connector_type: str, config: dict[str, Any]) -> pb.ConnectorConfig:
@@ -109,8 +118,7 @@ def config_out(connector_type: str, config: dict[str, Any]) -> pb.ConnectorConfi
     if not config:
         return result
     if connector_type in BUILTIN_CONFIG_FIELDS:
-        json_format.ParseDict(config, getattr(result, connector_type),
-                              ignore_unknown_fields=True)
+        json_format.ParseDict(config, getattr(result, connector_type), ignore_unknown_fields=True)
     else:
         result.plugin.update(config)
     return result
@@ -126,9 +134,13 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
     secret: dict[str, Any]
     if which == "oauth":
         o = message.oauth
-        secret = {"access_token": o.access_token, "refresh_token": o.refresh_token,
-                  "expires_at": o.expire_time.ToDatetime().isoformat()
-                  if o.HasField("expire_time") else None}
+        secret = {
+            "access_token": o.access_token,
+            "refresh_token": o.refresh_token,
+            "expires_at": o.expire_time.ToDatetime().isoformat()
+            if o.HasField("expire_time")
+            else None,
+        }
         if not o.access_token and not o.refresh_token:
             missing.append("oauth.access_token")
     elif which == "basic":
@@ -140,8 +152,9 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
         if not secret["token"]:
             missing.append(which)
     if missing:
-        raise InvalidArgument([FieldViolation(f"{field}.{m}", "is required", "REQUIRED")
-                               for m in missing])
+        raise InvalidArgument(
+            [FieldViolation(f"{field}.{m}", "is required", "REQUIRED") for m in missing]
+        )
     return Credentials(kind=which, secret=secret)
 
 
@@ -149,8 +162,11 @@ def error_out(error: IntegrationError | None) -> pb.IntegrationError | None:
     if error is None:
         return None
     return pb.IntegrationError(
-        category=ERROR_CATEGORY.to_pb[error.category], code=ERROR_CODE.to_pb[error.code],
-        message=error.message, what_it_means=error.what_it_means, solution=error.solution,
+        category=ERROR_CATEGORY.to_pb[error.category],
+        code=ERROR_CODE.to_pb[error.code],
+        message=error.message,
+        what_it_means=error.what_it_means,
+        solution=error.solution,
         retry_after=duration(error.retry_after),
         support_reference=error.support_reference or "",
         occur_time=timestamp(error.occurred_at),
@@ -161,12 +177,15 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
     """The API view of an integration (credentials reduced to whether they are set)."""
     b = i.breaker
     return pb.Integration(
-        id=str(i.id), display_name=i.display_name, connector_type=i.connector_type,
+        id=str(i.id),
+        display_name=i.display_name,
+        connector_type=i.connector_type,
         config=config_out(i.connector_type, i.config),
         credentials=pb.CredentialsInfo(
             has_credentials=i.credentials_kind is not None,
             kind=_CREDENTIALS_KIND[i.credentials_kind],
-            set_time=timestamp(i.credentials_set_at)),
+            set_time=timestamp(i.credentials_set_at),
+        ),
         status=STATUS.to_pb[i.status],
         sync_state=SYNC_STATE.out(i.sync_state),
         last_error=error_out(i.last_error),
@@ -175,12 +194,16 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
             consecutive_failures=b.consecutive_failures,
             threshold=b.threshold or default_threshold,
             open_time=timestamp(b.opened_at),
-            next_attempt_time=timestamp(b.next_attempt_at)),
+            next_attempt_time=timestamp(b.next_attempt_at),
+        ),
         sync_interval=duration(i.sync_interval),
         last_sync_time=timestamp(i.last_synced_at),
         next_sync_time=timestamp(i.next_sync_at),
-        record_count=i.record_count, revision=i.revision, etag=i.etag,
-        create_time=timestamp(i.created_at), update_time=timestamp(i.updated_at),
+        record_count=i.record_count,
+        revision=i.revision,
+        etag=i.etag,
+        create_time=timestamp(i.created_at),
+        update_time=timestamp(i.updated_at),
         missing_config_fields=list(i.missing_config_fields),
         allowed_actions=[ACTION.to_pb[a] for a in allowed_actions(i.status)],
         late=i.late(now),
@@ -189,10 +212,14 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
 
 def event_out(e: Event) -> pb.IntegrationEvent:
     return pb.IntegrationEvent(
-        revision=e.revision, integration_id=str(e.integration_id), trigger=e.trigger,
+        revision=e.revision,
+        integration_id=str(e.integration_id),
+        trigger=e.trigger,
         from_status=STATUS.out(e.from_status),
         to_status=STATUS.out(e.to_status),
-        reason=e.reason, actor=e.actor, error=error_out(e.error),
+        reason=e.reason,
+        actor=e.actor,
+        error=error_out(e.error),
         occur_time=timestamp(e.occurred_at),
     )
 
@@ -204,22 +231,31 @@ def struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def test_out(outcome: TestOutcome, integration: pb.Integration) -> api.TestConnectionResponse:
-    return api.TestConnectionResponse(ok=outcome.ok, error=error_out(outcome.error),
-                                      duration=duration(outcome.duration),
-                                      integration=integration)
+    return api.TestConnectionResponse(
+        ok=outcome.ok,
+        error=error_out(outcome.error),
+        duration=duration(outcome.duration),
+        integration=integration,
+    )
 
 
 def sync_run_out(run: SyncRun) -> pb.SyncRun:
     return pb.SyncRun(
-        id=str(run.id), integration_id=str(run.integration_id),
-        trigger=SYNC_RUN_TRIGGER.to_pb[run.trigger], outcome=SYNC_RUN_OUTCOME.to_pb[run.outcome],
-        start_time=timestamp(run.started_at), end_time=timestamp(run.ended_at),
-        pages=run.pages, records_upserted=run.records_upserted,
-        records_deleted=run.records_deleted, full_resync=run.full_resync,
+        id=str(run.id),
+        integration_id=str(run.integration_id),
+        trigger=SYNC_RUN_TRIGGER.to_pb[run.trigger],
+        outcome=SYNC_RUN_OUTCOME.to_pb[run.outcome],
+        start_time=timestamp(run.started_at),
+        end_time=timestamp(run.ended_at),
+        pages=run.pages,
+        records_upserted=run.records_upserted,
+        records_deleted=run.records_deleted,
+        full_resync=run.full_resync,
         error=error_out(run.error),
     )
 
 
 def record_out(record: StoredRecord) -> pb.Record:
-    return pb.Record(id=record.id, data=struct(record.data),
-                     update_time=timestamp(record.updated_at))
+    return pb.Record(
+        id=record.id, data=struct(record.data), update_time=timestamp(record.updated_at)
+    )

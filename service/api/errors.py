@@ -46,21 +46,32 @@ def code_of(error: exc.ServiceError) -> int:
 
 def to_grpc_status(error: exc.ServiceError) -> grpc.Status:
     """The gRPC status (code, message, details trailer) that reports `error`."""
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN,
-                                           metadata=error.metadata)]
+    details = [
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    ]
     if isinstance(error, exc.InvalidArgument):
-        details.append(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description,
-                                                        reason=v.reason)
-            for v in error.violations
-        ]))
-    if isinstance(error, exc.TransitionNotAllowed):
-        details.append(error_details_pb2.PreconditionFailure(violations=[
-            error_details_pb2.PreconditionFailure.Violation(
-                type="STATUS", subject=error.current.value,
-                description=error.message,
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description, reason=v.reason
+                    )
+                    for v in error.violations
+                ]
             )
-        ]))
+        )
+    if isinstance(error, exc.TransitionNotAllowed):
+        details.append(
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type="STATUS",
+                        subject=error.current.value,
+                        description=error.message,
+                    )
+                ]
+            )
+        )
     retry_after: timedelta | None = getattr(error, "retry_after", None)
     if retry_after is not None:
         delay = duration_pb2.Duration()

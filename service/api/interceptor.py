@@ -28,8 +28,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails],
-                               Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
@@ -50,13 +51,16 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                     call.done()
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream is not None:
             inner_stream: Any = handler.unary_stream
 
-            async def stream(request: Any,
-                             context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 call = _Call(method, request, context, quiet)
                 try:
                     async for item in inner_stream(request, context):
@@ -67,21 +71,25 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                     call.done()
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
 
 class _Call:
-    def __init__(self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any],
-                 quiet: bool) -> None:
+    def __init__(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any], quiet: bool
+    ) -> None:
         self.method = method
         self.context = context
         self.quiet = quiet
         self.started = time.perf_counter()
         self.code = "OK"
-        metadata = dict((k, v) for k, v in (context.invocation_metadata() or ())
-                        if isinstance(v, str))
+        metadata = dict(
+            (k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+        )
         self.request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         self.integration_id = getattr(request, "id", "") or None
         context.set_trailing_metadata((("x-request-id", self.request_id),))
@@ -95,8 +103,13 @@ class _Call:
             raise exc
         if not isinstance(exc, ServiceError):
             reference = uuid.uuid4().hex[:12]
-            log.error("rpc_crashed", method=self.method, request_id=self.request_id,
-                      support_reference=reference, exc_info=exc)
+            log.error(
+                "rpc_crashed",
+                method=self.method,
+                request_id=self.request_id,
+                support_reference=reference,
+                exc_info=exc,
+            )
             exc = Internal(reference)
         status = to_grpc_status(exc)
         self.code = status.code.name
@@ -104,9 +117,13 @@ class _Call:
         await self.context.abort(status.code, status.details, trailing)
 
     def done(self) -> None:
-        fields = dict(method=self.method, code=self.code, request_id=self.request_id,
-                      duration_ms=round((time.perf_counter() - self.started) * 1000, 2),
-                      integration_id=self.integration_id)
+        fields = dict(
+            method=self.method,
+            code=self.code,
+            request_id=self.request_id,
+            duration_ms=round((time.perf_counter() - self.started) * 1000, 2),
+            integration_id=self.integration_id,
+        )
         if self.quiet:
             log.debug("rpc", **fields)
         else:

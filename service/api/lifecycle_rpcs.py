@@ -24,7 +24,8 @@ class LifecycleRpcs(RpcBase):
             connector_type=request.connector_type,
             request_id=request.request_id,
             config=convert.config_in(request.connector_type, request.config)
-            if self.app.connectors.get(request.connector_type) else None,
+            if self.app.connectors.get(request.connector_type)
+            else None,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
@@ -45,23 +46,32 @@ class LifecycleRpcs(RpcBase):
         for i, number in enumerate(request.statuses):
             status = convert.STATUS.from_pb.get(number)
             if status is None:
-                violations.append(validation.FieldViolation(
-                    f"statuses[{i}]", "is not a status", "INVALID_ENUM"))
+                violations.append(
+                    validation.FieldViolation(f"statuses[{i}]", "is not a status", "INVALID_ENUM")
+                )
             else:
                 statuses.append(status)
         validation.raise_if(violations)
-        filters = {"statuses": sorted(s.value for s in statuses),
-                   "connector_type": request.connector_type}
+        filters = {
+            "statuses": sorted(s.value for s in statuses),
+            "connector_type": request.connector_type,
+        }
         position = page_tokens.decode(request.page_token, "integrations", filters)
-        found = await self.app.lifecycle.list_page(tenant, statuses=statuses,
-                                                   connector_type=request.connector_type,
-                                                   after=_keyset(position), limit=size + 1)
-        page, token = page_tokens.page(found, size, "integrations", filters,
-                                       lambda i: [i.created_at.isoformat(), str(i.id)])
+        found = await self.app.lifecycle.list_page(
+            tenant,
+            statuses=statuses,
+            connector_type=request.connector_type,
+            after=_keyset(position),
+            limit=size + 1,
+        )
+        page, token = page_tokens.page(
+            found, size, "integrations", filters, lambda i: [i.created_at.isoformat(), str(i.id)]
+        )
         return api.ListResponse(integrations=[self.out(i) for i in page], next_page_token=token)
 
-    async def Configure(self, request: api.ConfigureRequest,
-                        context: Context) -> api.ConfigureResponse:
+    async def Configure(
+        self, request: api.ConfigureRequest, context: Context
+    ) -> api.ConfigureResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         current = await self.app.lifecycle.get(tenant, integration_id)
@@ -72,8 +82,7 @@ class LifecycleRpcs(RpcBase):
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
         )
-        integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag,
-                                                         spec)
+        integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag, spec)
         integration, outcome = await self.app.verify_if_testing(integration)
         test = convert.test_out(outcome, self.out(integration)) if outcome else None
         return api.ConfigureResponse(integration=self.out(integration), test=test)
@@ -83,36 +92,41 @@ class LifecycleRpcs(RpcBase):
         reason = request.reason.strip()
         validation.raise_if(validation.display_name(reason, "reason") if reason else [])
         integration = await self.app.lifecycle.pause(
-            tenant, validation.integration_id(request.id), request.etag, reason)
+            tenant, validation.integration_id(request.id), request.etag, reason
+        )
         return api.PauseResponse(integration=self.out(integration))
 
     async def Resume(self, request: api.ResumeRequest, context: Context) -> api.ResumeResponse:
         tenant = self.tenant(context)
         integration = await self.app.lifecycle.resume(
-            tenant, validation.integration_id(request.id), request.etag)
+            tenant, validation.integration_id(request.id), request.etag
+        )
         return api.ResumeResponse(integration=self.out(integration))
 
     async def Delete(self, request: api.DeleteRequest, context: Context) -> api.DeleteResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         revision, records = await self.app.lifecycle.delete(tenant, integration_id, request.etag)
-        return api.DeleteResponse(id=str(integration_id), revision=revision,
-                                  records_deleted=records)
+        return api.DeleteResponse(
+            id=str(integration_id), revision=revision, records_deleted=records
+        )
 
-    async def ListEvents(self, request: api.ListEventsRequest,
-                         context: Context) -> api.ListEventsResponse:
+    async def ListEvents(
+        self, request: api.ListEventsRequest, context: Context
+    ) -> api.ListEventsResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
         before = page_tokens.decode_one(request.page_token, "events", filters, int)
-        found = await self.app.lifecycle.events(tenant, integration_id, before_revision=before,
-                                                limit=size + 1)
-        events, token = page_tokens.page(found, size, "events", filters,
-                                         lambda e: [e.revision])
-        return api.ListEventsResponse(events=[convert.event_out(e) for e in events],
-                                      next_page_token=token)
+        found = await self.app.lifecycle.events(
+            tenant, integration_id, before_revision=before, limit=size + 1
+        )
+        events, token = page_tokens.page(found, size, "events", filters, lambda e: [e.revision])
+        return api.ListEventsResponse(
+            events=[convert.event_out(e) for e in events], next_page_token=token
+        )
 
 
 def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
@@ -122,8 +136,13 @@ def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
         created, ident = position
         return datetime.fromisoformat(str(created)), UUID(str(ident))
     except (ValueError, TypeError):
-        raise validation.InvalidArgument([validation.FieldViolation(
-            "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")]) from None
+        raise validation.InvalidArgument(
+            [
+                validation.FieldViolation(
+                    "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN"
+                )
+            ]
+        ) from None
 
 
 def _optional(request: Message, field: str) -> int | None:

@@ -36,12 +36,23 @@ def decode(token: str, kind: str, filters: Any) -> list[Any] | None:
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         fingerprint, position = body["f"], body["p"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidArgument([FieldViolation("page_token", "is not a page token of this list",
-                                              "MALFORMED_PAGE_TOKEN")]) from None
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN"
+                )
+            ]
+        ) from None
     if fingerprint != _fingerprint(kind, filters) or not isinstance(position, list):
-        raise InvalidArgument([FieldViolation(
-            "page_token", "belongs to a different query; the filters must not change between "
-            "pages", "PAGE_TOKEN_MISMATCH")])
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "page_token",
+                    "belongs to a different query; the filters must not change between pages",
+                    "PAGE_TOKEN_MISMATCH",
+                )
+            ]
+        )
     return position
 
 
@@ -52,13 +63,19 @@ def decode_one(token: str, kind: str, filters: Any, value_type: type[T]) -> T | 
         return None
     value = position[0] if len(position) == 1 else None
     if not isinstance(value, value_type) or isinstance(value, bool):
-        raise InvalidArgument([FieldViolation("page_token", "is not a page token of this list",
-                                              "MALFORMED_PAGE_TOKEN")])
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN"
+                )
+            ]
+        )
     return value
 
 
-def page(rows: Sequence[T], size: int, kind: str, filters: Any,
-         position: Callable[[T], list[Any]]) -> tuple[Sequence[T], str]:
+def page(
+    rows: Sequence[T], size: int, kind: str, filters: Any, position: Callable[[T], list[Any]]
+) -> tuple[Sequence[T], str]:
     """Rows fetched with one extra (limit size + 1) as a page and its next_page_token: the
     extra row only tells that there is more."""
     if len(rows) <= size:

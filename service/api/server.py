@@ -29,16 +29,21 @@ class Server:
         self.app = app
         self.grpc = grpc.aio.server(interceptors=[RpcInterceptor()])
         self.health = health.aio.HealthServicer()
-        service_pb2_grpc.add_IntegrationServiceServicer_to_server(IntegrationServicer(app),
-                                                                  self.grpc)
+        service_pb2_grpc.add_IntegrationServiceServicer_to_server(
+            IntegrationServicer(app), self.grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
+        )
         self.port = 0
         settings = app.settings
         #: The OAuth sign-in callback (HTTP), served beside the gRPC server unless "off".
-        self.callback = None if settings.callback_listen == "off" else CallbackServer(
-            app.reauthorization, settings.callback_listen, settings.public_url)
+        self.callback = (
+            None
+            if settings.callback_listen == "off"
+            else CallbackServer(app.reauthorization, settings.callback_listen, settings.public_url)
+        )
 
     async def start(self, address: str) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""

@@ -10,6 +10,7 @@ from service.api.sync_rpcs import SyncRpcs
 from service.api.watch_rpcs import WatchRpcs
 
 
-class IntegrationServicer(LifecycleRpcs, SyncRpcs, CredentialsRpcs, WatchRpcs,
-                          service_pb2_grpc.IntegrationServiceServicer):
+class IntegrationServicer(
+    LifecycleRpcs, SyncRpcs, CredentialsRpcs, WatchRpcs, service_pb2_grpc.IntegrationServiceServicer
+):
     """Implements integrations.v1.IntegrationService."""

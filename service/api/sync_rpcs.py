@@ -15,11 +15,13 @@ DEADLINE_MARGIN = 0.25
 class SyncRpcs(RpcBase):
     """The RPCs that talk to providers and read what they brought in."""
 
-    async def TestConnection(self, request: api.TestConnectionRequest,
-                             context: Context) -> api.TestConnectionResponse:
+    async def TestConnection(
+        self, request: api.TestConnectionRequest, context: Context
+    ) -> api.TestConnectionResponse:
         tenant = self.tenant(context)
         integration, outcome = await self.app.tester.test(
-            tenant, validation.integration_id(request.id))
+            tenant, validation.integration_id(request.id)
+        )
         return convert.test_out(outcome, self.out(integration))
 
     async def Sync(self, request: api.SyncRequest, context: Context) -> api.SyncResponse:
@@ -34,31 +36,32 @@ class SyncRpcs(RpcBase):
             integration = await self.app.lifecycle.get(tenant, integration_id)
         return api.SyncResponse(run=convert.sync_run_out(run), integration=self.out(integration))
 
-    async def ListSyncRuns(self, request: api.ListSyncRunsRequest,
-                           context: Context) -> api.ListSyncRunsResponse:
+    async def ListSyncRuns(
+        self, request: api.ListSyncRunsRequest, context: Context
+    ) -> api.ListSyncRunsResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
         before = page_tokens.decode_one(request.page_token, "sync_runs", filters, int)
-        found = await self.app.syncs.runs(tenant, integration_id, before_seq=before,
-                                          limit=size + 1)
+        found = await self.app.syncs.runs(tenant, integration_id, before_seq=before, limit=size + 1)
         runs, token = page_tokens.page(found, size, "sync_runs", filters, lambda r: [r.seq])
-        return api.ListSyncRunsResponse(runs=[convert.sync_run_out(r) for r in runs],
-                                        next_page_token=token)
+        return api.ListSyncRunsResponse(
+            runs=[convert.sync_run_out(r) for r in runs], next_page_token=token
+        )
 
-    async def ListRecords(self, request: api.ListRecordsRequest,
-                          context: Context) -> api.ListRecordsResponse:
+    async def ListRecords(
+        self, request: api.ListRecordsRequest, context: Context
+    ) -> api.ListRecordsResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         size, violations = validation.page_size(request.page_size, default=100)
         validation.raise_if(violations)
         filters = {"id": request.id}
         after = page_tokens.decode_one(request.page_token, "records", filters, str)
-        found = await self.app.syncs.records(tenant, integration_id, after_id=after,
-                                             limit=size + 1)
+        found = await self.app.syncs.records(tenant, integration_id, after_id=after, limit=size + 1)
         records, token = page_tokens.page(found, size, "records", filters, lambda r: [r.id])
-        return api.ListRecordsResponse(records=[convert.record_out(r) for r in records],
-                                       next_page_token=token)
-
+        return api.ListRecordsResponse(
+            records=[convert.record_out(r) for r in records], next_page_token=token
+        )

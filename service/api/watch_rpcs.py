@@ -29,8 +29,9 @@ MAX_IDS = 1000
 class WatchRpcs(RpcBase):
     """WatchStatus."""
 
-    async def WatchStatus(self, request: api.WatchStatusRequest,
-                          context: Context) -> AsyncIterator[api.WatchStatusResponse]:
+    async def WatchStatus(
+        self, request: api.WatchStatusRequest, context: Context
+    ) -> AsyncIterator[api.WatchStatusResponse]:
         tenant = self.tenant(context)
         selection = _selection(request)
         resume_after = request.resume_after_revision or None
@@ -52,17 +53,21 @@ class WatchRpcs(RpcBase):
                 return api.WatchStatusResponse(snapshot=self.out(integration))
             case SnapshotComplete(revision):
                 return api.WatchStatusResponse(
-                    snapshot_complete=api.SnapshotComplete(revision=revision))
+                    snapshot_complete=api.SnapshotComplete(revision=revision)
+                )
             case Heartbeat(revision):
                 return api.WatchStatusResponse(heartbeat=api.Heartbeat(revision=revision))
             case Change(event) if event.state is not None:
-                return api.WatchStatusResponse(change=self.out(event.state),
-                                               event=convert.event_out(event))
+                return api.WatchStatusResponse(
+                    change=self.out(event.state), event=convert.event_out(event)
+                )
             case Change(event):
                 return api.WatchStatusResponse(
-                    deleted=api.IntegrationDeleted(id=str(event.integration_id),
-                                                   revision=event.revision),
-                    event=convert.event_out(event))
+                    deleted=api.IntegrationDeleted(
+                        id=str(event.integration_id), revision=event.revision
+                    ),
+                    event=convert.event_out(event),
+                )
         raise AssertionError(f"unknown watch message {message!r}")
 
 
@@ -81,12 +86,12 @@ def _selection(request: api.WatchStatusRequest) -> WatchFilter:
     for i, number in enumerate(request.statuses):
         status = convert.STATUS.from_pb.get(number)
         if status is None:
-            violations.append(FieldViolation(f"statuses[{i}]", "is not a status",
-                                             "INVALID_ENUM"))
+            violations.append(FieldViolation(f"statuses[{i}]", "is not a status", "INVALID_ENUM"))
         else:
             statuses.append(status)
     if request.resume_after_revision < 0:
-        violations.append(FieldViolation("resume_after_revision", "must not be negative",
-                                         "NEGATIVE"))
+        violations.append(
+            FieldViolation("resume_after_revision", "must not be negative", "NEGATIVE")
+        )
     validation.raise_if(violations)
     return WatchFilter.of(ids, statuses, request.connector_type)

@@ -74,8 +74,9 @@ class StoredTokens:
         return None
 
 
-def static_headers(credentials: Credentials | None,
-                   api_key_header: str = DEFAULT_API_KEY_HEADER) -> dict[str, str]:
+def static_headers(
+    credentials: Credentials | None, api_key_header: str = DEFAULT_API_KEY_HEADER
+) -> dict[str, str]:
     """The headers that present non-refreshable credentials (bearer, API key, basic)."""
     if credentials is None:
         return {}
@@ -113,8 +114,12 @@ TOKEN_ERRORS: dict[str, ErrorCode] = {
 }
 
 
-def token_endpoint_failure(status: int, body: Any, what: str = "The token endpoint",
-                           context: Mapping[str, Any] | None = None) -> ProviderFailure:
+def token_endpoint_failure(
+    status: int,
+    body: Any,
+    what: str = "The token endpoint",
+    context: Mapping[str, Any] | None = None,
+) -> ProviderFailure:
     """The failure a token endpoint's error answer means (the description is the provider's
     and carries no secret; the request's tokens never appear in it)."""
     error = body.get("error") if isinstance(body, dict) else None
@@ -123,5 +128,8 @@ def token_endpoint_failure(status: int, body: Any, what: str = "The token endpoi
         return from_status(status, what=what, context=context)
     description = body.get("error_description") if isinstance(body, dict) else None
     detail = f": {description}" if isinstance(description, str) and description else ""
-    return ProviderFailure(code, f"{what} refused to renew the access token ({error}{detail})",
-                           context={"status": status, **(context or {})})
+    return ProviderFailure(
+        code,
+        f"{what} refused to renew the access token ({error}{detail})",
+        context={"status": status, **(context or {})},
+    )

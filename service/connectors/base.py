@@ -92,16 +92,27 @@ class Page:
     last: bool
 
     @classmethod
-    def of(cls, kind: PageKind, items: Iterable[tuple[str, Mapping[str, Any] | None]],
-           cursor: Cursor, *, last: bool) -> Page:
+    def of(
+        cls,
+        kind: PageKind,
+        items: Iterable[tuple[str, Mapping[str, Any] | None]],
+        cursor: Cursor,
+        *,
+        last: bool,
+    ) -> Page:
         """A page from (id, data) pairs in the provider's order, None data meaning deleted; a
         record mentioned twice counts as its last mention."""
         latest: dict[str, Mapping[str, Any] | None] = {}
         for record_id, data in items:
             latest.pop(record_id, None)
             latest[record_id] = data
-        return cls(kind, {k: v for k, v in latest.items() if v is not None},
-                   [k for k, v in latest.items() if v is None], cursor, last)
+        return cls(
+            kind,
+            {k: v for k, v in latest.items() if v is not None},
+            [k for k, v in latest.items() if v is None],
+            cursor,
+            last,
+        )
 
     @property
     def full(self) -> bool:
@@ -132,8 +143,13 @@ class Connector(ABC):
         known = {f.name for f in self.fields}
         for name in config:
             if name not in known:
-                violations.append(FieldViolation(f"{prefix}.{name}", "is not a field of the "
-                                                 f"{self.type} configuration", "UNKNOWN_FIELD"))
+                violations.append(
+                    FieldViolation(
+                        f"{prefix}.{name}",
+                        f"is not a field of the {self.type} configuration",
+                        "UNKNOWN_FIELD",
+                    )
+                )
         for f in self.fields:
             value = config.get(f.name)
             path = f"{prefix}.{f.name}"
@@ -161,11 +177,21 @@ class Connector(ABC):
             "credential_kinds": sorted(self.credential_kinds),
             "fields": [
                 {
-                    "name": f.name, "description": f.description, "required": f.required,
-                    "kind": f.kind.value, "allowed": list(f.allowed),
-                    **({"required_when": {"field": f.required_when[0],
-                                          "values": list(f.required_when[1])}}
-                       if f.required_when else {}),
+                    "name": f.name,
+                    "description": f.description,
+                    "required": f.required,
+                    "kind": f.kind.value,
+                    "allowed": list(f.allowed),
+                    **(
+                        {
+                            "required_when": {
+                                "field": f.required_when[0],
+                                "values": list(f.required_when[1]),
+                            }
+                        }
+                        if f.required_when
+                        else {}
+                    ),
                 }
                 for f in self.fields
             ],
@@ -183,8 +209,7 @@ def _check_value(f: ConfigField, path: str, value: Any) -> list[FieldViolation]:
     if not isinstance(value, str):
         return [FieldViolation(path, "must be a string", "WRONG_TYPE")]
     if len(value) > MAX_CONFIG_STRING:
-        return [FieldViolation(path, f"must be at most {MAX_CONFIG_STRING} characters",
-                               "TOO_LONG")]
+        return [FieldViolation(path, f"must be at most {MAX_CONFIG_STRING} characters", "TOO_LONG")]
     if f.kind is FieldKind.URL:
         parts = urlsplit(value)
         if parts.scheme not in f.allowed or not parts.hostname:

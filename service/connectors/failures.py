@@ -22,8 +22,14 @@ MAX_RETRY_AFTER = timedelta(days=1)
 class ProviderFailure(Exception):
     """A classified failure of a provider call (or of our handling of its answer)."""
 
-    def __init__(self, code: ErrorCode, message: str, *, retry_after: timedelta | None = None,
-                 context: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retry_after: timedelta | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -42,9 +48,14 @@ def unavailable(message: str, **context: Any) -> ProviderFailure:
     return ProviderFailure(ErrorCode.SERVICE_UNAVAILABLE, message, context=context)
 
 
-def from_status(status: int, *, what: str, retry_after: timedelta | None = None,
-                unauthorized: ErrorCode = ErrorCode.INVALID_CREDENTIALS,
-                context: Mapping[str, Any] | None = None) -> ProviderFailure:
+def from_status(
+    status: int,
+    *,
+    what: str,
+    retry_after: timedelta | None = None,
+    unauthorized: ErrorCode = ErrorCode.INVALID_CREDENTIALS,
+    context: Mapping[str, Any] | None = None,
+) -> ProviderFailure:
     """The failure an HTTP error status means, for providers without a richer error format.
 
     `what` names the thing asked for in words ("the feed at calendar.example.com");
@@ -52,8 +63,12 @@ def from_status(status: int, *, what: str, retry_after: timedelta | None = None,
     """
     code, detail = _classify(status, unauthorized)
     message = f"{what} answered HTTP {status}: {detail}"
-    return ProviderFailure(code, message, retry_after=retry_after if code in RETRYABLE else None,
-                           context={"status": status, **(context or {})})
+    return ProviderFailure(
+        code,
+        message,
+        retry_after=retry_after if code in RETRYABLE else None,
+        context={"status": status, **(context or {})},
+    )
 
 
 #: Codes for which a provider's Retry-After is kept.

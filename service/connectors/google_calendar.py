@@ -41,13 +41,17 @@ GOOGLE_OAUTH = OAuthProvider(
     authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
     token_url="https://oauth2.googleapis.com/token",
     default_scopes=("https://www.googleapis.com/auth/calendar.readonly",),
-    authorization_params=(("access_type", "offline"), ("prompt", "consent"),
-                          ("include_granted_scopes", "true")),
+    authorization_params=(
+        ("access_type", "offline"),
+        ("prompt", "consent"),
+        ("include_granted_scopes", "true"),
+    ),
 )
 
 #: 403 reasons that mean "slow down", not "you may not" (Google's usageLimits domain).
-RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded",
-                                "dailyLimitExceeded"})
+RATE_LIMIT_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+)
 
 
 class _SyncTokenGone(Exception):
@@ -66,12 +70,18 @@ class _Position:
     def of(cls, cursor: Cursor | None) -> _Position:
         if not cursor:
             return cls()
-        return cls(full=cursor.get("mode") != "changes", page_token=cursor.get("page_token"),
-                   sync_token=cursor.get("sync_token"))
+        return cls(
+            full=cursor.get("mode") != "changes",
+            page_token=cursor.get("page_token"),
+            sync_token=cursor.get("sync_token"),
+        )
 
     def cursor(self) -> dict[str, Any]:
-        return {"mode": "full" if self.full else "changes", "page_token": self.page_token,
-                "sync_token": self.sync_token}
+        return {
+            "mode": "full" if self.full else "changes",
+            "page_token": self.page_token,
+            "sync_token": self.sync_token,
+        }
 
     @property
     def kind(self) -> PageKind:
@@ -87,12 +97,18 @@ class GoogleCalendarConnector(Connector):
     description = "The events of one Google Calendar."
     fields = (
         ConfigField("calendar_id", "The calendar id, e.g. 'primary'.", required=True),
-        ConfigField("api_base_url", "Override of the API base URL.", kind=FieldKind.URL,
-                    allowed=HTTP),
-        ConfigField("token_url", "Override of the OAuth2 token endpoint.", kind=FieldKind.URL,
-                    allowed=HTTP),
-        ConfigField("authorization_url", "Override of the OAuth2 consent page.",
-                    kind=FieldKind.URL, allowed=HTTP),
+        ConfigField(
+            "api_base_url", "Override of the API base URL.", kind=FieldKind.URL, allowed=HTTP
+        ),
+        ConfigField(
+            "token_url", "Override of the OAuth2 token endpoint.", kind=FieldKind.URL, allowed=HTTP
+        ),
+        ConfigField(
+            "authorization_url",
+            "Override of the OAuth2 consent page.",
+            kind=FieldKind.URL,
+            allowed=HTTP,
+        ),
     )
     credential_kinds = frozenset({"oauth", "bearer_token"})
     oauth = GOOGLE_OAUTH
@@ -102,12 +118,16 @@ class GoogleCalendarConnector(Connector):
         try:
             response = await self._get(source, _calendar_url(source.config))
         except _SyncTokenGone:
-            raise ProviderFailure(ErrorCode.RESOURCE_NOT_FOUND,
-                                  f"{WHAT} answered HTTP 410: the calendar is gone") from None
+            raise ProviderFailure(
+                ErrorCode.RESOURCE_NOT_FOUND, f"{WHAT} answered HTTP 410: the calendar is gone"
+            ) from None
         body = json_body(response, WHAT)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-            raise malformed(f"{WHAT} answered calendars.get with an unexpected document",
-                            url=redact(response.url), excerpt=response.excerpt())
+            raise malformed(
+                f"{WHAT} answered calendars.get with an unexpected document",
+                url=redact(response.url),
+                excerpt=response.excerpt(),
+            )
 
     async def fetch(self, source: Source, cursor: Cursor | None) -> Page:
         position = _Position.of(cursor)
@@ -133,8 +153,11 @@ class GoogleCalendarConnector(Connector):
         response = await self._get(source, url)
         body = json_body(response, WHAT)
         if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
-            raise malformed(f"{WHAT} answered events.list without a list of events",
-                            url=redact(response.url), excerpt=response.excerpt())
+            raise malformed(
+                f"{WHAT} answered events.list without a list of events",
+                url=redact(response.url),
+                excerpt=response.excerpt(),
+            )
         entries = [_entry(item, response) for item in body.get("items", [])]
         next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
         if isinstance(next_page, str) and next_page:
@@ -143,8 +166,11 @@ class GoogleCalendarConnector(Connector):
         if isinstance(next_sync, str) and next_sync:
             after = _Position(full=False, sync_token=next_sync)
             return Page.of(position.kind, entries, after.cursor(), last=True)
-        raise malformed(f"{WHAT} answered events.list with neither a next page nor a sync token",
-                        url=redact(response.url), excerpt=response.excerpt())
+        raise malformed(
+            f"{WHAT} answered events.list with neither a next page nor a sync token",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
 
     async def _get(self, source: Source, url: URL) -> Response:
         """GET with the access token; a rejected token is renewed once if it can be."""
@@ -169,8 +195,11 @@ def _calendar_url(config: Mapping[str, Any]) -> URL:
 def _entry(item: Any, response: Response) -> tuple[str, Mapping[str, Any] | None]:
     """(event id, event) — or (event id, None) for a cancelled, i.e. deleted, event."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        raise malformed(f"{WHAT} listed an event without an id", url=redact(response.url),
-                        excerpt=response.excerpt())
+        raise malformed(
+            f"{WHAT} listed an event without an id",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
     return item["id"], None if item.get("status") == "cancelled" else item
 
 
@@ -185,23 +214,28 @@ def _failure(response: Response, calendar_id: str) -> Exception:
         return ProviderFailure(
             ErrorCode.TOKEN_EXPIRED,
             f"{WHAT} did not accept the access token (HTTP 401): it has expired or was revoked",
-            context=context)
+            context=context,
+        )
     if status == 404:
         return ProviderFailure(
             ErrorCode.RESOURCE_NOT_FOUND,
             f"{WHAT} has no calendar {calendar_id!r} that this account can see (HTTP 404)",
-            context=context)
+            context=context,
+        )
     if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
         return ProviderFailure(
             ErrorCode.RATE_LIMITED,
             f"{WHAT} is limiting requests (HTTP {status}, {reason or 'rate limited'})",
-            retry_after=retry_after(response), context=context)
+            retry_after=retry_after(response),
+            context=context,
+        )
     if status == 403:
         detail = f"{reason}: {message}" if reason and message else (reason or "forbidden")
         return ProviderFailure(
             ErrorCode.ACCESS_DENIED,
             f"{WHAT} denied access to calendar {calendar_id!r} (HTTP 403, {detail})",
-            context=context)
+            context=context,
+        )
     if 200 <= status < 400:
         return malformed(f"{WHAT} answered HTTP {status} where 200 was expected", **context)
     return from_status(status, what=WHAT, retry_after=retry_after(response), context=context)
@@ -220,5 +254,4 @@ def _google_error(response: Response) -> tuple[str, str]:
     first = errors[0] if isinstance(errors, list) and errors else {}
     reason = first.get("reason") if isinstance(first, dict) else None
     message = error.get("message")
-    return (reason if isinstance(reason, str) else "",
-            message if isinstance(message, str) else "")
+    return (reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")

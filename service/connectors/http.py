@@ -99,15 +99,22 @@ class HttpClient:
         """A client with its own connection pool (call from inside the event loop)."""
         resolver = None if policy.allow_private_networks else GuardedResolver()
         connector = aiohttp.TCPConnector(resolver=resolver, limit=100, limit_per_host=8)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                        headers={"User-Agent": policy.user_agent})
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, headers={"User-Agent": policy.user_agent}
+        )
         return cls(session, policy)
 
     async def close(self) -> None:
         await self.session.close()
 
-    async def get(self, url: str | URL, *, what: str, headers: Mapping[str, str] | None = None,
-                  credentials: Mapping[str, str] | None = None) -> Response:
+    async def get(
+        self,
+        url: str | URL,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Response:
         """GET `url`, following redirects. `what` names the target in messages ("Google
         Calendar", "the feed at example.com"); `credentials` are headers sent only to the
         origin of `url`, never to a redirect elsewhere."""
@@ -126,10 +133,12 @@ class HttpClient:
                 return response
             target = target.join(URL(location))
             if target.scheme not in ("http", "https"):
-                raise malformed(f"{what} redirected to a {target.scheme or 'relative'} URL",
-                                url=redact(target))
-        raise malformed(f"{what} redirected more than {self.policy.max_redirects} times",
-                        url=redact(target))
+                raise malformed(
+                    f"{what} redirected to a {target.scheme or 'relative'} URL", url=redact(target)
+                )
+        raise malformed(
+            f"{what} redirected more than {self.policy.max_redirects} times", url=redact(target)
+        )
 
     async def _once(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
         host = url.host or ""
@@ -137,32 +146,51 @@ class HttpClient:
         try:
             if not self.policy.allow_private_networks:
                 check_literal(host)
-            async with self.session.get(url, headers=headers, allow_redirects=False,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self.session.get(
+                url,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
                 body = await self._read(resp, what, url)
                 links = resp.links.get("next")
                 next_link = links.get("url") if links else None
-                return Response(resp.status, resp.headers, body, resp.url,
-                                URL(str(next_link)) if next_link is not None else None)
+                return Response(
+                    resp.status,
+                    resp.headers,
+                    body,
+                    resp.url,
+                    URL(str(next_link)) if next_link is not None else None,
+                )
         except BlockedAddress as exc:
             raise _blocked(what, exc) from None
         except aiohttp.ClientConnectorDNSError as exc:
             if isinstance(exc.os_error, BlockedAddress):
                 raise _blocked(what, exc.os_error) from None
-            raise unavailable(f"{what} could not be reached: the name {host} does not resolve",
-                              url=redact(url), cause=str(exc)) from None
+            raise unavailable(
+                f"{what} could not be reached: the name {host} does not resolve",
+                url=redact(url),
+                cause=str(exc),
+            ) from None
         except TimeoutError:
-            raise unavailable(f"{what} did not answer within {_seconds(timeout)}",
-                              url=redact(url)) from None
+            raise unavailable(
+                f"{what} did not answer within {_seconds(timeout)}", url=redact(url)
+            ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise unavailable(f"{what} could not be reached: connecting to {host} failed "
-                              f"({exc.strerror or 'refused'})", url=redact(url)) from None
+            raise unavailable(
+                f"{what} could not be reached: connecting to {host} failed "
+                f"({exc.strerror or 'refused'})",
+                url=redact(url),
+            ) from None
         except aiohttp.InvalidURL:
             raise malformed(f"{what} gave an invalid URL", url=redact(url)) from None
         except (aiohttp.ClientError, OSError) as exc:
             # Resets, early closes, truncated bodies: the provider's side of the connection.
-            raise unavailable(f"{what} closed the connection before answering completely",
-                              url=redact(url), cause=type(exc).__name__) from None
+            raise unavailable(
+                f"{what} closed the connection before answering completely",
+                url=redact(url),
+                cause=type(exc).__name__,
+            ) from None
 
     async def _read(self, resp: aiohttp.ClientResponse, what: str, url: URL) -> bytes:
         limit = self.policy.max_body_bytes
@@ -171,8 +199,11 @@ class HttpClient:
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
             if size > limit:
-                raise malformed(f"{what} answered with more than {limit // (1 << 20)} MiB",
-                                url=redact(url), status=resp.status)
+                raise malformed(
+                    f"{what} answered with more than {limit // (1 << 20)} MiB",
+                    url=redact(url),
+                    status=resp.status,
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -191,10 +222,13 @@ def json_body(response: Response, what: str) -> Any:
     try:
         return json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
-        raise malformed(f"{what} answered with something that is not JSON",
-                        url=redact(response.url), status=response.status,
-                        content_type=response.headers.get("Content-Type", ""),
-                        excerpt=response.excerpt()) from None
+        raise malformed(
+            f"{what} answered with something that is not JSON",
+            url=redact(response.url),
+            status=response.status,
+            content_type=response.headers.get("Content-Type", ""),
+            excerpt=response.excerpt(),
+        ) from None
 
 
 def retry_after(response: Response) -> timedelta | None:
@@ -210,7 +244,8 @@ def _blocked(what: str, exc: BlockedAddress) -> ProviderFailure:
         ErrorCode.RESOURCE_NOT_FOUND,
         f"{what} is at {exc.host}, which resolves to a private or local network address; "
         "this deployment does not allow such URLs",
-        context={"host": exc.host, "address": exc.address})
+        context={"host": exc.host, "address": exc.address},
+    )
 
 
 def _charset(headers: Mapping[str, str]) -> str:

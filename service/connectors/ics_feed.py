@@ -38,8 +38,13 @@ class IcsFeedConnector(Connector):
     type = "ics_feed"
     description = "The events of an iCalendar (.ics) feed."
     fields = (
-        ConfigField("url", "The feed URL (http, https or webcal).", required=True,
-                    kind=FieldKind.URL, allowed=("http", "https", "webcal")),
+        ConfigField(
+            "url",
+            "The feed URL (http, https or webcal).",
+            required=True,
+            kind=FieldKind.URL,
+            allowed=("http", "https", "webcal"),
+        ),
     )
     credential_kinds = frozenset({"basic", "bearer_token"})
 
@@ -47,16 +52,24 @@ class IcsFeedConnector(Connector):
         url = feed_url(str(source.config["url"]))
         what = f"The feed at {url.host}"
         headers = {"Accept": ACCEPT, **_conditions(cursor)}
-        response = await source.http.get(url, what=what, headers=headers,
-                                         credentials=static_headers(source.credentials))
+        response = await source.http.get(
+            url, what=what, headers=headers, credentials=static_headers(source.credentials)
+        )
         if response.status == 304 and cursor:
             return Page(PageKind.CHANGES, {}, [], cursor, last=True)
         if response.status != 200:
-            raise from_status(response.status, what=what, retry_after=retry_after(response),
-                              context={"url": redact(response.url)})
+            raise from_status(
+                response.status,
+                what=what,
+                retry_after=retry_after(response),
+                context={"url": redact(response.url)},
+            )
         digest = hashlib.sha256(response.body).hexdigest()
-        after = {"etag": response.headers.get("ETag"),
-                 "last_modified": response.headers.get("Last-Modified"), "digest": digest}
+        after = {
+            "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"),
+            "digest": digest,
+        }
         if cursor and cursor.get("digest") == digest:
             return Page(PageKind.CHANGES, {}, [], after, last=True)
         return Page.of(PageKind.FULL_START, events(response, what), after, last=True)
@@ -84,17 +97,22 @@ def events(response: Response, what: str) -> Iterator[tuple[str, Mapping[str, An
     recurring event is its own record (UID#RECURRENCE-ID)."""
     body = response.body.removeprefix(b"\xef\xbb\xbf")
     if not body.lstrip().upper().startswith(b"BEGIN:VCALENDAR"):
-        raise malformed(f"{what} answered with something that is not an iCalendar document",
-                        url=redact(response.url),
-                        content_type=response.headers.get("Content-Type", ""),
-                        excerpt=response.excerpt())
+        raise malformed(
+            f"{what} answered with something that is not an iCalendar document",
+            url=redact(response.url),
+            content_type=response.headers.get("Content-Type", ""),
+            excerpt=response.excerpt(),
+        )
     try:
         calendar = icalendar.Calendar.from_ical(body)
         vevents = list(calendar.walk("VEVENT"))
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise malformed(f"{what} sent an iCalendar document that does not parse",
-                        url=redact(response.url), error=str(exc)[:300],
-                        excerpt=response.excerpt()) from None
+        raise malformed(
+            f"{what} sent an iCalendar document that does not parse",
+            url=redact(response.url),
+            error=str(exc)[:300],
+            excerpt=response.excerpt(),
+        ) from None
     for vevent in vevents:
         data = event_json(vevent)
         yield _record_id(vevent, data), data

@@ -49,18 +49,33 @@ class RestJsonConnector(Connector):
     type = "rest_json"
     description = "Records from any paginated JSON REST API."
     fields = (
-        ConfigField("url", "The URL of the first page.", required=True, kind=FieldKind.URL,
-                    allowed=("http", "https")),
+        ConfigField(
+            "url",
+            "The URL of the first page.",
+            required=True,
+            kind=FieldKind.URL,
+            allowed=("http", "https"),
+        ),
         ConfigField("records_path", "Dot path of the records array; empty: the body."),
         ConfigField("id_field", "The field that identifies a record.", required=True),
-        ConfigField("pagination", "How the next page is found.", kind=FieldKind.CHOICE,
-                    allowed=STYLES),
-        ConfigField("next_link_path", "Dot path of the next page's URL.",
-                    required_when=("pagination", ("REST_PAGINATION_STYLE_NEXT_LINK_BODY",))),
-        ConfigField("cursor_param", "Query parameter carrying the cursor.",
-                    required_when=("pagination", ("REST_PAGINATION_STYLE_CURSOR_PARAM",))),
-        ConfigField("cursor_path", "Dot path of the next cursor in the body.",
-                    required_when=("pagination", ("REST_PAGINATION_STYLE_CURSOR_PARAM",))),
+        ConfigField(
+            "pagination", "How the next page is found.", kind=FieldKind.CHOICE, allowed=STYLES
+        ),
+        ConfigField(
+            "next_link_path",
+            "Dot path of the next page's URL.",
+            required_when=("pagination", ("REST_PAGINATION_STYLE_NEXT_LINK_BODY",)),
+        ),
+        ConfigField(
+            "cursor_param",
+            "Query parameter carrying the cursor.",
+            required_when=("pagination", ("REST_PAGINATION_STYLE_CURSOR_PARAM",)),
+        ),
+        ConfigField(
+            "cursor_path",
+            "Dot path of the next cursor in the body.",
+            required_when=("pagination", ("REST_PAGINATION_STYLE_CURSOR_PARAM",)),
+        ),
         ConfigField("api_key_header", "Header carrying an API key (default X-API-Key)."),
     )
     credential_kinds = frozenset({"bearer_token", "api_key", "basic"})
@@ -69,8 +84,11 @@ class RestJsonConnector(Connector):
         check = super().check_config(config, prefix)
         header = config.get("api_key_header")
         if isinstance(header, str) and header and not HEADER_NAME.fullmatch(header):
-            bad = FieldViolation(f"{prefix}.api_key_header", "must be an HTTP header name, "
-                                 "e.g. X-API-Key", "INVALID_HEADER_NAME")
+            bad = FieldViolation(
+                f"{prefix}.api_key_header",
+                "must be an HTTP header name, e.g. X-API-Key",
+                "INVALID_HEADER_NAME",
+            )
             return ConfigCheck((*check.violations, bad), check.missing)
         return check
 
@@ -82,11 +100,18 @@ class RestJsonConnector(Connector):
         what = f"The API at {url.host}"
         credentials = static_headers(source.credentials, str(config.get("api_key_header") or ""))
         response = await source.http.get(
-            url, what=what, headers={"Accept": "application/json"},
-            credentials=credentials if url.origin() == first.origin() else None)
+            url,
+            what=what,
+            headers={"Accept": "application/json"},
+            credentials=credentials if url.origin() == first.origin() else None,
+        )
         if response.status != 200:
-            raise from_status(response.status, what=what, retry_after=retry_after(response),
-                              context={"url": redact(response.url)})
+            raise from_status(
+                response.status,
+                what=what,
+                retry_after=retry_after(response),
+                context={"url": redact(response.url)},
+            )
         body = json_body(response, what)
         records = _records(body, config, response, what)
         following_url = _next(body, config, first, response, what)
@@ -110,29 +135,36 @@ def dig(document: Any, path: str) -> Any:
     return value
 
 
-def _records(body: Any, config: Mapping[str, Any], response: Response,
-             what: str) -> list[tuple[str, Mapping[str, Any]]]:
+def _records(
+    body: Any, config: Mapping[str, Any], response: Response, what: str
+) -> list[tuple[str, Mapping[str, Any]]]:
     path = str(config.get("records_path") or "")
     id_field = str(config["id_field"])
     found = dig(body, path)
     if not isinstance(found, list):
-        raise malformed(f"{what} answered without a list of records at "
-                        f"{path or 'the top level'!r}", url=redact(response.url),
-                        excerpt=response.excerpt())
+        raise malformed(
+            f"{what} answered without a list of records at {path or 'the top level'!r}",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
     records: list[tuple[str, Mapping[str, Any]]] = []
     for index, record in enumerate(found):
         record_id = dig(record, id_field) if isinstance(record, dict) else None
         if isinstance(record_id, bool) or not isinstance(record_id, str | int) or record_id == "":
-            raise malformed(f"{what} sent record #{index} without a usable {id_field!r} field",
-                            url=redact(response.url), record_index=index,
-                            excerpt=response.excerpt())
+            raise malformed(
+                f"{what} sent record #{index} without a usable {id_field!r} field",
+                url=redact(response.url),
+                record_index=index,
+                excerpt=response.excerpt(),
+            )
         assert isinstance(record, dict)
         records.append((str(record_id), record))
     return records
 
 
-def _next(body: Any, config: Mapping[str, Any], first: URL, response: Response,
-          what: str) -> URL | None:
+def _next(
+    body: Any, config: Mapping[str, Any], first: URL, response: Response, what: str
+) -> URL | None:
     """The next page's URL in the configured pagination style; None on the last page."""
     style = config.get("pagination")
     following: URL | None = None
@@ -148,10 +180,12 @@ def _next(body: Any, config: Mapping[str, Any], first: URL, response: Response,
     if following is None:
         return None
     if following.scheme not in ("http", "https") or not following.host:
-        raise malformed(f"{what} gave a next page link that is not an http(s) URL",
-                        url=redact(response.url), next=redact(following))
+        raise malformed(
+            f"{what} gave a next page link that is not an http(s) URL",
+            url=redact(response.url),
+            next=redact(following),
+        )
     if following == response.url:
         # A provider that keeps pointing at the same page would keep a sync busy for ever.
-        raise malformed(f"{what} gave the page itself as its next page",
-                        url=redact(response.url))
+        raise malformed(f"{what} gave the page itself as its next page", url=redact(response.url))
     return following

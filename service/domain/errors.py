@@ -90,8 +90,7 @@ TAXONOMY: dict[ErrorCode, Remedy] = {
     ErrorCode.SERVICE_UNAVAILABLE: Remedy(
         ErrorCategory.SYNC,
         Status.ERROR,
-        "The external service could not be reached. It may be a temporary issue with the "
-        "provider.",
+        "The external service could not be reached. It may be a temporary issue with the provider.",
         "Wait a few minutes and try again; we retry automatically. If the problem persists, "
         "check that the external service is running correctly from its own website.",
     ),

@@ -113,9 +113,14 @@ class ResourceExhausted(ServiceError):
 
     reason = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, *, reason: str | None = None,
-                 retry_after: timedelta | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: timedelta | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
 
@@ -125,9 +130,14 @@ class Unavailable(ServiceError):
 
     reason = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, reason: str | None = None,
-                 retry_after: timedelta | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: timedelta | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
 

@@ -62,9 +62,12 @@ class Breaker:
         halt = Halt(data["halt"]) if data.get("halt") else None
         state = BreakerState(
             consecutive_failures=data.get("consecutive_failures", 0),
-            open=opened_at is not None, opened_at=opened_at,
+            open=opened_at is not None,
+            opened_at=opened_at,
             next_attempt_at=None if halt else next_at,
-            slow_steps=data.get("slow_steps", 0), halt=halt)
+            slow_steps=data.get("slow_steps", 0),
+            halt=halt,
+        )
         return cls(state=state, threshold=data.get("threshold"))
 
 

@@ -69,28 +69,33 @@ class Schedule:
         interval = integration.sync_interval
         return now + interval - interval * (self.policy.jitter * self.rng.random())
 
-    def failed(self, integration: Integration, error: IntegrationError, now: datetime, *,
-               what: str) -> Verdict:
+    def failed(
+        self, integration: Integration, error: IntegrationError, now: datetime, *, what: str
+    ) -> Verdict:
         """A sync, test or probe (`what`, e.g. "sync run #3") failed with `error`."""
         said = f"{what} failed: {error.message}"
         base = FAILURE_TRIGGERS[error.code]
         if transition(integration.status, base) is Status.CONFIGURE:
             # The first verification rejected the resource: only a person's new configuration
             # helps, nothing is retried, and that configuration starts a streak of its own.
-            return Verdict(base, said, integration.breaker.with_state(BreakerState()), None,
-                           None)
+            return Verdict(base, said, integration.breaker.with_state(BreakerState()), None, None)
         rules = self._rules(integration)
-        decision = rules.record_failure(integration.breaker.state, error.code, now,
-                                        retry_after=error.retry_after)
+        decision = rules.record_failure(
+            integration.breaker.state, error.code, now, retry_after=error.retry_after
+        )
         state = decision.state
         trigger = Trigger.BREAKER_OPENED if decision.outcome is Outcome.BREAKER_OPENED else base
-        return Verdict(trigger, _failure_reason(said, decision.outcome, state,
-                                                rules.policy.threshold),
-                       integration.breaker.with_state(state), state.next_attempt_at,
-                       decision.outcome)
+        return Verdict(
+            trigger,
+            _failure_reason(said, decision.outcome, state, rules.policy.threshold),
+            integration.breaker.with_state(state),
+            state.next_attempt_at,
+            decision.outcome,
+        )
 
-    def succeeded(self, integration: Integration, now: datetime, *, what: str,
-                  attempt: Attempt) -> Verdict:
+    def succeeded(
+        self, integration: Integration, now: datetime, *, what: str, attempt: Attempt
+    ) -> Verdict:
         """A sync, test or probe (`what`, e.g. "probe succeeded in 0.12s") worked."""
         decision = self._rules(integration).record_success(integration.breaker.state)
         reactivated = decision.outcome is Outcome.REACTIVATED
@@ -98,8 +103,10 @@ class Schedule:
         due: datetime | None
         if reactivated:
             trigger = Trigger.REACTIVATED
-            reason = (f"{what}: the connection works again, so the safety brake is released and "
-                      "the integration reactivated itself")
+            reason = (
+                f"{what}: the connection works again, so the safety brake is released and "
+                "the integration reactivated itself"
+            )
         if attempt is Attempt.SYNC:
             state, due = BreakerState(), self.regular(integration, now)
         elif reactivated:
@@ -111,8 +118,9 @@ class Schedule:
             state, due = decision.state, now  # verified (or recovered): sync at once
         else:
             state, due = decision.state, integration.next_sync_at
-        return Verdict(trigger, reason, integration.breaker.with_state(state), due,
-                       decision.outcome)
+        return Verdict(
+            trigger, reason, integration.breaker.with_state(state), due, decision.outcome
+        )
 
     def _rules(self, integration: Integration) -> BreakerRules:
         policy = self.policy.with_overrides(threshold=integration.breaker.threshold)
@@ -150,16 +158,19 @@ def _failure_reason(said: str, outcome: Outcome, state: BreakerState, threshold:
     at = _when(state.next_attempt_at)
     streak = state.consecutive_failures
     if outcome is Outcome.RETRY_SCHEDULED:
-        return f"{said}; failure {streak} in a row (the safety brake stops at {threshold}), " \
-               f"next attempt at {at}"
+        return (
+            f"{said}; failure {streak} in a row (the safety brake stops at {threshold}), "
+            f"next attempt at {at}"
+        )
     if outcome is Outcome.BREAKER_OPENED:
-        return f"{said}; the safety brake is on after {streak} failures in a row: regular " \
-               f"syncs stop and only connection probes run until one succeeds, the next at {at}"
+        return (
+            f"{said}; the safety brake is on after {streak} failures in a row: regular "
+            f"syncs stop and only connection probes run until one succeeds, the next at {at}"
+        )
     if outcome is Outcome.PROBE_SCHEDULED:
         return f"{said}; the safety brake stays on, next probe at {at}"
     if outcome is Outcome.DISCONNECTED:
-        return f"{said}; the credentials no longer work, so nothing is attempted until " \
-               "Reauthorize"
+        return f"{said}; the credentials no longer work, so nothing is attempted until Reauthorize"
     return said
 
 

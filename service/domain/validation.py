@@ -39,8 +39,7 @@ def display_name(value: str, field: str = "display_name") -> list[FieldViolation
     if not value.strip():
         return [FieldViolation(field, "must not be empty", "REQUIRED")]
     if len(value) > MAX_DISPLAY_NAME:
-        return [FieldViolation(field, f"must be at most {MAX_DISPLAY_NAME} characters",
-                               "TOO_LONG")]
+        return [FieldViolation(field, f"must be at most {MAX_DISPLAY_NAME} characters", "TOO_LONG")]
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         return [FieldViolation(field, "must not contain control characters", "INVALID_CHARACTERS")]
     return []
@@ -49,36 +48,45 @@ def display_name(value: str, field: str = "display_name") -> list[FieldViolation
 def request_id(value: str) -> list[FieldViolation]:
     """Optional; at most 128 printable ASCII characters."""
     if len(value) > MAX_REQUEST_ID:
-        return [FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters",
-                               "TOO_LONG")]
+        return [
+            FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters", "TOO_LONG")
+        ]
     if value and not (value.isascii() and value.isprintable()):
         return [FieldViolation("request_id", "must be printable ASCII", "INVALID_CHARACTERS")]
     return []
 
 
-def sync_interval(value: timedelta, bounds: IntervalBounds,
-                  field: str = "sync_interval") -> list[FieldViolation]:
+def sync_interval(
+    value: timedelta, bounds: IntervalBounds, field: str = "sync_interval"
+) -> list[FieldViolation]:
     """Within the deployment's bounds."""
     if not bounds.minimum <= value <= bounds.maximum:
-        return [FieldViolation(
-            field,
-            f"must be between {_human(bounds.minimum)} and {_human(bounds.maximum)}",
-            "OUT_OF_BOUNDS",
-        )]
+        return [
+            FieldViolation(
+                field,
+                f"must be between {_human(bounds.minimum)} and {_human(bounds.maximum)}",
+                "OUT_OF_BOUNDS",
+            )
+        ]
     return []
 
 
 def breaker_threshold(value: int, field: str = "breaker_threshold") -> list[FieldViolation]:
     """1 to 100 failures in a row."""
     if not MIN_BREAKER_THRESHOLD <= value <= MAX_BREAKER_THRESHOLD:
-        return [FieldViolation(
-            field, f"must be between {MIN_BREAKER_THRESHOLD} and {MAX_BREAKER_THRESHOLD}",
-            "OUT_OF_BOUNDS")]
+        return [
+            FieldViolation(
+                field,
+                f"must be between {MIN_BREAKER_THRESHOLD} and {MAX_BREAKER_THRESHOLD}",
+                "OUT_OF_BOUNDS",
+            )
+        ]
     return []
 
 
-def page_size(value: int, default: int,
-              field: str = "page_size") -> tuple[int, list[FieldViolation]]:
+def page_size(
+    value: int, default: int, field: str = "page_size"
+) -> tuple[int, list[FieldViolation]]:
     """0 means the default; negative is an error; above the cap is capped (AIP-158)."""
     if value < 0:
         return default, [FieldViolation(field, "must not be negative", "NEGATIVE")]
@@ -130,12 +138,14 @@ def return_url(value: str, field: str = "sign_in.return_url") -> list[FieldViola
         _ = parts.port  # raises for a port that is not a number
     except ValueError:
         return invalid
-    if parts.scheme not in ("http", "https") or not parts.hostname or \
-            any(unicodedata.category(ch) == "Cc" or ch == " " for ch in value):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(unicodedata.category(ch) == "Cc" or ch == " " for ch in value)
+    ):
         return invalid
     if parts.username is not None or parts.password is not None:
-        return [FieldViolation(field, "must not contain a user name or password",
-                               "INVALID_URL")]
+        return [FieldViolation(field, "must not contain a user name or password", "INVALID_URL")]
     return []
 
 
@@ -146,9 +156,16 @@ def scopes(values: Sequence[str], field: str = "sign_in.scopes") -> list[FieldVi
         return [FieldViolation(field, f"must hold at most {MAX_SCOPES} scopes", "TOO_MANY")]
     found = []
     for i, scope in enumerate(values):
-        if not scope or len(scope) > MAX_SCOPE or not all(
-                0x21 <= ord(ch) <= 0x7E and ch not in '"\\' for ch in scope):
-            found.append(FieldViolation(f"{field}[{i}]", "must be a scope: 1 to "
-                                        f"{MAX_SCOPE} printable ASCII characters without spaces",
-                                        "INVALID_SCOPE"))
+        if (
+            not scope
+            or len(scope) > MAX_SCOPE
+            or not all(0x21 <= ord(ch) <= 0x7E and ch not in '"\\' for ch in scope)
+        ):
+            found.append(
+                FieldViolation(
+                    f"{field}[{i}]",
+                    f"must be a scope: 1 to {MAX_SCOPE} printable ASCII characters without spaces",
+                    "INVALID_SCOPE",
+                )
+            )
     return found

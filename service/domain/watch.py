@@ -33,8 +33,9 @@ class WatchFilter:
     connector_type: str = ""
 
     @classmethod
-    def of(cls, ids: Iterable[UUID] = (), statuses: Iterable[Status] = (),
-           connector_type: str = "") -> WatchFilter:
+    def of(
+        cls, ids: Iterable[UUID] = (), statuses: Iterable[Status] = (), connector_type: str = ""
+    ) -> WatchFilter:
         return cls(frozenset(ids), frozenset(statuses), connector_type)
 
     def matches(self, integration: Integration) -> bool:

@@ -45,9 +45,15 @@ class LateNotices:
                 if not await claims.take_late_notice(conn, tenant, integration_id, late_at):
                     continue  # another replica's, or it synced meanwhile
                 current = await self.lifecycle.lock(conn, tenant, integration_id)
-                await store.record_change(conn, before=current, after=current,
-                                          trigger=LATE_TRIGGER, actor="scheduler",
-                                          reason=_reason(current, now), occurred_at=now)
+                await store.record_change(
+                    conn,
+                    before=current,
+                    after=current,
+                    trigger=LATE_TRIGGER,
+                    actor="scheduler",
+                    reason=_reason(current, now),
+                    occurred_at=now,
+                )
                 recorded += 1
         if recorded:
             log.info("integrations_late", count=recorded)
@@ -58,10 +64,14 @@ def _reason(integration: Integration, now: datetime) -> str:
     since = integration.last_synced_at
     interval = _human(integration.sync_interval.total_seconds())
     if since is None:
-        return f"late: it has never synced successfully, and it was created more than twice " \
-               f"its sync interval ({interval}) ago"
-    return f"late: its last successful sync was at {since.isoformat(timespec='seconds')}, " \
-           f"more than twice its sync interval ({interval}) ago"
+        return (
+            f"late: it has never synced successfully, and it was created more than twice "
+            f"its sync interval ({interval}) ago"
+        )
+    return (
+        f"late: its last successful sync was at {since.isoformat(timespec='seconds')}, "
+        f"more than twice its sync interval ({interval}) ago"
+    )
 
 
 def _human(seconds: float) -> str:

@@ -37,8 +37,9 @@ PROBE_ACTOR = "probe"
 class Prober:
     """Runs claimed probes and records their outcome."""
 
-    def __init__(self, lifecycle: Lifecycle, providers: Providers, schedule: Schedule,
-                 clock: Clock) -> None:
+    def __init__(
+        self, lifecycle: Lifecycle, providers: Providers, schedule: Schedule, clock: Clock
+    ) -> None:
         self.lifecycle = lifecycle
         self.providers = providers
         self.schedule = schedule
@@ -80,15 +81,18 @@ class Prober:
             if not limit.expired():
                 raise
             return IntegrationError(
-                ErrorCode.SERVICE_UNAVAILABLE, occurred_at=self.clock(),
+                ErrorCode.SERVICE_UNAVAILABLE,
+                occurred_at=self.clock(),
                 message=f"the provider did not answer the probe within "
-                        f"{self.timeout.total_seconds():g}s")
+                f"{self.timeout.total_seconds():g}s",
+            )
         except Exception as exc:  # every failure is classified; none escapes as a crash
             return self.providers.classify(exc, integration, "probe")
         return None
 
-    async def _record(self, claim: Claim, probed: Integration, error: IntegrationError | None,
-                      seconds: float) -> Integration | None:
+    async def _record(
+        self, claim: Claim, probed: Integration, error: IntegrationError | None, seconds: float
+    ) -> Integration | None:
         now = self.clock()
         async with self.lifecycle.db.transaction() as conn:
             try:
@@ -99,28 +103,43 @@ class Prober:
             if version != claim.lease_version:
                 # Taken over (this process stalled past the claim, or a Sync claimed it):
                 # the newer claim's outcome is the one that counts.
-                log.info("probe_outcome_fenced", tenant_id=claim.tenant_id,
-                         integration_id=str(claim.integration_id), claimed=claim.lease_version,
-                         current=version)
+                log.info(
+                    "probe_outcome_fenced",
+                    tenant_id=claim.tenant_id,
+                    integration_id=str(claim.integration_id),
+                    claimed=claim.lease_version,
+                    current=version,
+                )
                 return None
             await claims.release_claim(conn, claim.tenant_id, claim.integration_id, version)
-            if (not probing(current) or current.config != probed.config
-                    or current.credentials_set_at != probed.credentials_set_at):
+            if (
+                not probing(current)
+                or current.config != probed.config
+                or current.credentials_set_at != probed.credentials_set_at
+            ):
                 return None  # a person acted meanwhile; their action decides
             if error is None:
-                verdict = self.schedule.succeeded(current, now, attempt=Attempt.PROBE,
-                                                  what=f"probe succeeded in {seconds:.2f}s")
+                verdict = self.schedule.succeeded(
+                    current, now, attempt=Attempt.PROBE, what=f"probe succeeded in {seconds:.2f}s"
+                )
             else:
                 verdict = self.schedule.failed(current, error, now, what="probe")
             return await self.lifecycle.apply(
-                conn, current, verdict.trigger, actor=PROBE_ACTOR, reason=verdict.reason,
-                error=error, mutate=lambda i: verdict.apply(i).replace(last_error=error))
+                conn,
+                current,
+                verdict.trigger,
+                actor=PROBE_ACTOR,
+                reason=verdict.reason,
+                error=error,
+                mutate=lambda i: verdict.apply(i).replace(last_error=error),
+            )
 
     async def _release(self, claim: Claim) -> None:
         try:
             async with self.lifecycle.db.connection() as conn:
-                await claims.release_claim(conn, claim.tenant_id, claim.integration_id,
-                                           claim.lease_version)
+                await claims.release_claim(
+                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
+                )
         except Exception:
             # The claim expires by itself; releasing only lets another replica start sooner.
             log.warning("probe_claim_not_released", exc_info=True)
@@ -128,5 +147,8 @@ class Prober:
 
 def probing(integration: Integration) -> bool:
     """Whether the integration is waiting on probes: in ERROR with its breaker open."""
-    return (integration.status is Status.ERROR and integration.breaker.open
-            and integration.breaker.halt is None)
+    return (
+        integration.status is Status.ERROR
+        and integration.breaker.open
+        and integration.breaker.halt is None
+    )

@@ -54,37 +54,65 @@ class Providers:
         if connector is None:
             raise ProviderFailure(
                 ErrorCode.INTERNAL,
-                f"the connector {integration.connector_type!r} is not installed in this "
-                "deployment", context={"connector_type": integration.connector_type})
+                f"the connector {integration.connector_type!r} is not installed in this deployment",
+                context={"connector_type": integration.connector_type},
+            )
         credentials = await self.lifecycle.credentials(integration.tenant_id, integration.id)
-        source = Source(config=integration.config, credentials=credentials, http=self.http,
-                        tokens=await self.tokens(integration, credentials),
-                        page_size=self.page_size)
+        source = Source(
+            config=integration.config,
+            credentials=credentials,
+            http=self.http,
+            tokens=await self.tokens(integration, credentials),
+            page_size=self.page_size,
+        )
         return connector, source
 
-    def classify(self, exc: Exception, integration: Integration,
-                 operation: str) -> IntegrationError:
+    def classify(
+        self, exc: Exception, integration: Integration, operation: str
+    ) -> IntegrationError:
         """The integration's view of a failure of `operation` ("test_connection", "sync")."""
         now = self.clock()
-        where = {"tenant_id": integration.tenant_id, "integration_id": str(integration.id),
-                 "connector_type": integration.connector_type, "operation": operation}
+        where = {
+            "tenant_id": integration.tenant_id,
+            "integration_id": str(integration.id),
+            "connector_type": integration.connector_type,
+            "operation": operation,
+        }
         if isinstance(exc, ProviderFailure):
             reference = None
             if exc.code is ErrorCode.INTERNAL:
                 reference = support_reference()
-                log.error("provider_answer_unusable", support_reference=reference,
-                          message=exc.message, context=exc.context, **where)
+                log.error(
+                    "provider_answer_unusable",
+                    support_reference=reference,
+                    message=exc.message,
+                    context=exc.context,
+                    **where,
+                )
             else:
-                log.info("provider_failure", code=exc.code.value, message=exc.message,
-                         context=exc.context, **where)
-            return IntegrationError(code=exc.code, message=exc.message, occurred_at=now,
-                                    retry_after=exc.retry_after, support_reference=reference)
+                log.info(
+                    "provider_failure",
+                    code=exc.code.value,
+                    message=exc.message,
+                    context=exc.context,
+                    **where,
+                )
+            return IntegrationError(
+                code=exc.code,
+                message=exc.message,
+                occurred_at=now,
+                retry_after=exc.retry_after,
+                support_reference=reference,
+            )
         reference = support_reference()
         log.error("connector_crashed", support_reference=reference, exc_info=exc, **where)
         return IntegrationError(
-            code=ErrorCode.INTERNAL, occurred_at=now, support_reference=reference,
+            code=ErrorCode.INTERNAL,
+            occurred_at=now,
+            support_reference=reference,
             message=f"{operation.replace('_', ' ')} failed inside the service "
-                    f"({type(exc).__name__}); quote the support reference")
+            f"({type(exc).__name__}); quote the support reference",
+        )
 
 
 def support_reference() -> str:

@@ -29,15 +29,21 @@ log = structlog.get_logger(__name__)
 class HistoryRetention:
     """Deletes history older than `window`, every `interval` (in batches per tenant)."""
 
-    def __init__(self, db: Database, window: timedelta, *, clock: Clock = utc_now,
-                 interval: timedelta | None = None, batch: int = 5000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        window: timedelta,
+        *,
+        clock: Clock = utc_now,
+        interval: timedelta | None = None,
+        batch: int = 5000,
+    ) -> None:
         self.db = db
         self.window = window
         self.clock = clock
         # Often enough that history never outlives the window by much, rarely enough to cost
         # nothing: a tenth of the window, between a second and an hour.
-        self.interval = interval or min(timedelta(hours=1),
-                                        max(timedelta(seconds=1), window / 10))
+        self.interval = interval or min(timedelta(hours=1), max(timedelta(seconds=1), window / 10))
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
 
@@ -55,8 +61,9 @@ class HistoryRetention:
         total = 0
         for tenant in await store.tenants_with_history(self.db):
             while True:
-                deleted = await store.compact(self.db, tenant, occurred_before=cutoff,
-                                              batch=self.batch, now=now)
+                deleted = await store.compact(
+                    self.db, tenant, occurred_before=cutoff, batch=self.batch, now=now
+                )
                 total += deleted
                 if deleted < self.batch:
                     break

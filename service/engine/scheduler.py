@@ -62,9 +62,18 @@ class SchedulerSettings:
 class Scheduler:
     """The loop of one process; `start()` it, `stop()` it."""
 
-    def __init__(self, lifecycle: Lifecycle, syncs: SyncEngine, prober: Prober,
-                 types: tuple[str, ...], settings: SchedulerSettings, *, clock: Clock,
-                 worker: str, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        syncs: SyncEngine,
+        prober: Prober,
+        types: tuple[str, ...],
+        settings: SchedulerSettings,
+        *,
+        clock: Clock,
+        worker: str,
+        rng: random.Random | None = None,
+    ) -> None:
         self.lifecycle = lifecycle
         self.syncs = syncs
         self.prober = prober
@@ -112,8 +121,9 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*work, return_exceptions=True)
         # A task cancelled before it ever ran could not give its claim back itself.
-        await asyncio.gather(*(self._release(claim) for task, claim in work.items()
-                               if task.cancelled()))
+        await asyncio.gather(
+            *(self._release(claim) for task, claim in work.items() if task.cancelled())
+        )
 
     async def sweep(self) -> list[Claim]:
         """One sweep now: claim due work and start it, then notice lateness. Returns the
@@ -126,8 +136,9 @@ class Scheduler:
         """Claim due work within the free slots and start it in the background."""
         claimed = await self._claim()
         for claim in claimed:
-            task = asyncio.create_task(self._run_claim(claim),
-                                       name=f"scheduled-{claim.integration_id}")
+            task = asyncio.create_task(
+                self._run_claim(claim), name=f"scheduled-{claim.integration_id}"
+            )
             self._work[task] = claim
             task.add_done_callback(lambda t: self._work.pop(t, None))
         return claimed
@@ -173,19 +184,27 @@ class Scheduler:
             self._backlog = True
             return []
         self._turn = (self._turn + 1) % len(self.types)
-        order = self.types[self._turn:] + self.types[:self._turn]
+        order = self.types[self._turn :] + self.types[: self._turn]
         found: list[Claim] = []
         self._backlog = False
         async with self.lifecycle.db.transaction() as conn:
             for connector_type in order:
-                slots = min(free, self.settings.connector_limits.of(connector_type)
-                            - self.in_flight[connector_type])
+                slots = min(
+                    free,
+                    self.settings.connector_limits.of(connector_type)
+                    - self.in_flight[connector_type],
+                )
                 if slots <= 0:
                     continue
                 got = await claims.claim_due(
-                    conn, now=now, connector_type=connector_type, limit=slots,
+                    conn,
+                    now=now,
+                    connector_type=connector_type,
+                    limit=slots,
                     sync_claim_until=now + self.settings.sync_claim,
-                    probe_claim_until=now + self.settings.probe_claim, worker=self.worker)
+                    probe_claim_until=now + self.settings.probe_claim,
+                    worker=self.worker,
+                )
                 found += got
                 free -= len(got)
                 self._backlog = self._backlog or len(got) == slots
@@ -194,8 +213,9 @@ class Scheduler:
         for claim in found:
             self.in_flight[claim.connector_type] += 1
         if found:
-            log.debug("scheduler_claimed", count=len(found),
-                      probes=sum(1 for c in found if c.probe))
+            log.debug(
+                "scheduler_claimed", count=len(found), probes=sum(1 for c in found if c.probe)
+            )
         return found
 
     async def _run_claim(self, claim: Claim) -> None:
@@ -214,9 +234,13 @@ class Scheduler:
             await asyncio.shield(self._release(claim))
             raise
         except Exception:
-            log.error("scheduled_work_failed", tenant_id=claim.tenant_id,
-                      integration_id=str(claim.integration_id), probe=claim.probe,
-                      exc_info=True)
+            log.error(
+                "scheduled_work_failed",
+                tenant_id=claim.tenant_id,
+                integration_id=str(claim.integration_id),
+                probe=claim.probe,
+                exc_info=True,
+            )
         finally:
             self.in_flight[claim.connector_type] -= 1
             if self._backlog:
@@ -225,7 +249,8 @@ class Scheduler:
     async def _release(self, claim: Claim) -> None:
         try:
             async with self.lifecycle.db.connection() as conn:
-                await claims.release_claim(conn, claim.tenant_id, claim.integration_id,
-                                           claim.lease_version)
+                await claims.release_claim(
+                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
+                )
         except Exception:
             log.warning("claim_not_released", exc_info=True)  # it expires by itself

@@ -64,9 +64,17 @@ class SyncStart:
 class SyncEngine:
     """Starts sync runs and runs them as tasks of this process."""
 
-    def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
-                 lease: timedelta, clock: Clock, schedule: Schedule | None = None,
-                 worker: str = "") -> None:
+    def __init__(
+        self,
+        db: Database,
+        lifecycle: Lifecycle,
+        providers: Providers,
+        *,
+        lease: timedelta,
+        clock: Clock,
+        schedule: Schedule | None = None,
+        worker: str = "",
+    ) -> None:
         self.db = db
         self.lifecycle = lifecycle
         self.providers = providers
@@ -79,8 +87,14 @@ class SyncEngine:
         self.stopping = asyncio.Event()
         self._tasks: dict[UUID, asyncio.Task[SyncRun]] = {}
 
-    async def start(self, tenant: str, integration_id: UUID, *,
-                    trigger: SyncTrigger = SyncTrigger.MANUAL, actor: str = "api") -> SyncStart:
+    async def start(
+        self,
+        tenant: str,
+        integration_id: UUID,
+        *,
+        trigger: SyncTrigger = SyncTrigger.MANUAL,
+        actor: str = "api",
+    ) -> SyncStart:
         """Start a run now, or return the one already running. FAILED_PRECONDITION when the
         integration's status does not allow syncing, naming what to do instead."""
         started = await self._start(tenant, integration_id, trigger, actor, claimed=None)
@@ -91,19 +105,28 @@ class SyncEngine:
         """Start the sync the scheduler claimed; None when the claim was lost to another worker
         or the integration may no longer sync (then the claim is given back)."""
         try:
-            return await self._start(claim.tenant_id, claim.integration_id, None, actor,
-                                     claimed=claim.lease_version)
+            return await self._start(
+                claim.tenant_id, claim.integration_id, None, actor, claimed=claim.lease_version
+            )
         except NotFound:
             return None
         except TransitionNotAllowed:
             # Paused (or reconfigured…) since the sweep: free it at once for when it resumes.
             async with self.db.connection() as conn:
-                await claims.release_claim(conn, claim.tenant_id, claim.integration_id,
-                                           claim.lease_version)
+                await claims.release_claim(
+                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
+                )
             return None
 
-    async def _start(self, tenant: str, integration_id: UUID, trigger: SyncTrigger | None,
-                     actor: str, *, claimed: int | None) -> SyncStart | None:
+    async def _start(
+        self,
+        tenant: str,
+        integration_id: UUID,
+        trigger: SyncTrigger | None,
+        actor: str,
+        *,
+        claimed: int | None,
+    ) -> SyncStart | None:
         async with self.db.transaction() as conn:
             current = await self.lifecycle.lock(conn, tenant, integration_id)
             # The time once the lock is ours: a run that waited for its predecessor's last
@@ -111,42 +134,79 @@ class SyncEngine:
             now = self.clock()
             target = transition(current.status, Trigger.SYNC)
             if isinstance(target, Disallowed):
-                raise TransitionNotAllowed(Action.SYNC, current.status, target.allowed,
-                                           SYNC_HINTS.get(current.status, ""))
-            if claimed is not None and not await claims.take_claim(conn, tenant, integration_id,
-                                                                   claimed):
+                raise TransitionNotAllowed(
+                    Action.SYNC, current.status, target.allowed, SYNC_HINTS.get(current.status, "")
+                )
+            if claimed is not None and not await claims.take_claim(
+                conn, tenant, integration_id, claimed
+            ):
                 return None
             running = await store.running_run(conn, tenant, integration_id)
             if running is not None and not self._orphaned(running):
                 return SyncStart(running, current, started=False)
             # A person's Sync claims the integration now: a newer version fences whatever
             # held it before (a pending scheduled sync, a probe in flight, a stalled runner).
-            version = claimed if claimed is not None else await claims.claim_now(
-                conn, tenant, integration_id)
+            version = (
+                claimed
+                if claimed is not None
+                else await claims.claim_now(conn, tenant, integration_id)
+            )
             trigger = trigger or schedule.sync_trigger(current)
             if running is not None:
-                await store.finish_run(conn, running, SyncOutcome.CANCELLED, now,
-                                       note="its process stopped without ending it (the lease "
-                                            "expired); a new run continues from the cursor")
-                log.warning("sync_run_taken_over", tenant_id=tenant,
-                            integration_id=str(integration_id), sync_run_id=str(running.id))
-            run = await store.insert_run(conn, tenant, integration_id, uuid4(), trigger, now,
-                                         now + self.lease, lease_version=version,
-                                         worker=self.worker)
+                await store.finish_run(
+                    conn,
+                    running,
+                    SyncOutcome.CANCELLED,
+                    now,
+                    note="its process stopped without ending it (the lease "
+                    "expired); a new run continues from the cursor",
+                )
+                log.warning(
+                    "sync_run_taken_over",
+                    tenant_id=tenant,
+                    integration_id=str(integration_id),
+                    sync_run_id=str(running.id),
+                )
+            run = await store.insert_run(
+                conn,
+                tenant,
+                integration_id,
+                uuid4(),
+                trigger,
+                now,
+                now + self.lease,
+                lease_version=version,
+                worker=self.worker,
+            )
             integration = await self.lifecycle.apply(
-                conn, current, Trigger.SYNC, actor=actor,
+                conn,
+                current,
+                Trigger.SYNC,
+                actor=actor,
                 reason=f"sync run #{run.seq} started ({trigger.value.lower()})",
                 # Should this process die, the schedule retries within the lease (plus a
                 # sweep): the run's end sets the real next time.
-                mutate=lambda i: i.replace(sync_state=SyncState.SYNCING, next_sync_at=min(
-                    i.next_sync_at or now + self.lease, now + self.lease)))
+                mutate=lambda i: i.replace(
+                    sync_state=SyncState.SYNCING,
+                    next_sync_at=min(i.next_sync_at or now + self.lease, now + self.lease),
+                ),
+            )
         self._spawn(run, integration, actor)
         return SyncStart(run, integration, started=True)
 
     def _spawn(self, run: SyncRun, integration: Integration, actor: str) -> None:
-        runner = SyncRunner(self.db, self.lifecycle, self.providers, run=run,
-                            integration=integration, actor=actor, lease=self.lease,
-                            clock=self.clock, schedule=self.schedule, stopping=self.stopping)
+        runner = SyncRunner(
+            self.db,
+            self.lifecycle,
+            self.providers,
+            run=run,
+            integration=integration,
+            actor=actor,
+            lease=self.lease,
+            clock=self.clock,
+            schedule=self.schedule,
+            stopping=self.stopping,
+        )
         task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
         self._tasks[run.id] = task
         task.add_done_callback(lambda t: self._finished(run, t))
@@ -156,8 +216,13 @@ class SyncEngine:
         if not task.cancelled() and task.exception() is not None:
             # The runner could not even record its end (the database went away); the lease
             # runs out and the next Sync takes over.
-            log.error("sync_run_crashed", tenant_id=run.tenant_id, sync_run_id=str(run.id),
-                      integration_id=str(run.integration_id), exc_info=task.exception())
+            log.error(
+                "sync_run_crashed",
+                tenant_id=run.tenant_id,
+                sync_run_id=str(run.id),
+                integration_id=str(run.integration_id),
+                exc_info=task.exception(),
+            )
 
     async def wait(self, run: SyncRun, timeout: float | None = None) -> SyncRun:
         """The run once it has ended, or as it stands when `timeout` seconds have passed."""
@@ -203,21 +268,25 @@ class SyncEngine:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def runs(self, tenant: str, integration_id: UUID, *, before_seq: int | None,
-                   limit: int) -> list[SyncRun]:
+    async def runs(
+        self, tenant: str, integration_id: UUID, *, before_seq: int | None, limit: int
+    ) -> list[SyncRun]:
         """An integration's runs, newest first."""
         async with self.db.connection() as conn:
             await integrations_store.get(conn, tenant, integration_id)  # NOT_FOUND first
-            return await store.list_runs(conn, tenant, integration_id, before_seq=before_seq,
-                                         limit=limit)
+            return await store.list_runs(
+                conn, tenant, integration_id, before_seq=before_seq, limit=limit
+            )
 
-    async def records(self, tenant: str, integration_id: UUID, *, after_id: str | None,
-                      limit: int) -> list[StoredRecord]:
+    async def records(
+        self, tenant: str, integration_id: UUID, *, after_id: str | None, limit: int
+    ) -> list[StoredRecord]:
         """An integration's synced records, ordered by id."""
         async with self.db.connection() as conn:
             await integrations_store.get(conn, tenant, integration_id)
-            return await store.list_records(conn, tenant, integration_id, after_id=after_id,
-                                            limit=limit)
+            return await store.list_records(
+                conn, tenant, integration_id, after_id=after_id, limit=limit
+            )
 
     async def get_run(self, tenant: str, run_id: UUID) -> SyncRun:
         async with self.db.connection() as conn:

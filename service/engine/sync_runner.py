@@ -70,8 +70,11 @@ class SyncCursor:
         return cls(stored.get("position"), UUID(listing) if listing else None)
 
     def dump(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {"config": config_digest(config), "position": self.position,
-                "listing": str(self.listing) if self.listing else None}
+        return {
+            "config": config_digest(config),
+            "position": self.position,
+            "listing": str(self.listing) if self.listing else None,
+        }
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -81,10 +84,20 @@ def config_digest(config: Mapping[str, Any]) -> str:
 class SyncRunner:
     """Runs one sync run to its end; `run()` returns the ended run."""
 
-    def __init__(self, db: Database, lifecycle: Lifecycle, providers: Providers, *,
-                 run: SyncRun, integration: Integration, actor: str, lease: timedelta,
-                 clock: Clock, schedule: Schedule | None = None,
-                 stopping: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lifecycle: Lifecycle,
+        providers: Providers,
+        *,
+        run: SyncRun,
+        integration: Integration,
+        actor: str,
+        lease: timedelta,
+        clock: Clock,
+        schedule: Schedule | None = None,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
         self.schedule = schedule or Schedule()
         #: Set when the process stops: hand the run back after the current page.
         self.stopping = stopping or asyncio.Event()
@@ -96,8 +109,9 @@ class SyncRunner:
         self.actor = actor
         self.lease = lease
         self.clock = clock
-        self.log = log.bind(tenant_id=run.tenant_id, integration_id=str(run.integration_id),
-                            sync_run_id=str(run.id))
+        self.log = log.bind(
+            tenant_id=run.tenant_id, integration_id=str(run.integration_id), sync_run_id=str(run.id)
+        )
 
     async def run(self) -> SyncRun:
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -109,17 +123,23 @@ class SyncRunner:
             raise
         finally:
             heartbeat.cancel()
-        self.log.info("sync_run_ended", outcome=ended.outcome.value, pages=ended.pages,
-                      records_upserted=ended.records_upserted,
-                      records_deleted=ended.records_deleted, note=ended.note or None)
+        self.log.info(
+            "sync_run_ended",
+            outcome=ended.outcome.value,
+            pages=ended.pages,
+            records_upserted=ended.records_upserted,
+            records_deleted=ended.records_deleted,
+            note=ended.note or None,
+        )
         return ended
 
     async def _run(self) -> SyncRun:
         try:
             connector, source = await self.providers.open(self.integration)
             async with self.db.connection() as conn:
-                stored = await store.get_cursor(conn, self.sync_run.tenant_id,
-                                                self.sync_run.integration_id)
+                stored = await store.get_cursor(
+                    conn, self.sync_run.tenant_id, self.sync_run.integration_id
+                )
             cursor = SyncCursor.load(stored, self.integration.config)
         except Exception as exc:
             return await self._fail(exc)
@@ -150,30 +170,52 @@ class SyncRunner:
                 return cursor, claimed
             now = self.clock()  # once the lock is ours (see SyncEngine._start)
             listing = _listing(page, cursor)
-            inserted, written = await store.upsert_records(conn, tenant, ident, page.records,
-                                                           listing=listing, now=now)
+            inserted, written = await store.upsert_records(
+                conn, tenant, ident, page.records, listing=listing, now=now
+            )
             deleted = await store.delete_records(conn, tenant, ident, page.deleted)
             if page.last and page.full and listing is not None:
                 deleted += await store.delete_unlisted(conn, tenant, ident, listing)
             after = SyncCursor(page.cursor, None if page.last else listing)
-            count = await store.put_cursor(conn, tenant, ident, after.dump(config),
-                                           inserted - deleted,
-                                           lease_version=self.sync_run.lease_version)
+            count = await store.put_cursor(
+                conn,
+                tenant,
+                ident,
+                after.dump(config),
+                inserted - deleted,
+                lease_version=self.sync_run.lease_version,
+            )
             self.sync_run = await store.record_progress(
-                conn, self.sync_run, upserted=written, deleted=deleted, full_resync=page.full,
-                lease_expires_at=now + self.lease)
+                conn,
+                self.sync_run,
+                upserted=written,
+                deleted=deleted,
+                full_resync=page.full,
+                lease_expires_at=now + self.lease,
+            )
             if not page.last:
                 return after, None
             ended = await store.finish_run(conn, self.sync_run, SyncOutcome.SUCCEEDED, now)
             assert ended is not None
             verdict = self.schedule.succeeded(
-                claimed, now, what=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
-                attempt=Attempt.SYNC)
+                claimed,
+                now,
+                what=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
+                attempt=Attempt.SYNC,
+            )
             await self.lifecycle.apply(
-                conn, claimed, verdict.trigger, actor=self.actor, reason=verdict.reason,
+                conn,
+                claimed,
+                verdict.trigger,
+                actor=self.actor,
+                reason=verdict.reason,
                 mutate=lambda i: verdict.apply(i).replace(
-                    sync_state=SyncState.SYNCED, last_error=None, record_count=count,
-                    last_synced_at=now))
+                    sync_state=SyncState.SYNCED,
+                    last_error=None,
+                    record_count=count,
+                    last_synced_at=now,
+                ),
+            )
             return after, ended
 
     async def _fail(self, exc: Exception) -> SyncRun:
@@ -184,14 +226,20 @@ class SyncRunner:
             if isinstance(claimed, SyncRun):
                 return claimed
             now = self.clock()
-            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.FAILED, now,
-                                           error=error)
+            ended = await store.finish_run(
+                conn, self.sync_run, SyncOutcome.FAILED, now, error=error
+            )
             assert ended is not None
             verdict = self.schedule.failed(claimed, error, now, what=f"sync run #{ended.seq}")
             await self.lifecycle.apply(
-                conn, claimed, verdict.trigger, actor=self.actor, error=error,
+                conn,
+                claimed,
+                verdict.trigger,
+                actor=self.actor,
+                error=error,
                 reason=verdict.reason,
-                mutate=lambda i: verdict.apply(i).replace(last_error=error))
+                mutate=lambda i: verdict.apply(i).replace(last_error=error),
+            )
             return ended
 
     async def _stop(self, note: str) -> SyncRun | None:
@@ -205,13 +253,18 @@ class SyncRunner:
                 if isinstance(claimed, SyncRun):
                     return claimed
                 now = self.clock()
-                ended = await store.finish_run(conn, self.sync_run, SyncOutcome.CANCELLED, now,
-                                               note=note)
+                ended = await store.finish_run(
+                    conn, self.sync_run, SyncOutcome.CANCELLED, now, note=note
+                )
                 assert ended is not None
                 await self.lifecycle.apply(
-                    conn, claimed, Trigger.SYNC_STOPPED, actor=self.actor,
+                    conn,
+                    claimed,
+                    Trigger.SYNC_STOPPED,
+                    actor=self.actor,
                     reason=f"sync run #{ended.seq} stopped: {note}",
-                    mutate=lambda i: i.replace(sync_state=SyncState.SYNCED, next_sync_at=now))
+                    mutate=lambda i: i.replace(sync_state=SyncState.SYNCED, next_sync_at=now),
+                )
                 return ended
         except Exception:
             self.log.warning("sync_run_not_stopped", exc_info=True)
@@ -224,16 +277,20 @@ class SyncRunner:
                 found = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id)
         except Exception:
             found = None
-        return found or dataclasses.replace(self.sync_run, outcome=SyncOutcome.CANCELLED,
-                                            ended_at=self.clock(),
-                                            note="its claim was taken over")
+        return found or dataclasses.replace(
+            self.sync_run,
+            outcome=SyncOutcome.CANCELLED,
+            ended_at=self.clock(),
+            note="its claim was taken over",
+        )
 
     async def _claim(self, conn: asyncpg.Connection) -> Integration | SyncRun:
         """Lock the integration and the run. The integration when the run may write; else the
         run's end (CANCELLED, or as another runner ended it)."""
         try:
-            current = await self.lifecycle.lock(conn, self.sync_run.tenant_id,
-                                                self.sync_run.integration_id)
+            current = await self.lifecycle.lock(
+                conn, self.sync_run.tenant_id, self.sync_run.integration_id
+            )
         except NotFound:
             return self._gone()
         run = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id, for_update=True)
@@ -246,8 +303,9 @@ class SyncRunner:
             # Claimed by another worker after this run's lease expired (e.g. for a probe):
             # this runner stalled, and its page must not land.
             note = f"its claim was taken over (lease version {run.lease_version} -> {version})"
-            ended = await store.finish_run(conn, run, SyncOutcome.CANCELLED, self.clock(),
-                                           note=note)
+            ended = await store.finish_run(
+                conn, run, SyncOutcome.CANCELLED, self.clock(), note=note
+            )
             assert ended is not None
             self.log.warning("sync_run_fenced", note=note)
             return ended
@@ -267,8 +325,12 @@ class SyncRunner:
 
     def _gone(self) -> SyncRun:
         # The run's row went with the integration (ON DELETE CASCADE): report, store nothing.
-        return dataclasses.replace(self.sync_run, outcome=SyncOutcome.CANCELLED,
-                                   ended_at=self.clock(), note="the integration was deleted")
+        return dataclasses.replace(
+            self.sync_run,
+            outcome=SyncOutcome.CANCELLED,
+            ended_at=self.clock(),
+            note="the integration was deleted",
+        )
 
     async def _heartbeat(self) -> None:
         """Renew the lease while a page takes long; page commits renew it too."""
@@ -293,5 +355,7 @@ def _listing(page: Page, cursor: SyncCursor) -> UUID | None:
 
 def _counts(run: SyncRun) -> str:
     pages = "page" if run.pages == 1 else "pages"
-    return (f"{run.pages} {pages}, {run.records_upserted} records written, "
-            f"{run.records_deleted} deleted" + (", full resync" if run.full_resync else ""))
+    return (
+        f"{run.pages} {pages}, {run.records_upserted} records written, "
+        f"{run.records_deleted} deleted" + (", full resync" if run.full_resync else "")
+    )

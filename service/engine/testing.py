@@ -32,34 +32,48 @@ TEST_HINTS: dict[Status, str] = {
 class ConnectionTester:
     """Runs connection tests and records their outcome."""
 
-    def __init__(self, lifecycle: Lifecycle, providers: Providers, clock: Clock, *,
-                 schedule: Schedule | None = None) -> None:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        providers: Providers,
+        clock: Clock,
+        *,
+        schedule: Schedule | None = None,
+    ) -> None:
         self.lifecycle = lifecycle
         self.providers = providers
         self.clock = clock
         self.schedule = schedule or Schedule()
 
-    async def test(self, tenant: str, integration_id: UUID, *,
-                   actor: str = "api") -> tuple[Integration, TestOutcome]:
+    async def test(
+        self, tenant: str, integration_id: UUID, *, actor: str = "api"
+    ) -> tuple[Integration, TestOutcome]:
         """The TestConnection RPC: check now, answer with the result and the integration."""
         current = await self.lifecycle.get(tenant, integration_id)
         target = transition(current.status, Trigger.TEST)
         if isinstance(target, Disallowed):
-            raise TransitionNotAllowed(Action.TEST_CONNECTION, current.status, target.allowed,
-                                       TEST_HINTS.get(current.status, ""))
+            raise TransitionNotAllowed(
+                Action.TEST_CONNECTION,
+                current.status,
+                target.allowed,
+                TEST_HINTS.get(current.status, ""),
+            )
         if not current.config_complete:
             missing = ", ".join(current.missing_config_fields) or "everything"
             raise FailedPrecondition(
                 f"the configuration is incomplete (missing: {missing}); Configure it first",
                 reason="CONFIG_INCOMPLETE",
-                metadata={"missing_config_fields": ",".join(current.missing_config_fields)})
+                metadata={"missing_config_fields": ",".join(current.missing_config_fields)},
+            )
         if target is not current.status:
-            current = await self.lifecycle.change(tenant, integration_id, Trigger.TEST,
-                                                  actor=actor, reason="testing the connection")
+            current = await self.lifecycle.change(
+                tenant, integration_id, Trigger.TEST, actor=actor, reason="testing the connection"
+            )
         return await self.verify(current, actor=actor)
 
-    async def verify(self, integration: Integration, *,
-                     actor: str = "api") -> tuple[Integration, TestOutcome]:
+    async def verify(
+        self, integration: Integration, *, actor: str = "api"
+    ) -> tuple[Integration, TestOutcome]:
         """Run the connector's check on `integration` and record the outcome."""
         started = time.monotonic()
         error: IntegrationError | None = None
@@ -69,12 +83,14 @@ class ConnectionTester:
                 await connector.test_connection(source)
         except Exception as exc:  # every failure is classified; none escapes as a crash
             error = self.providers.classify(exc, integration, "test_connection")
-        outcome = TestOutcome(ok=error is None, error=error,
-                              duration=timedelta(seconds=time.monotonic() - started))
+        outcome = TestOutcome(
+            ok=error is None, error=error, duration=timedelta(seconds=time.monotonic() - started)
+        )
         return await self._record(integration, outcome, actor), outcome
 
-    async def _record(self, integration: Integration, outcome: TestOutcome,
-                      actor: str) -> Integration:
+    async def _record(
+        self, integration: Integration, outcome: TestOutcome, actor: str
+    ) -> Integration:
         now = self.clock()
         error = outcome.error
         seconds = f"{outcome.duration.total_seconds():.2f}s"
@@ -91,14 +107,23 @@ class ConnectionTester:
             # verdict makes a sync due at once.
             if error is None:
                 verdict = self.schedule.succeeded(
-                    current, now, what=f"connection test succeeded in {seconds}",
-                    attempt=Attempt.TEST)
+                    current,
+                    now,
+                    what=f"connection test succeeded in {seconds}",
+                    attempt=Attempt.TEST,
+                )
             else:
                 verdict = self.schedule.failed(current, error, now, what="connection test")
             try:
                 return await self.lifecycle.apply(
-                    conn, current, verdict.trigger, actor=actor, reason=verdict.reason,
-                    mutate=lambda i: verdict.apply(i).replace(last_error=error), error=error)
+                    conn,
+                    current,
+                    verdict.trigger,
+                    actor=actor,
+                    reason=verdict.reason,
+                    mutate=lambda i: verdict.apply(i).replace(last_error=error),
+                    error=error,
+                )
             except TransitionNotAllowed:
                 # PAUSED (a test there only reports), or moved on while the test ran: the
                 # result is answered but changes nothing.

@@ -72,8 +72,11 @@ class WatchHub:
         self.db = db
         self.settings = settings
         self.listener = ChangeListener(
-            db.dsn, on_change=self._on_change, on_connected=self._wake_all,
-            check_interval=settings.poll_interval.total_seconds())
+            db.dsn,
+            on_change=self._on_change,
+            on_connected=self._wake_all,
+            check_interval=settings.poll_interval.total_seconds(),
+        )
         self._feeds: dict[str, TenantFeed] = {}
         self._streams: set[WatchStream] = set()
         self._stopping: set[asyncio.Task[None]] = set()
@@ -94,8 +97,9 @@ class WatchHub:
         background)."""
         await self.listener.start()
 
-    def stream(self, tenant_id: str, selection: WatchFilter,
-               resume_after: int | None = None) -> WatchStream:
+    def stream(
+        self, tenant_id: str, selection: WatchFilter, resume_after: int | None = None
+    ) -> WatchStream:
         """A new stream: a snapshot first, or every change after `resume_after`.
         The caller must `close()` it when done."""
         if self._closing:
@@ -125,13 +129,15 @@ class WatchHub:
 
     # -- for streams ---------------------------------------------------------------------
 
-    async def snapshot(self, tenant_id: str,
-                       selection: WatchFilter) -> tuple[int, list[Integration]]:
+    async def snapshot(
+        self, tenant_id: str, selection: WatchFilter
+    ) -> tuple[int, list[Integration]]:
         """(revision, the selected integrations exactly as of that revision)."""
         return await store.snapshot(self.db, tenant_id, selection)
 
-    async def read(self, tenant_id: str, after: int, limit: int, *,
-                   through: int = NEWEST) -> HistoryPage:
+    async def read(
+        self, tenant_id: str, after: int, limit: int, *, through: int = NEWEST
+    ) -> HistoryPage:
         """A page of the tenant's history after `after`, up to `through`."""
         return await store.history(self.db, tenant_id, after, through=through, limit=limit)
 
@@ -143,9 +149,13 @@ class WatchHub:
             # The stream has just read the table up to inbox.after: start the feed there.
             # A page never holds more than an empty inbox takes, so a burst alone cannot
             # overflow a subscriber that keeps up.
-            feed = TenantFeed(tenant_id, position=inbox.after, read=self._read_for_feed,
-                              poll_interval=self.settings.poll_interval.total_seconds(),
-                              page_size=min(self.settings.page_size, self.settings.buffer_size))
+            feed = TenantFeed(
+                tenant_id,
+                position=inbox.after,
+                read=self._read_for_feed,
+                poll_interval=self.settings.poll_interval.total_seconds(),
+                page_size=min(self.settings.page_size, self.settings.buffer_size),
+            )
             self._feeds[tenant_id] = feed
         return feed.join(inbox)
 
@@ -186,8 +196,9 @@ class WatchStream:
     from a gRPC done-callback when the client goes away.
     """
 
-    def __init__(self, hub: WatchHub, tenant_id: str, selection: WatchFilter,
-                 resume_after: int | None) -> None:
+    def __init__(
+        self, hub: WatchHub, tenant_id: str, selection: WatchFilter, resume_after: int | None
+    ) -> None:
         self.hub = hub
         self.tenant_id = tenant_id
         self.selection = selection
@@ -256,8 +267,9 @@ class WatchStream:
         # Short page: everything up to the head (or to where the feed took over) is read.
         self._read_through = max(self._read_through, min(through, page.head))
         if self._inbox is None:
-            self._inbox = Inbox(self.selection, after=self._read_through,
-                                capacity=self.hub.settings.buffer_size)
+            self._inbox = Inbox(
+                self.selection, after=self._read_through, capacity=self.hub.settings.buffer_size
+            )
             joined_at = self.hub.join(self.tenant_id, self._inbox)
             # The feed may be behind us (it is about to read what we read: the inbox drops
             # it) or ahead of us (the events in between are ours to read from the table).
@@ -280,21 +292,31 @@ class WatchStream:
 
     def _check_history(self, page: HistoryPage) -> None:
         if page.compacted_through > self._read_through:
-            self._fail(FailedPrecondition(
-                f"revision {self._read_through} is older than the retained history (compacted "
-                f"through revision {page.compacted_through}); start over from a snapshot: "
-                "watch without resume_after_revision",
-                reason="REVISION_COMPACTED",
-                metadata={"resume_after_revision": str(self._read_through),
-                          "compacted_through": str(page.compacted_through)}))
+            self._fail(
+                FailedPrecondition(
+                    f"revision {self._read_through} is older than the retained history (compacted "
+                    f"through revision {page.compacted_through}); start over from a snapshot: "
+                    "watch without resume_after_revision",
+                    reason="REVISION_COMPACTED",
+                    metadata={
+                        "resume_after_revision": str(self._read_through),
+                        "compacted_through": str(page.compacted_through),
+                    },
+                )
+            )
         if self._resume_after is not None and self._resume_after > page.head:
-            self._fail(OutOfRange(
-                f"revision {self._resume_after} has not been written (the newest is "
-                f"{page.head}); start over from a snapshot: watch without "
-                "resume_after_revision",
-                reason="REVISION_AHEAD",
-                metadata={"resume_after_revision": str(self._resume_after),
-                          "newest_revision": str(page.head)}))
+            self._fail(
+                OutOfRange(
+                    f"revision {self._resume_after} has not been written (the newest is "
+                    f"{page.head}); start over from a snapshot: watch without "
+                    "resume_after_revision",
+                    reason="REVISION_AHEAD",
+                    metadata={
+                        "resume_after_revision": str(self._resume_after),
+                        "newest_revision": str(page.head),
+                    },
+                )
+            )
         self._resume_after = None  # checked on the first page only
 
     def _deliver(self, message: WatchMessage) -> WatchMessage:
@@ -309,6 +331,8 @@ class WatchStream:
 
 
 def _shutting_down() -> Unavailable:
-    return Unavailable("the server is shutting down; resume on another replica after the "
-                       "last revision received", reason="SHUTTING_DOWN",
-                       retry_after=timedelta(0))
+    return Unavailable(
+        "the server is shutting down; resume on another replica after the last revision received",
+        reason="SHUTTING_DOWN",
+        retry_after=timedelta(0),
+    )

@@ -50,10 +50,14 @@ class Inbox:
         if not self.selection.selects(event):
             return
         if len(self._events) >= self.capacity:
-            self.fail(ResourceExhausted(
-                f"the subscriber fell more than {self.capacity} changes behind; resume from "
-                "the last revision received", reason="WATCH_BUFFER_OVERFLOW",
-                metadata={"buffer_size": str(self.capacity)}))
+            self.fail(
+                ResourceExhausted(
+                    f"the subscriber fell more than {self.capacity} changes behind; resume from "
+                    "the last revision received",
+                    reason="WATCH_BUFFER_OVERFLOW",
+                    metadata={"buffer_size": str(self.capacity)},
+                )
+            )
             return
         self._events.append(event)
         self._ready.set()
@@ -88,8 +92,15 @@ class Inbox:
 class TenantFeed:
     """Reads one tenant's new events on wake-ups and fans them out to its inboxes."""
 
-    def __init__(self, tenant_id: str, *, position: int, read: HistoryReader,
-                 poll_interval: float, page_size: int) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        *,
+        position: int,
+        read: HistoryReader,
+        poll_interval: float,
+        page_size: int,
+    ) -> None:
         self.tenant_id = tenant_id
         #: Every event up to here has been offered.
         self.position = position
@@ -133,8 +144,12 @@ class TenantFeed:
             except Exception as exc:
                 # The database may be restarting; the listener's reconnection or the next
                 # retry catches up from the table, so nothing is lost by waiting.
-                log.warning("watch_feed_read_failed", tenant_id=self.tenant_id,
-                            error=repr(exc), retry_in=delay)
+                log.warning(
+                    "watch_feed_read_failed",
+                    tenant_id=self.tenant_id,
+                    error=repr(exc),
+                    retry_in=delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _LAST_RETRY)
                 self._wake.set()
@@ -163,13 +178,22 @@ class TenantFeed:
     def _lost_history(self, compacted_through: int) -> None:
         """The feed fell further behind than the retention window (it was stuck for that
         long): inboxes that needed the compacted events end and must re-snapshot."""
-        log.error("watch_feed_behind_retention", tenant_id=self.tenant_id,
-                  position=self.position, compacted_through=compacted_through)
+        log.error(
+            "watch_feed_behind_retention",
+            tenant_id=self.tenant_id,
+            position=self.position,
+            compacted_through=compacted_through,
+        )
         for inbox in tuple(self.inboxes):
             if inbox.after < compacted_through:
-                inbox.fail(FailedPrecondition(
-                    "this stream fell behind the retained history; start over from a snapshot",
-                    reason="REVISION_COMPACTED",
-                    metadata={"resume_after_revision": str(max(inbox.after, self.position)),
-                              "compacted_through": str(compacted_through)}))
+                inbox.fail(
+                    FailedPrecondition(
+                        "this stream fell behind the retained history; start over from a snapshot",
+                        reason="REVISION_COMPACTED",
+                        metadata={
+                            "resume_after_revision": str(max(inbox.after, self.position)),
+                            "compacted_through": str(compacted_through),
+                        },
+                    )
+                )
         self.position = compacted_through

@@ -91,14 +91,17 @@ class CallbackServer:
         query = request.query
         try:
             result = await self.reauthorization.complete_sign_in(
-                query.get("state", ""), query.get("code", ""), query.get("error", ""))
+                query.get("state", ""), query.get("code", ""), query.get("error", "")
+            )
         except Exception as exc:  # a page with a reference, never a traceback
             reference = support_reference()
             log.error("sign_in_callback_crashed", support_reference=reference, exc_info=exc)
-            return pages.page("Something went wrong",
-                              "The sign-in could not be completed because of a problem in our "
-                              f"service. Raise a ticket quoting the reference {reference}.",
-                              status=500)
+            return pages.page(
+                "Something went wrong",
+                "The sign-in could not be completed because of a problem in our "
+                f"service. Raise a ticket quoting the reference {reference}.",
+                status=500,
+            )
         return _answer(result)
 
 
@@ -106,8 +109,11 @@ def _answer(result: SignInResult) -> web.Response:
     if result.ok and result.return_url:
         params = {}
         if result.integration is not None:
-            params = {"integration_id": str(result.integration.id),
-                      "status": result.integration.status.value}
+            params = {
+                "integration_id": str(result.integration.id),
+                "status": result.integration.status.value,
+            }
         return pages.redirect(str(URL(result.return_url).update_query(params)))
-    return pages.page(result.title, result.detail, status=200 if result.ok else 400,
-                      link=result.return_url)
+    return pages.page(
+        result.title, result.detail, status=200 if result.ok else 400, link=result.return_url
+    )

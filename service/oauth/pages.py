@@ -15,7 +15,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "frame-ancestors 'none'",
+    "frame-ancestors 'none'",
 }
 
 _PAGE = """<!doctype html>
@@ -31,9 +31,13 @@ line-height:1.5;color:#222}}h1{{font-size:1.4rem}}</style></head>
 def page(title: str, detail: str, *, status: int = 200, link: str = "") -> web.Response:
     """A page saying `title` and `detail`, with a link back to `link` when there is one."""
     back = f'<p><a href="{escape(link)}">Return to the application</a></p>' if link else ""
-    return web.Response(status=status, content_type="text/html", charset="utf-8",
-                        text=_PAGE.format(title=escape(title), detail=escape(detail),
-                                          link=back), headers=HEADERS)
+    return web.Response(
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        text=_PAGE.format(title=escape(title), detail=escape(detail), link=back),
+        headers=HEADERS,
+    )
 
 
 def redirect(location: str) -> web.Response:

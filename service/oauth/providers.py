@@ -55,8 +55,9 @@ def origin(url: str) -> str:
 class OAuthSetup:
     """The deployment's OAuth configuration: its clients and the origins it trusts."""
 
-    def __init__(self, clients: Mapping[str, OAuthClient],
-                 trusted_origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self, clients: Mapping[str, OAuthClient], trusted_origins: Iterable[str] = ()
+    ) -> None:
         self.clients = dict(clients)
         self.trusted_origins = frozenset(o for o in (origin(u) for u in trusted_origins) if o)
 
@@ -68,19 +69,25 @@ class OAuthSetup:
         if provider is None:
             raise FailedPrecondition(
                 f"connector {connector_type!r} does not sign in with OAuth2; give its "
-                "credentials directly instead", reason="SIGN_IN_NOT_SUPPORTED",
-                metadata={"connector_type": connector_type})
+                "credentials directly instead",
+                reason="SIGN_IN_NOT_SUPPORTED",
+                metadata={"connector_type": connector_type},
+            )
         client = self.clients.get(provider.name)
         if client is None:
             env = f"INTEGRATIONS_{provider.name.upper()}_CLIENT_ID"
             raise FailedPrecondition(
                 f"this deployment has no OAuth client for {provider.name}; the operator must "
-                f"set {env} and its secret", reason="OAUTH_CLIENT_NOT_CONFIGURED",
-                metadata={"provider": provider.name, "setting": env})
+                f"set {env} and its secret",
+                reason="OAUTH_CLIENT_NOT_CONFIGURED",
+                metadata={"provider": provider.name, "setting": env},
+            )
         return Endpoints(
-            provider, client,
+            provider,
+            client,
             self._url(config, "authorization_url", provider.authorization_url),
-            self._url(config, "token_url", provider.token_url))
+            self._url(config, "token_url", provider.token_url),
+        )
 
     def _url(self, config: Mapping[str, Any], key: str, default: str) -> str:
         value = config.get(key)
@@ -93,6 +100,7 @@ class OAuthSetup:
                 "does not trust for OAuth (its client secret would be sent there); remove the "
                 "override or ask the operator to add the origin to "
                 "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS",
-                reason="OAUTH_ENDPOINT_NOT_TRUSTED", metadata={"field": f"config.{key}",
-                                                               "origin": found})
+                reason="OAUTH_ENDPOINT_NOT_TRUSTED",
+                metadata={"field": f"config.{key}", "origin": found},
+            )
         return value.strip()

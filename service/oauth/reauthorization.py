@@ -70,9 +70,17 @@ class SignInResult:
 class Reauthorization:
     """Renews integrations' credentials; see the module docstring."""
 
-    def __init__(self, lifecycle: Lifecycle, connectors: ConnectorRegistry,
-                 providers: Providers, tester: ConnectionTester, setup: OAuthSetup,
-                 sign_ins: SignIns, endpoint: TokenEndpoint, clock: Clock) -> None:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        connectors: ConnectorRegistry,
+        providers: Providers,
+        tester: ConnectionTester,
+        setup: OAuthSetup,
+        sign_ins: SignIns,
+        endpoint: TokenEndpoint,
+        clock: Clock,
+    ) -> None:
         self.lifecycle = lifecycle
         self.connectors = connectors
         self.providers = providers
@@ -87,68 +95,111 @@ class Reauthorization:
 
     # -- direct credentials ------------------------------------------------------------
 
-    async def with_credentials(self, tenant: str, integration_id: UUID, etag: str,
-                               credentials: Credentials, *, actor: str = "api",
-                               reason: str = "new credentials given; verifying the connection",
-                               ) -> tuple[Integration, TestOutcome | None]:
+    async def with_credentials(
+        self,
+        tenant: str,
+        integration_id: UUID,
+        etag: str,
+        credentials: Credentials,
+        *,
+        actor: str = "api",
+        reason: str = "new credentials given; verifying the connection",
+    ) -> tuple[Integration, TestOutcome | None]:
         """Store `credentials` and test them at once (no test on a PAUSED integration)."""
-        integration = await self._store(tenant, integration_id, etag, credentials, actor,
-                                        reason)
+        integration = await self._store(tenant, integration_id, etag, credentials, actor, reason)
         if integration.status is not Status.TESTING:
             return integration, None
         return await self.tester.verify(integration, actor=actor)
 
-    async def _store(self, tenant: str, integration_id: UUID, etag: str,
-                     credentials: Credentials, actor: str, reason: str) -> Integration:
+    async def _store(
+        self,
+        tenant: str,
+        integration_id: UUID,
+        etag: str,
+        credentials: Credentials,
+        actor: str,
+        reason: str,
+    ) -> Integration:
         async with self.lifecycle.db.transaction() as conn:
             current = await self.lifecycle.lock(conn, tenant, integration_id, etag)
             _check(current)
             self._check_kind(current, credentials)
             now = self.clock()
-            sealed = self.lifecycle.keys.seal(credentials.to_bytes(),
-                                              row_binding(tenant, integration_id))
-            await store.put_credentials(conn, tenant, integration_id, credentials.kind, sealed,
-                                        now)
+            sealed = self.lifecycle.keys.seal(
+                credentials.to_bytes(), row_binding(tenant, integration_id)
+            )
+            await store.put_credentials(conn, tenant, integration_id, credentials.kind, sealed, now)
             # A person's reauthorization is an explicit retry: the breaker closes now, and
             # the verification's outcome counts afresh.
             trigger = _trigger(current)
             if trigger is Trigger.CREDENTIALS_SAVED:
                 reason = "credentials saved; they are verified once the configuration is complete"
             return await self.lifecycle.apply(
-                conn, current, trigger, actor=actor, reason=reason,
-                mutate=lambda i: i.replace(credentials_kind=credentials.kind,
-                                           credentials_set_at=now,
-                                           breaker=Breaker(threshold=i.breaker.threshold)))
+                conn,
+                current,
+                trigger,
+                actor=actor,
+                reason=reason,
+                mutate=lambda i: i.replace(
+                    credentials_kind=credentials.kind,
+                    credentials_set_at=now,
+                    breaker=Breaker(threshold=i.breaker.threshold),
+                ),
+            )
 
     def _check_kind(self, current: Integration, credentials: Credentials) -> None:
         connector = self.connectors.get(current.connector_type)
         if connector is not None and credentials.kind not in connector.credential_kinds:
             accepted = ", ".join(sorted(connector.credential_kinds))
-            raise InvalidArgument([FieldViolation(
-                "credentials", f"{credentials.kind} credentials are not accepted by the "
-                f"{current.connector_type} connector; use one of {accepted}",
-                "UNSUPPORTED_CREDENTIALS")])
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "credentials",
+                        f"{credentials.kind} credentials are not accepted by the "
+                        f"{current.connector_type} connector; use one of {accepted}",
+                        "UNSUPPORTED_CREDENTIALS",
+                    )
+                ]
+            )
 
     # -- sign-in -----------------------------------------------------------------------
 
-    async def start_sign_in(self, tenant: str, integration_id: UUID, etag: str, *,
-                            return_to: str, scope_list: Sequence[str],
-                            ) -> tuple[Integration, Started]:
+    async def start_sign_in(
+        self,
+        tenant: str,
+        integration_id: UUID,
+        etag: str,
+        *,
+        return_to: str,
+        scope_list: Sequence[str],
+    ) -> tuple[Integration, Started]:
         """Begin a sign-in; nothing about the integration changes until it completes."""
         raise_if(return_url(return_to) + scopes(scope_list))
         async with self.lifecycle.db.transaction() as conn:
             # Locked only to check the etag and the status the way every change does.
             current = await self.lifecycle.lock(conn, tenant, integration_id, etag)
         _check(current)
-        endpoints = self.setup.endpoints(self.connectors.get(current.connector_type),
-                                         current.config)
+        endpoints = self.setup.endpoints(
+            self.connectors.get(current.connector_type), current.config
+        )
         if self.callback_url is None:
-            raise FailedPrecondition("this replica does not serve the sign-in callback; give "
-                                     "the credentials directly", reason="SIGN_IN_UNAVAILABLE")
-        started = await self.sign_ins.start(current, endpoints, redirect_uri=self.callback_url,
-                                            return_url=return_to, scopes=scope_list)
-        log.info("sign_in_started", tenant_id=tenant, integration_id=str(integration_id),
-                 provider=endpoints.provider.name)
+            raise FailedPrecondition(
+                "this replica does not serve the sign-in callback; give the credentials directly",
+                reason="SIGN_IN_UNAVAILABLE",
+            )
+        started = await self.sign_ins.start(
+            current,
+            endpoints,
+            redirect_uri=self.callback_url,
+            return_url=return_to,
+            scopes=scope_list,
+        )
+        log.info(
+            "sign_in_started",
+            tenant_id=tenant,
+            integration_id=str(integration_id),
+            provider=endpoints.provider.name,
+        )
         return current, started
 
     async def complete_sign_in(self, state: str, code: str, error: str) -> SignInResult:
@@ -158,12 +209,17 @@ class Reauthorization:
         sign_in = await self.sign_ins.take(state) if state else None
         if sign_in is None:
             log.info("sign_in_unknown", has_state=bool(state))
-            return SignInResult(False, "This sign-in link does not work",
-                                "It is unknown or was already used. Start the sign-in again "
-                                "from the application.")
+            return SignInResult(
+                False,
+                "This sign-in link does not work",
+                "It is unknown or was already used. Start the sign-in again from the application.",
+            )
         if sign_in.expired(self.clock()):
-            return await self._failed(sign_in, "This sign-in has expired",
-                                      "the sign-in expired before the browser came back")
+            return await self._failed(
+                sign_in,
+                "This sign-in has expired",
+                "the sign-in expired before the browser came back",
+            )
         if error:
             return await self._provider_refused(sign_in, error)
         exchanged = await self._exchange(sign_in, code)
@@ -171,10 +227,12 @@ class Reauthorization:
             return exchanged
         endpoints, grant = exchanged
         if not grant.refresh_token:
-            log.warning("sign_in_without_refresh_token", tenant_id=sign_in.tenant_id,
-                        integration_id=str(sign_in.integration_id))
-        return await self._reauthorize(sign_in, endpoints, tokens.from_grant(grant,
-                                                                              self.clock()))
+            log.warning(
+                "sign_in_without_refresh_token",
+                tenant_id=sign_in.tenant_id,
+                integration_id=str(sign_in.integration_id),
+            )
+        return await self._reauthorize(sign_in, endpoints, tokens.from_grant(grant, self.clock()))
 
     async def _provider_refused(self, sign_in: SignIn, error: str) -> SignInResult:
         """The provider sent the browser back with `?error=` (RFC 6749 §4.1.2.1)."""
@@ -182,16 +240,22 @@ class Reauthorization:
         error = error if _ERROR_CODE.fullmatch(error) else "invalid_response"
         if error == "access_denied":
             return await self._failed(
-                sign_in, "Access was not granted",
+                sign_in,
+                "Access was not granted",
                 f"access was declined on {provider}'s consent page",
-                IntegrationError(ErrorCode.ACCESS_DENIED,
-                                 f"Access was declined on {provider}'s consent page.",
-                                 self.clock()))
-        return await self._failed(sign_in, "The sign-in did not complete",
-                                  f"{provider} ended the sign-in with '{error}'")
+                IntegrationError(
+                    ErrorCode.ACCESS_DENIED,
+                    f"Access was declined on {provider}'s consent page.",
+                    self.clock(),
+                ),
+            )
+        return await self._failed(
+            sign_in, "The sign-in did not complete", f"{provider} ended the sign-in with '{error}'"
+        )
 
-    async def _exchange(self, sign_in: SignIn, code: str) -> tuple[
-            Endpoints, TokenGrant] | SignInResult:
+    async def _exchange(
+        self, sign_in: SignIn, code: str
+    ) -> tuple[Endpoints, TokenGrant] | SignInResult:
         """Redeem the code, if the integration can still take the tokens (a code that
         cannot be used is better left unredeemed)."""
         try:
@@ -200,79 +264,119 @@ class Reauthorization:
             return _deleted(sign_in)
         try:
             _check(integration)
-            endpoints = self.setup.endpoints(self.connectors.get(integration.connector_type),
-                                             integration.config)
+            endpoints = self.setup.endpoints(
+                self.connectors.get(integration.connector_type), integration.config
+            )
             if not code:
-                raise malformed(f"{sign_in.provider.capitalize()} sent the browser back "
-                                "without a code")
+                raise malformed(
+                    f"{sign_in.provider.capitalize()} sent the browser back without a code"
+                )
             return endpoints, await self.endpoint.exchange_code(
-                endpoints, code, redirect_uri=sign_in.redirect_uri,
-                code_verifier=sign_in.verifier)
+                endpoints, code, redirect_uri=sign_in.redirect_uri, code_verifier=sign_in.verifier
+            )
         except ServiceError as refused:
-            return await self._failed(sign_in, "The sign-in cannot be completed",
-                                      refused.message)
+            return await self._failed(sign_in, "The sign-in cannot be completed", refused.message)
         except ProviderFailure as failure:
             classified = self.providers.classify(failure, integration, "sign_in")
-            return await self._failed(sign_in, "The sign-in could not be completed",
-                                      f"exchanging the code failed: {failure.message}",
-                                      classified)
+            return await self._failed(
+                sign_in,
+                "The sign-in could not be completed",
+                f"exchanging the code failed: {failure.message}",
+                classified,
+            )
 
-    async def _reauthorize(self, sign_in: SignIn, endpoints: Endpoints,
-                           credentials: Credentials) -> SignInResult:
+    async def _reauthorize(
+        self, sign_in: SignIn, endpoints: Endpoints, credentials: Credentials
+    ) -> SignInResult:
         provider = endpoints.provider.name.capitalize()
         try:
             integration, outcome = await self.with_credentials(
-                sign_in.tenant_id, sign_in.integration_id, "", credentials,
-                actor=CALLBACK_ACTOR, reason=f"signed in with {provider}; verifying the "
-                                             "connection")
+                sign_in.tenant_id,
+                sign_in.integration_id,
+                "",
+                credentials,
+                actor=CALLBACK_ACTOR,
+                reason=f"signed in with {provider}; verifying the connection",
+            )
         except NotFound:
             return _deleted(sign_in)
         except ServiceError as refused:
-            return await self._failed(sign_in, "The sign-in cannot be completed",
-                                      refused.message)
-        log.info("sign_in_completed", tenant_id=sign_in.tenant_id,
-                 integration_id=str(sign_in.integration_id), status=integration.status.value)
+            return await self._failed(sign_in, "The sign-in cannot be completed", refused.message)
+        log.info(
+            "sign_in_completed",
+            tenant_id=sign_in.tenant_id,
+            integration_id=str(sign_in.integration_id),
+            status=integration.status.value,
+        )
         name = integration.display_name
         if outcome is None:
-            detail = (f"The new credentials of “{name}” are saved. It stays paused until it "
-                      "is resumed." if integration.status is Status.PAUSED
-                      else f"The new credentials of “{name}” are saved.")
+            detail = (
+                f"The new credentials of “{name}” are saved. It stays paused until it is resumed."
+                if integration.status is Status.PAUSED
+                else f"The new credentials of “{name}” are saved."
+            )
             return SignInResult(True, "Signed in", detail, sign_in.return_url, integration)
         if outcome.ok:
-            return SignInResult(True, "Signed in",
-                                f"“{name}” is connected and working again.",
-                                sign_in.return_url, integration, outcome)
+            return SignInResult(
+                True,
+                "Signed in",
+                f"“{name}” is connected and working again.",
+                sign_in.return_url,
+                integration,
+                outcome,
+            )
         assert outcome.error is not None
-        return SignInResult(False, "Signed in, but the connection test failed",
-                            f"{outcome.error.message} {outcome.error.solution}",
-                            sign_in.return_url, integration, outcome)
+        return SignInResult(
+            False,
+            "Signed in, but the connection test failed",
+            f"{outcome.error.message} {outcome.error.solution}",
+            sign_in.return_url,
+            integration,
+            outcome,
+        )
 
-    async def _failed(self, sign_in: SignIn, title: str, why: str,
-                      error: IntegrationError | None = None) -> SignInResult:
+    async def _failed(
+        self, sign_in: SignIn, title: str, why: str, error: IntegrationError | None = None
+    ) -> SignInResult:
         """Record in the integration's history that a sign-in did not complete (its status
         does not change) and say so to the person."""
-        log.info("sign_in_failed", tenant_id=sign_in.tenant_id,
-                 integration_id=str(sign_in.integration_id), why=why)
+        log.info(
+            "sign_in_failed",
+            tenant_id=sign_in.tenant_id,
+            integration_id=str(sign_in.integration_id),
+            why=why,
+        )
         integration: Integration | None = None
         try:
             async with self.lifecycle.db.transaction() as conn:
-                current = await self.lifecycle.lock(conn, sign_in.tenant_id,
-                                                    sign_in.integration_id)
+                current = await self.lifecycle.lock(conn, sign_in.tenant_id, sign_in.integration_id)
                 event = await store.record_change(
-                    conn, before=current, after=current, trigger=SIGN_IN_FAILED,
-                    actor=CALLBACK_ACTOR, reason=f"sign-in not completed: {why}",
-                    occurred_at=self.clock(), error=error)
+                    conn,
+                    before=current,
+                    after=current,
+                    trigger=SIGN_IN_FAILED,
+                    actor=CALLBACK_ACTOR,
+                    reason=f"sign-in not completed: {why}",
+                    occurred_at=self.clock(),
+                    error=error,
+                )
                 integration = event.state
         except NotFound:
             pass  # deleted meanwhile: there is no history left to write to
-        detail = why[0].upper() + why[1:] + ". Nothing was changed; start the sign-in again " \
-                                            "from the application."
+        detail = (
+            why[0].upper() + why[1:] + ". Nothing was changed; start the sign-in again "
+            "from the application."
+        )
         return SignInResult(False, title, detail, sign_in.return_url, integration)
 
 
 def _deleted(sign_in: SignIn) -> SignInResult:
-    return SignInResult(False, "This integration no longer exists",
-                        "It was deleted while the sign-in was in progress.", sign_in.return_url)
+    return SignInResult(
+        False,
+        "This integration no longer exists",
+        "It was deleted while the sign-in was in progress.",
+        sign_in.return_url,
+    )
 
 
 def _trigger(current: Integration) -> Trigger:

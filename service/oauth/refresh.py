@@ -68,9 +68,18 @@ class _Row:
 class TokenRefresher:
     """Refreshes integrations' OAuth2 access tokens; see the module docstring."""
 
-    def __init__(self, db: Database, keys: KeyRing, endpoint: TokenEndpoint,
-                 setup: OAuthSetup, connectors: ConnectorRegistry, clock: Clock, *,
-                 lock_wait: timedelta, max_concurrent: int = 4) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyRing,
+        endpoint: TokenEndpoint,
+        setup: OAuthSetup,
+        connectors: ConnectorRegistry,
+        clock: Clock,
+        *,
+        lock_wait: timedelta,
+        max_concurrent: int = 4,
+    ) -> None:
         self.db = db
         self.keys = keys
         self.endpoint = endpoint
@@ -84,26 +93,33 @@ class TokenRefresher:
         # them leaves the rest of the pool to everything else when a provider is slow.
         self._slots = asyncio.Semaphore(max_concurrent)
 
-    async def tokens_for(self, integration: Integration,
-                         credentials: Credentials | None) -> AccessTokens:
+    async def tokens_for(
+        self, integration: Integration, credentials: Credentials | None
+    ) -> AccessTokens:
         """The `AccessTokens` a connector uses for this integration (the engine's
         TokensFactory): refreshing ones for OAuth credentials this deployment can refresh,
         the stored ones otherwise (a rejected token is then TOKEN_EXPIRED)."""
         if credentials is None or not tokens.refresh_token_of(credentials):
             return StoredTokens(credentials)
         try:
-            endpoints = self.setup.endpoints(self.connectors.get(integration.connector_type),
-                                             integration.config)
+            endpoints = self.setup.endpoints(
+                self.connectors.get(integration.connector_type), integration.config
+            )
         except FailedPrecondition as refused:
             if refused.reason != "OAUTH_ENDPOINT_NOT_TRUSTED":
                 return StoredTokens(credentials)  # no OAuth client here: cannot refresh
-            return RefreshingTokens(self, integration.tenant_id, integration.id, credentials,
-                                    ProviderFailure(ErrorCode.INTERNAL, refused.message))
-        return RefreshingTokens(self, integration.tenant_id, integration.id, credentials,
-                                endpoints)
+            return RefreshingTokens(
+                self,
+                integration.tenant_id,
+                integration.id,
+                credentials,
+                ProviderFailure(ErrorCode.INTERNAL, refused.message),
+            )
+        return RefreshingTokens(self, integration.tenant_id, integration.id, credentials, endpoints)
 
-    async def renewed(self, tenant_id: str, integration_id: UUID, endpoints: Endpoints,
-                      stale: str) -> Credentials | None:
+    async def renewed(
+        self, tenant_id: str, integration_id: UUID, endpoints: Endpoints, stale: str
+    ) -> Credentials | None:
         """Credentials whose access token is not `stale` (the one expired or rejected),
         refreshed at most once across replicas; None when they cannot be renewed (no refresh
         token, no longer OAuth, deleted). Raises ProviderFailure when refreshing fails."""
@@ -137,22 +153,23 @@ class TokenRefresher:
             # as "never retrieved"; the callers that waited got it already.
             task.exception()
 
-    async def _refresh(self, key: _Key, endpoints: Endpoints,
-                       stale: str) -> Credentials | None:
+    async def _refresh(self, key: _Key, endpoints: Endpoints, stale: str) -> Credentials | None:
         tenant_id, integration_id = key
         where = {"tenant_id": tenant_id, "integration_id": str(integration_id)}
         async with self._slots, self.db.transaction() as conn:
             try:
                 await store.lock_for_refresh(conn, tenant_id, integration_id, self.lock_wait)
             except asyncpg.LockNotAvailableError:
-                raise unavailable("another refresh of this integration's access token is "
-                                  "taking too long", **where) from None
+                raise unavailable(
+                    "another refresh of this integration's access token is taking too long", **where
+                ) from None
             row = await self._read(conn, key)
             if row is None or row.credentials.kind != "oauth":
                 return None
             current = row.credentials
-            if (tokens.access_token_of(current) != stale
-                    and not tokens.needs_refresh(current, self.clock())):
+            if tokens.access_token_of(current) != stale and not tokens.needs_refresh(
+                current, self.clock()
+            ):
                 log.debug("token_refreshed_elsewhere", **where)
                 return current
             refresh_token = tokens.refresh_token_of(current)
@@ -163,8 +180,10 @@ class TokenRefresher:
             except ProviderFailure as failure:
                 if failure.code is ErrorCode.INVALID_CREDENTIALS:
                     latest = await self._read(conn, key)
-                    if latest is not None and \
-                            tokens.refresh_token_of(latest.credentials) != refresh_token:
+                    if (
+                        latest is not None
+                        and tokens.refresh_token_of(latest.credentials) != refresh_token
+                    ):
                         log.info("token_refresh_lost_race", **where)
                         return latest.credentials
                 log.info("token_refresh_failed", code=failure.code.value, **where)
@@ -172,12 +191,22 @@ class TokenRefresher:
             renewed = tokens.from_grant(grant, self.clock(), current)
             stored = await self._store(conn, key, row, renewed, refresh_token)
         # Committed: the rotated refresh token is durable before the access token is used.
-        log.info("token_refreshed", rotated=grant.refresh_token is not None,
-                 saved=stored is renewed, **where)
+        log.info(
+            "token_refreshed",
+            rotated=grant.refresh_token is not None,
+            saved=stored is renewed,
+            **where,
+        )
         return stored
 
-    async def _store(self, conn: asyncpg.Connection, key: _Key, row: _Row,
-                     renewed: Credentials, refresh_token: str) -> Credentials | None:
+    async def _store(
+        self,
+        conn: asyncpg.Connection,
+        key: _Key,
+        row: _Row,
+        renewed: Credentials,
+        refresh_token: str,
+    ) -> Credentials | None:
         """Compare-and-set the refreshed credentials over `row`. When the row changed, a
         re-key (same tokens, new sealing) is written over; a Reauthorize's new tokens win."""
         sealed = self.keys.seal(renewed.to_bytes(), row_binding(*key))
@@ -189,12 +218,14 @@ class TokenRefresher:
             if latest is None:
                 return None
             if tokens.refresh_token_of(latest.credentials) != refresh_token:
-                log.info("token_refresh_superseded", tenant_id=key[0],
-                         integration_id=str(key[1]))
+                log.info("token_refresh_superseded", tenant_id=key[0], integration_id=str(key[1]))
                 return latest.credentials
             expected = latest.sealed
-        raise unavailable("the credentials kept changing while their access token was "
-                          "refreshed", tenant_id=key[0], integration_id=str(key[1]))
+        raise unavailable(
+            "the credentials kept changing while their access token was refreshed",
+            tenant_id=key[0],
+            integration_id=str(key[1]),
+        )
 
     async def _read(self, conn: asyncpg.Connection, key: _Key) -> _Row | None:
         found = await integration_store.get_credentials(conn, *key)
@@ -207,8 +238,14 @@ class TokenRefresher:
 class RefreshingTokens:
     """The `AccessTokens` of one integration with refreshable OAuth credentials."""
 
-    def __init__(self, refresher: TokenRefresher, tenant_id: str, integration_id: UUID,
-                 credentials: Credentials, endpoints: Endpoints | ProviderFailure) -> None:
+    def __init__(
+        self,
+        refresher: TokenRefresher,
+        tenant_id: str,
+        integration_id: UUID,
+        credentials: Credentials,
+        endpoints: Endpoints | ProviderFailure,
+    ) -> None:
         self._refresher = refresher
         self._tenant_id = tenant_id
         self._integration_id = integration_id
@@ -233,8 +270,9 @@ class RefreshingTokens:
     async def _renew(self, stale: str) -> str | None:
         if isinstance(self._endpoints, ProviderFailure):
             raise self._endpoints
-        renewed = await self._refresher.renewed(self._tenant_id, self._integration_id,
-                                                self._endpoints, stale)
+        renewed = await self._refresher.renewed(
+            self._tenant_id, self._integration_id, self._endpoints, stale
+        )
         if renewed is None:
             return None
         self._credentials = renewed

@@ -58,32 +58,52 @@ class SignIns:
         #: How long a started sign-in can be completed.
         self.ttl = ttl
 
-    async def start(self, integration: Integration, endpoints: Endpoints, *, redirect_uri: str,
-                    return_url: str, scopes: Sequence[str]) -> Started:
+    async def start(
+        self,
+        integration: Integration,
+        endpoints: Endpoints,
+        *,
+        redirect_uri: str,
+        return_url: str,
+        scopes: Sequence[str],
+    ) -> Started:
         """Remember a new sign-in for `integration` and return the consent page's URL."""
         state = pkce.new_state(integration.tenant_id)
         digest = pkce.state_digest(state)
         challenge = pkce.new_pkce()
         now = self.clock()
         asked = tuple(scopes) or endpoints.provider.default_scopes
-        sealed = self.keys.seal(challenge.verifier.encode(),
-                                _binding(integration.tenant_id, integration.id, digest))
+        sealed = self.keys.seal(
+            challenge.verifier.encode(), _binding(integration.tenant_id, integration.id, digest)
+        )
         async with self.db.transaction() as conn:
-            await store.insert_sign_in(conn, digest, store.StoredSignIn(
-                tenant_id=integration.tenant_id, integration_id=integration.id,
-                provider=endpoints.provider.name, verifier_sealed=sealed,
-                redirect_uri=redirect_uri, return_url=return_url, scopes=asked,
-                created_at=now, expires_at=now + self.ttl))
-        url = URL(endpoints.authorization_url).update_query({
-            **dict(endpoints.provider.authorization_params),
-            "response_type": "code",
-            "client_id": endpoints.client.client_id,
-            "redirect_uri": redirect_uri,
-            "scope": " ".join(asked),
-            "state": state,
-            "code_challenge": challenge.challenge,
-            "code_challenge_method": challenge.method,
-        })
+            await store.insert_sign_in(
+                conn,
+                digest,
+                store.StoredSignIn(
+                    tenant_id=integration.tenant_id,
+                    integration_id=integration.id,
+                    provider=endpoints.provider.name,
+                    verifier_sealed=sealed,
+                    redirect_uri=redirect_uri,
+                    return_url=return_url,
+                    scopes=asked,
+                    created_at=now,
+                    expires_at=now + self.ttl,
+                ),
+            )
+        url = URL(endpoints.authorization_url).update_query(
+            {
+                **dict(endpoints.provider.authorization_params),
+                "response_type": "code",
+                "client_id": endpoints.client.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(asked),
+                "state": state,
+                "code_challenge": challenge.challenge,
+                "code_challenge_method": challenge.method,
+            }
+        )
         return Started(str(url), now + self.ttl)
 
     async def take(self, state: str) -> SignIn | None:
@@ -98,12 +118,19 @@ class SignIns:
             stored = await store.take_sign_in(conn, tenant_id, digest)
         if stored is None:
             return None
-        verifier = self.keys.open(stored.verifier_sealed,
-                                  _binding(tenant_id, stored.integration_id, digest))
-        return SignIn(tenant_id=tenant_id, integration_id=stored.integration_id,
-                      provider=stored.provider, verifier=verifier.decode(),
-                      redirect_uri=stored.redirect_uri, return_url=stored.return_url,
-                      scopes=stored.scopes, expires_at=stored.expires_at)
+        verifier = self.keys.open(
+            stored.verifier_sealed, _binding(tenant_id, stored.integration_id, digest)
+        )
+        return SignIn(
+            tenant_id=tenant_id,
+            integration_id=stored.integration_id,
+            provider=stored.provider,
+            verifier=verifier.decode(),
+            redirect_uri=stored.redirect_uri,
+            return_url=stored.return_url,
+            scopes=stored.scopes,
+            expires_at=stored.expires_at,
+        )
 
 
 def _binding(tenant_id: str, integration_id: UUID, digest: bytes) -> bytes:

@@ -61,23 +61,34 @@ class TokenEndpoint:
     def __init__(self, http: HttpClient) -> None:
         self.http = http
 
-    async def exchange_code(self, endpoints: Endpoints, code: str, *, redirect_uri: str,
-                            code_verifier: str) -> TokenGrant:
+    async def exchange_code(
+        self, endpoints: Endpoints, code: str, *, redirect_uri: str, code_verifier: str
+    ) -> TokenGrant:
         """Redeem a sign-in's authorization code with its PKCE verifier."""
-        return await self._grant(endpoints, {
-            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier})
+        return await self._grant(
+            endpoints,
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            },
+        )
 
     async def refresh(self, endpoints: Endpoints, refresh_token: str) -> TokenGrant:
         """A new access token (and, with rotating providers, a new refresh token)."""
-        return await self._grant(endpoints, {"grant_type": "refresh_token",
-                                             "refresh_token": refresh_token})
+        return await self._grant(
+            endpoints, {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
 
     async def _grant(self, endpoints: Endpoints, form: dict[str, str]) -> TokenGrant:
         # client_secret_post (RFC 6749 §2.3.1): what Google documents, and every provider we
         # know accepts it.
-        form = {**form, "client_id": endpoints.client.client_id,
-                "client_secret": endpoints.client.client_secret}
+        form = {
+            **form,
+            "client_id": endpoints.client.client_id,
+            "client_secret": endpoints.client.client_secret,
+        }
         url = URL(endpoints.token_url)
         status, headers, body = await self._post(url, form)
         context = {"url": redact(url), "grant_type": form["grant_type"]}
@@ -85,8 +96,9 @@ class TokenEndpoint:
             return _parse(body, headers, context)
         raise _failure(status, headers, body, self.http, context)
 
-    async def _post(self, url: URL, form: Mapping[str, str]) -> tuple[
-            int, Mapping[str, str], bytes]:
+    async def _post(
+        self, url: URL, form: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
         policy = self.http.policy
         timeout = policy.timeout.total_seconds()
         where = {"url": redact(url)}
@@ -94,16 +106,22 @@ class TokenEndpoint:
             if not policy.allow_private_networks:
                 check_literal(url.host or "")
             async with self.http.session.post(
-                    url, data=dict(form), allow_redirects=False,
-                    headers={"Accept": "application/json"},
-                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                url,
+                data=dict(form),
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.content.iter_chunked(16 * 1024):
                     size += len(chunk)
                     if size > MAX_BODY:
-                        raise malformed(f"{WHAT} answered with more than {MAX_BODY // 1024} "
-                                        "KiB", status=resp.status, **where)
+                        raise malformed(
+                            f"{WHAT} answered with more than {MAX_BODY // 1024} KiB",
+                            status=resp.status,
+                            **where,
+                        )
                     chunks.append(chunk)
                 return resp.status, resp.headers, b"".join(chunks)
         except BlockedAddress as exc:
@@ -111,16 +129,21 @@ class TokenEndpoint:
         except aiohttp.ClientConnectorDNSError as exc:
             if isinstance(exc.os_error, BlockedAddress):
                 raise _blocked(exc.os_error) from None
-            raise unavailable(f"{WHAT} could not be reached: {url.host} does not resolve",
-                              **where) from None
+            raise unavailable(
+                f"{WHAT} could not be reached: {url.host} does not resolve", **where
+            ) from None
         except TimeoutError:
             raise unavailable(f"{WHAT} did not answer within {timeout:g}s", **where) from None
         except aiohttp.ClientConnectorError:
-            raise unavailable(f"{WHAT} could not be reached: connecting to {url.host} failed",
-                              **where) from None
+            raise unavailable(
+                f"{WHAT} could not be reached: connecting to {url.host} failed", **where
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise unavailable(f"{WHAT} closed the connection before answering completely",
-                              cause=type(exc).__name__, **where) from None
+            raise unavailable(
+                f"{WHAT} closed the connection before answering completely",
+                cause=type(exc).__name__,
+                **where,
+            ) from None
 
 
 def _parse(body: bytes, headers: Mapping[str, str], context: dict[str, Any]) -> TokenGrant:
@@ -132,37 +155,45 @@ def _parse(body: bytes, headers: Mapping[str, str], context: dict[str, Any]) -> 
         raise _unusable("no access token", body, headers, context)
     token_type = document.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise _unusable(f"a token of type {str(token_type)[:20]!r}, not Bearer", body, headers,
-                        context)
+        raise _unusable(
+            f"a token of type {str(token_type)[:20]!r}, not Bearer", body, headers, context
+        )
     refresh = document.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
         raise _unusable("a refresh token that is not a string", body, headers, context)
     expires = document.get("expires_in")
     if isinstance(expires, str) and expires.isdigit():
         expires = int(expires)  # some providers send it quoted
-    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)
-                                or expires < 0):
+    if expires is not None and (
+        isinstance(expires, bool) or not isinstance(expires, int | float) or expires < 0
+    ):
         raise _unusable("an expires_in that is not a number of seconds", body, headers, context)
     scope = document.get("scope")
-    return TokenGrant(access_token=access, refresh_token=refresh,
-                      expires_in=timedelta(seconds=expires) if expires is not None else None,
-                      scope=scope if isinstance(scope, str) else "")
+    return TokenGrant(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=timedelta(seconds=expires) if expires is not None else None,
+        scope=scope if isinstance(scope, str) else "",
+    )
 
 
-def _failure(status: int, headers: Mapping[str, str], body: bytes, http: HttpClient,
-             context: dict[str, Any]) -> ProviderFailure:
+def _failure(
+    status: int, headers: Mapping[str, str], body: bytes, http: HttpClient, context: dict[str, Any]
+) -> ProviderFailure:
     """What a non-200 answer means. The status decides for 429 and 5xx whatever the body
     says; otherwise the RFC 6749 `error` code does."""
     retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
     if status == 429 or status >= 500 or status == 408:
         return from_status(status, what=WHAT, retry_after=retry_after, context=context)
     if 300 <= status < 400:
-        return malformed(f"{WHAT} answered with a redirect (HTTP {status})", status=status,
-                         **context)
+        return malformed(
+            f"{WHAT} answered with a redirect (HTTP {status})", status=status, **context
+        )
     failure = token_endpoint_failure(status, _json(body), WHAT, context)
     if failure.code in RETRYABLE and retry_after is not None:
-        return ProviderFailure(failure.code, failure.message, retry_after=retry_after,
-                               context=failure.context)
+        return ProviderFailure(
+            failure.code, failure.message, retry_after=retry_after, context=failure.context
+        )
     return failure
 
 
@@ -173,15 +204,22 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _unusable(what: str, body: bytes, headers: Mapping[str, str],
-              context: dict[str, Any]) -> ProviderFailure:
+def _unusable(
+    what: str, body: bytes, headers: Mapping[str, str], context: dict[str, Any]
+) -> ProviderFailure:
     # No excerpt of the body: a half-formed answer may hold a usable token.
-    return malformed(f"{WHAT} answered with {what}", body_bytes=len(body),
-                     content_type=headers.get("Content-Type", ""), **context)
+    return malformed(
+        f"{WHAT} answered with {what}",
+        body_bytes=len(body),
+        content_type=headers.get("Content-Type", ""),
+        **context,
+    )
 
 
 def _blocked(exc: BlockedAddress) -> ProviderFailure:
     return ProviderFailure(
         ErrorCode.INTERNAL,
         f"{WHAT} is at {exc.host}, a private or local network address this deployment does "
-        "not allow", context={"host": exc.host})
+        "not allow",
+        context={"host": exc.host},
+    )

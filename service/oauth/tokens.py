@@ -54,14 +54,18 @@ def needs_refresh(credentials: Credentials, now: datetime) -> bool:
     return expires is not None and expires <= now + EXPIRY_MARGIN
 
 
-def from_grant(grant: TokenGrant, now: datetime,
-               previous: Credentials | None = None) -> Credentials:
+def from_grant(
+    grant: TokenGrant, now: datetime, previous: Credentials | None = None
+) -> Credentials:
     """The OAuth credentials a grant gives. A provider that does not rotate refresh tokens
     sends none: the previous one stays valid and is kept."""
     refresh = grant.refresh_token or (refresh_token_of(previous) if previous else "")
     expires = (now + grant.expires_in).isoformat() if grant.expires_in is not None else None
-    return Credentials(kind="oauth", secret={"access_token": grant.access_token,
-                                             "refresh_token": refresh, "expires_at": expires})
-
-
-
+    return Credentials(
+        kind="oauth",
+        secret={
+            "access_token": grant.access_token,
+            "refresh_token": refresh,
+            "expires_at": expires,
+        },
+    )

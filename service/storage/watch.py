@@ -60,26 +60,37 @@ async def unavailable_on_disconnect() -> AsyncIterator[None]:
     try:
         yield
     except _CONNECTION_ERRORS as exc:
-        raise Unavailable("the database is unreachable; retry shortly",
-                          reason="DATABASE_UNAVAILABLE",
-                          retry_after=timedelta(seconds=1)) from exc
+        raise Unavailable(
+            "the database is unreachable; retry shortly",
+            reason="DATABASE_UNAVAILABLE",
+            retry_after=timedelta(seconds=1),
+        ) from exc
 
 
-async def snapshot(db: Database, tenant_id: str,
-                   selection: WatchFilter) -> tuple[int, list[Integration]]:
+async def snapshot(
+    db: Database, tenant_id: str, selection: WatchFilter
+) -> tuple[int, list[Integration]]:
     """(revision, the selected integrations as of exactly that revision), oldest first."""
-    async with unavailable_on_disconnect(), db.pool.acquire() as conn, \
-            conn.transaction(isolation="repeatable_read", readonly=True):
+    async with (
+        unavailable_on_disconnect(),
+        db.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         # Both reads see the one snapshot taken by the first statement.
         revision: int = await conn.fetchval(Q["watch_head"], tenant_id)
         rows = await conn.fetch(
-            Q["watch_snapshot"], tenant_id, list(selection.ids),
-            [s.value for s in selection.statuses], selection.connector_type)
+            Q["watch_snapshot"],
+            tenant_id,
+            list(selection.ids),
+            [s.value for s in selection.statuses],
+            selection.connector_type,
+        )
     return revision, [integration_from_row(r) for r in rows]
 
 
-async def history(db: Database, tenant_id: str, after: int, *, through: int = NEWEST,
-                  limit: int) -> HistoryPage:
+async def history(
+    db: Database, tenant_id: str, after: int, *, through: int = NEWEST, limit: int
+) -> HistoryPage:
     """At most `limit` events with `after < revision <= through`, oldest first."""
     async with unavailable_on_disconnect(), db.pool.acquire() as conn:
         rows = await conn.fetch(Q["watch_history"], tenant_id, after, through, limit)
@@ -100,11 +111,13 @@ async def tenants_with_history(db: Database) -> list[str]:
         return [r["tenant_id"] for r in await conn.fetch(Q["history_tenants"])]
 
 
-async def compact(db: Database, tenant_id: str, *, occurred_before: datetime, batch: int,
-                  now: datetime) -> int:
+async def compact(
+    db: Database, tenant_id: str, *, occurred_before: datetime, batch: int, now: datetime
+) -> int:
     """Delete one batch of the tenant's history older than `occurred_before` (keeping each
     live integration's latest event) and move the watermark; returns how many went."""
     async with db.pool.acquire() as conn:
-        deleted: int = await conn.fetchval(Q["history_compact"], tenant_id, occurred_before,
-                                           batch, now)
+        deleted: int = await conn.fetchval(
+            Q["history_compact"], tenant_id, occurred_before, batch, now
+        )
     return deleted

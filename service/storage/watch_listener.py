@@ -32,8 +32,14 @@ _CHECK_TIMEOUT = 5.0
 class ChangeListener:
     """Keeps one connection LISTENing, reconnecting with backoff whenever it is lost."""
 
-    def __init__(self, dsn: str, *, on_change: Callable[[str, int], None],
-                 on_connected: Callable[[], None], check_interval: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        on_change: Callable[[str, int], None],
+        on_connected: Callable[[], None],
+        check_interval: float,
+    ) -> None:
         self.dsn = dsn
         self.on_change = on_change
         self.on_connected = on_connected
@@ -67,8 +73,9 @@ class ChangeListener:
         await self._disconnect()
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.dsn,
-                                     server_settings={"application_name": APPLICATION_NAME})
+        conn = await asyncpg.connect(
+            self.dsn, server_settings={"application_name": APPLICATION_NAME}
+        )
         try:
             self._lost.clear()
             conn.add_termination_listener(self._on_termination)
@@ -78,8 +85,11 @@ class ChangeListener:
             raise
         self._conn = conn
         self.connections += 1
-        log.info("watch_listener_connected", backend_pid=conn.get_server_pid(),
-                 reconnect=self.connections > 1)
+        log.info(
+            "watch_listener_connected",
+            backend_pid=conn.get_server_pid(),
+            reconnect=self.connections > 1,
+        )
         # LISTEN is active: anything committed from now on will wake us, so this is the
         # moment to re-read whatever was missed while we were not listening.
         self.on_connected()
@@ -102,8 +112,7 @@ class ChangeListener:
                     await self._connect()
                     delay = _FIRST_RETRY
                 except Exception as exc:
-                    log.warning("watch_listener_reconnect_failed", error=repr(exc),
-                                retry_in=delay)
+                    log.warning("watch_listener_reconnect_failed", error=repr(exc), retry_in=delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _LAST_RETRY)
                 continue

@@ -11,18 +11,32 @@ from service.api.server import Server
 
 async def ctl(server: Server, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "integrations.cli", "--target", f"127.0.0.1:{server.port}", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        sys.executable,
+        "-m",
+        "integrations.cli",
+        "--target",
+        f"127.0.0.1:{server.port}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
 async def test_create_list_pause_and_history(server: Server) -> None:
-    code, out, _ = await ctl(server, "create", "Team calendar", "rest_json", "--config",
-                             '{"rest_json": {"url": "https://api.example.com/items"}}',
-                             "--breaker-threshold", "3")
+    code, out, _ = await ctl(
+        server,
+        "create",
+        "Team calendar",
+        "rest_json",
+        "--config",
+        '{"rest_json": {"url": "https://api.example.com/items"}}',
+        "--breaker-threshold",
+        "3",
+    )
     assert code == 0
     created = json.loads(out)
     assert created["breaker"]["threshold"] == 3
@@ -48,14 +62,22 @@ async def test_errors_show_reason_and_violations(server: Server) -> None:
     assert code == 1 and "NOT_FOUND" in err and "INTEGRATION_NOT_FOUND" in err
 
 
-
 async def test_watch_follows_changes(server: Server) -> None:
     code, out, _ = await ctl(server, "create", "Watched", "google_calendar")
     ident = json.loads(out)["id"]
     watcher = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "integrations.cli", "--target", f"127.0.0.1:{server.port}",
-        "--json", "watch", "--limit", "1", stdout=asyncio.subprocess.PIPE,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        sys.executable,
+        "-m",
+        "integrations.cli",
+        "--target",
+        f"127.0.0.1:{server.port}",
+        "--json",
+        "watch",
+        "--limit",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     assert watcher.stdout is not None
 
     async def next_message() -> dict[str, object]:

@@ -51,18 +51,29 @@ async def replicas(database_url: str, sb: Sandbox) -> AsyncIterator[list[Service
 
 
 async def test_200_callers_on_3_replicas_share_one_refresh(
-        replicas: list[ServiceProcess], sb: Sandbox, database_url: str) -> None:
+    replicas: list[ServiceProcess], sb: Sandbox, database_url: str
+) -> None:
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p.port}") for p in replicas]
     stubs = [service_pb2_grpc.IntegrationServiceStub(c) for c in channels]
     try:
         tokens = await sandbox_tokens(sb)
-        integration = (await stubs[0].Create(api.CreateRequest(
-            display_name="Team calendar", connector_type="google_calendar",
-            config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-                **calendar_config(sb))),
-            credentials=pb.Credentials(oauth=pb.OAuthTokens(
-                access_token=tokens["access_token"],
-                refresh_token=tokens["refresh_token"]))))).integration
+        integration = (
+            await stubs[0].Create(
+                api.CreateRequest(
+                    display_name="Team calendar",
+                    connector_type="google_calendar",
+                    config=pb.ConnectorConfig(
+                        google_calendar=pb.GoogleCalendarConfig(**calendar_config(sb))
+                    ),
+                    credentials=pb.Credentials(
+                        oauth=pb.OAuthTokens(
+                            access_token=tokens["access_token"],
+                            refresh_token=tokens["refresh_token"],
+                        )
+                    ),
+                )
+            )
+        ).integration
         assert integration.status == pb.STATUS_ACTIVE
 
         # The access token expires (the service does not know when: the provider's 401 says
@@ -70,22 +81,27 @@ async def test_200_callers_on_3_replicas_share_one_refresh(
         sb.state.oauth.expire_access_tokens()
         sb.state.oauth.token_calls.clear()
         sb.state.log.clear()
-        sb.state.inject(Provider.OAUTH, Fault(FaultKind.SLOW, gate="idp"), resource="token",
-                        times=None)
+        sb.state.inject(
+            Provider.OAUTH, Fault(FaultKind.SLOW, gate="idp"), resource="token", times=None
+        )
         gate = sb.state.gates["idp"]
 
-        async def caller(stub: service_pb2_grpc.IntegrationServiceStub) -> \
-                api.TestConnectionResponse:
-            return await stub.TestConnection(api.TestConnectionRequest(id=integration.id),
-                                             timeout=SAFETY * 3)
+        async def caller(
+            stub: service_pb2_grpc.IntegrationServiceStub,
+        ) -> api.TestConnectionResponse:
+            return await stub.TestConnection(
+                api.TestConnectionRequest(id=integration.id), timeout=SAFETY * 3
+            )
 
         calls = [asyncio.create_task(caller(stubs[i % REPLICAS])) for i in range(CALLERS)]
 
         await asyncio.wait_for(gate.wait_for(1), SAFETY)
 
         async def every_caller_was_turned_away() -> bool:
-            return sum(1 for e in sb.state.log.entries(provider=Provider.GOOGLE)
-                       if e.status == 401) == CALLERS
+            return (
+                sum(1 for e in sb.state.log.entries(provider=Provider.GOOGLE) if e.status == 401)
+                == CALLERS
+            )
 
         async def the_other_replicas_wait_their_turn() -> bool:
             return await advisory_lock_waiters(database_url) == REPLICAS - 1

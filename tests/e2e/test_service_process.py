@@ -21,7 +21,8 @@ async def list_services(channel: grpc.aio.Channel) -> set[str]:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     names: set[str] = set()
     async for response in stub.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    ):
         names |= {s.name for s in response.list_services_response.service}
     return names
 
@@ -35,12 +36,21 @@ async def test_the_service_runs_on_its_own_embedded_database(tmp_path: Path) -> 
         for name in ("", "integrations.v1.IntegrationService"):
             check = await health.Check(health_pb2.HealthCheckRequest(service=name))
             assert check.status == health_pb2.HealthCheckResponse.SERVING
-        assert {"integrations.v1.IntegrationService", "grpc.health.v1.Health",
-                "grpc.reflection.v1alpha.ServerReflection"} <= await list_services(channel)
+        assert {
+            "integrations.v1.IntegrationService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= await list_services(channel)
         stub = service_pb2_grpc.IntegrationServiceStub(channel)
-        created = (await stub.Create(api.CreateRequest(
-            display_name="Team calendar", connector_type="google_calendar",
-            request_id="e2e-1"))).integration
+        created = (
+            await stub.Create(
+                api.CreateRequest(
+                    display_name="Team calendar",
+                    connector_type="google_calendar",
+                    request_id="e2e-1",
+                )
+            )
+        ).integration
         assert created.status == pb.STATUS_DRAFT
     assert await service.stop(signal.SIGTERM) == 0
     assert service.events("shutting_down") and service.events("stopped")
@@ -64,8 +74,14 @@ async def test_bad_settings_exit_with_a_clear_message(tmp_path: Path) -> None:
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "--min-sync-interval", "soon",
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "service",
+        "--min-sync-interval",
+        "soon",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"not a duration" in err and b"Traceback" not in err

@@ -45,18 +45,29 @@ def callback_port(process: ServiceProcess) -> int:
 
 
 async def test_a_sign_in_started_on_one_replica_completes_on_another(
-        replicas: list[ServiceProcess], sb: Sandbox) -> None:
+    replicas: list[ServiceProcess], sb: Sandbox
+) -> None:
     first, second = replicas
     async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
         stub = service_pb2_grpc.IntegrationServiceStub(channel)
-        integration = (await stub.Create(api.CreateRequest(
-            display_name="Team calendar", connector_type="google_calendar",
-            config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-                **calendar_config(sb)))))).integration
+        integration = (
+            await stub.Create(
+                api.CreateRequest(
+                    display_name="Team calendar",
+                    connector_type="google_calendar",
+                    config=pb.ConnectorConfig(
+                        google_calendar=pb.GoogleCalendarConfig(**calendar_config(sb))
+                    ),
+                )
+            )
+        ).integration
         # No credentials yet: the first verification failed.
         assert integration.status in (pb.STATUS_ERROR, pb.STATUS_DISCONNECTED)
-        started = await stub.Reauthorize(api.ReauthorizeRequest(
-            id=integration.id, sign_in=api.OAuthSignIn(return_url="https://app.example/x")))
+        started = await stub.Reauthorize(
+            api.ReauthorizeRequest(
+                id=integration.id, sign_in=api.OAuthSignIn(return_url="https://app.example/x")
+            )
+        )
         url = URL(started.authorization_url)
         assert url.query["redirect_uri"] == f"{PUBLIC}/oauth/callback"
 

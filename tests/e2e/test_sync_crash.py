@@ -55,14 +55,17 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 def service_env(settings: Settings) -> dict[str, str]:
     """The same deployment as the in-process app: database, keys, sandbox access, pages."""
-    return {"DATABASE_URL": settings.database_url,
-            "INTEGRATIONS_ENCRYPTION_KEYS": settings.encryption_keys,
-            "INTEGRATIONS_ALLOW_PRIVATE_NETWORKS": "true",
-            "INTEGRATIONS_SYNC_PAGE_SIZE": str(settings.sync_page_size)}
+    return {
+        "DATABASE_URL": settings.database_url,
+        "INTEGRATIONS_ENCRYPTION_KEYS": settings.encryption_keys,
+        "INTEGRATIONS_ALLOW_PRIVATE_NETWORKS": "true",
+        "INTEGRATIONS_SYNC_PAGE_SIZE": str(settings.sync_page_size),
+    }
 
 
 async def test_a_sync_killed_between_pages_is_finished_by_the_next_one(
-        sb: Sandbox, settings: Settings, app: App, clock: FakeClock, stub: Stub) -> None:
+    sb: Sandbox, settings: Settings, app: App, clock: FakeClock, stub: Stub
+) -> None:
     service = ServiceProcess(env=service_env(settings))
     port = await service.start()
     try:
@@ -71,10 +74,12 @@ async def test_a_sync_killed_between_pages_is_finished_by_the_next_one(
             created = await create(remote, "google_calendar", google(sb), bearer())
             assert created.status == pb.STATUS_ACTIVE
             sb.state.gates.open("page-1")
-            sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="page-1"),
-                            resource=CALENDAR)
-            sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="page-2"),
-                            resource=CALENDAR)
+            sb.state.inject(
+                Provider.GOOGLE, Fault(FaultKind.SLOW, gate="page-1"), resource=CALENDAR
+            )
+            sb.state.inject(
+                Provider.GOOGLE, Fault(FaultKind.SLOW, gate="page-2"), resource=CALENDAR
+            )
             started = await remote.Sync(api.SyncRequest(id=created.id))
             assert started.run.outcome == pb.SYNC_RUN_OUTCOME_RUNNING
             # Page 1 is committed once page 2 is asked for: the runner commits, then fetches.
@@ -96,18 +101,26 @@ async def test_a_sync_killed_between_pages_is_finished_by_the_next_one(
     run = resumed.run
     assert run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
     assert (run.pages, run.records_upserted) == (2, 4)  # pages 2 and 3, from the cursor
-    queries = [e.query for e in sb.state.log.entries(provider=Provider.GOOGLE)
-               if e.path.endswith("/events")]
+    queries = [
+        e.query
+        for e in sb.state.log.entries(provider=Provider.GOOGLE)
+        if e.path.endswith("/events")
+    ]
     assert "pageToken=" in queries[-2]
     assert await summaries(stub, created.id) == provider_events(sb.state)
     assert resumed.integration.record_count == 6
     assert resumed.integration.sync_state == pb.SYNC_STATE_SYNCED
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=created.id))).runs
     assert [(r.id, r.outcome) for r in runs] == [
-        (run.id, pb.SYNC_RUN_OUTCOME_SUCCEEDED), (str(orphan.id), pb.SYNC_RUN_OUTCOME_CANCELLED)]
-    stored = await app.db.fetchrow("SELECT count(*) AS n, count(DISTINCT record_id) AS ids "
-                                   "FROM records WHERE tenant_id = 'default' "
-                                   "AND integration_id = $1", ident)
+        (run.id, pb.SYNC_RUN_OUTCOME_SUCCEEDED),
+        (str(orphan.id), pb.SYNC_RUN_OUTCOME_CANCELLED),
+    ]
+    stored = await app.db.fetchrow(
+        "SELECT count(*) AS n, count(DISTINCT record_id) AS ids "
+        "FROM records WHERE tenant_id = 'default' "
+        "AND integration_id = $1",
+        ident,
+    )
     assert stored is not None and stored["n"] == stored["ids"] == 6
 
     # And the sync after it is incremental again, with nothing lost in between.

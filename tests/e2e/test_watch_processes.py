@@ -27,14 +27,24 @@ Stub = service_pb2_grpc.IntegrationServiceStub
 
 
 @asynccontextmanager
-async def replicas(database_url: str, tmp_path: Path,
-                   count: int = 2) -> AsyncIterator[list[ServiceProcess]]:
+async def replicas(
+    database_url: str, tmp_path: Path, count: int = 2
+) -> AsyncIterator[list[ServiceProcess]]:
     """`count` service processes on the database, started side by side."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     processes = [
-        ServiceProcess("--database-url", database_url, "--data-dir", str(tmp_path / f"r{n}"),
-                       "--encryption-keys", f"k1:{key}", "--watch-heartbeat-interval", "200ms",
-                       "--shutdown-grace", "5s")
+        ServiceProcess(
+            "--database-url",
+            database_url,
+            "--data-dir",
+            str(tmp_path / f"r{n}"),
+            "--encryption-keys",
+            f"k1:{key}",
+            "--watch-heartbeat-interval",
+            "200ms",
+            "--shutdown-grace",
+            "5s",
+        )
         for n in range(count)
     ]
     await asyncio.gather(*(p.start() for p in processes))
@@ -53,8 +63,7 @@ async def database_view(database_url: str) -> dict[str, tuple[int, int]]:
         rows = await conn.fetch("SELECT id, status, revision FROM integrations")
     finally:
         await conn.close()
-    return {str(r["id"]): (int(STATUS.to_pb[Status(r["status"])]), r["revision"])
-            for r in rows}
+    return {str(r["id"]): (int(STATUS.to_pb[Status(r["status"])]), r["revision"]) for r in rows}
 
 
 async def newest_revision(database_url: str) -> int:
@@ -74,14 +83,16 @@ async def write(stub: Stub, changes: int, tag: str) -> None:
     owned: list[str] = []
     for n in range(changes):
         if len(owned) < 3 or n % 10 == 0:
-            created = await stub.Create(api.CreateRequest(display_name=f"{tag} {n}",
-                                                          connector_type="ics_feed"))
+            created = await stub.Create(
+                api.CreateRequest(display_name=f"{tag} {n}", connector_type="ics_feed")
+            )
             owned.append(created.integration.id)
         elif n % 17 == 0:
             await stub.Delete(api.DeleteRequest(id=owned.pop(0)))
         else:
-            await stub.Configure(api.ConfigureRequest(id=owned[n % len(owned)],
-                                                      display_name=f"{tag} renamed {n}"))
+            await stub.Configure(
+                api.ConfigureRequest(id=owned[n % len(owned)], display_name=f"{tag} renamed {n}")
+            )
 
 
 async def follow(watch: StatusWatch, head: asyncio.Future[int]) -> list[int]:
@@ -101,14 +112,20 @@ async def follow(watch: StatusWatch, head: asyncio.Future[int]) -> list[int]:
 
 
 async def test_two_processes_a_thousand_changes_every_subscriber_equals_the_database(
-        database_url: str, tmp_path: Path) -> None:
-    async with replicas(database_url, tmp_path) as (a, b), \
-            grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel_a, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as channel_b:
+    database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        replicas(database_url, tmp_path) as (a, b),
+        grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel_a,
+        grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as channel_b,
+    ):
         stubs = [Stub(channel_a), Stub(channel_b)]
-        watches = [StatusWatch(stubs[0]), StatusWatch(stubs[1]),
-                   StatusWatch(stubs[0], statuses=[pb.STATUS_DRAFT]),
-                   StatusWatch(stubs[1], connector_type="ics_feed")]
+        watches = [
+            StatusWatch(stubs[0]),
+            StatusWatch(stubs[1]),
+            StatusWatch(stubs[0], statuses=[pb.STATUS_DRAFT]),
+            StatusWatch(stubs[1], connector_type="ics_feed"),
+        ]
         head: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         followers = [asyncio.create_task(follow(w, head)) for w in watches]
         await asyncio.gather(*(write(stubs[n % 2], 125, f"writer {n}") for n in range(8)))
@@ -123,13 +140,16 @@ async def test_two_processes_a_thousand_changes_every_subscriber_equals_the_data
 
 
 async def test_a_subscriber_follows_a_shutdown_to_the_other_replica(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     async with replicas(database_url, tmp_path) as (a, b):
         # One channel over both replicas, as behind a load balancer: the first is used
         # until it goes away.
         target = f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}"
-        async with grpc.aio.insecure_channel(target) as both, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as only_b:
+        async with (
+            grpc.aio.insecure_channel(target) as both,
+            grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as only_b,
+        ):
             watch = StatusWatch(Stub(both), backoff=Backoff(first=0.05))
             head: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             follower = asyncio.create_task(follow(watch, head))

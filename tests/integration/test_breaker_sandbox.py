@@ -56,9 +56,15 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 async def calendar(stub: Stub, sb: Sandbox, threshold: int | None = None) -> pb.Integration:
     """An ACTIVE Google Calendar integration (its first sync is due at once)."""
-    response = await stub.Create(api.CreateRequest(
-        display_name="Team calendar", connector_type="google_calendar", config=google(sb),
-        credentials=bearer(), breaker_threshold=threshold))
+    response = await stub.Create(
+        api.CreateRequest(
+            display_name="Team calendar",
+            connector_type="google_calendar",
+            config=google(sb),
+            credentials=bearer(),
+            breaker_threshold=threshold,
+        )
+    )
     assert response.integration.status == pb.STATUS_ACTIVE
     return response.integration
 
@@ -88,8 +94,7 @@ def failing_after_page_one(sb: Sandbox) -> None:
     """The next request works (a first page lands), every later one answers HTTP 503."""
     sb.state.gates.open("through")
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="through"), resource=CALENDAR)
-    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR,
-                    times=None)
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR, times=None)
 
 
 async def opened(app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> pb.Integration:
@@ -110,11 +115,11 @@ def requests(sb: Sandbox) -> list[tuple[str | None, str]]:
 
 
 async def test_failures_open_the_breaker_at_exactly_the_threshold(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, threshold=3)
     assert created.breaker.threshold == 3
-    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR,
-                    times=None)
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR, times=None)
 
     backoff = [timedelta(seconds=30), timedelta(seconds=60)]  # doubling, minus jitter
     for streak, delay in enumerate(backoff, start=1):
@@ -137,18 +142,23 @@ async def test_failures_open_the_breaker_at_exactly_the_threshold(
     assert [e.trigger for e in history].count("breaker_opened") == 1
     latest = history[0]
     assert (latest.trigger, latest.from_status, latest.to_status) == (
-        "breaker_opened", pb.STATUS_ERROR, pb.STATUS_ERROR)
+        "breaker_opened",
+        pb.STATUS_ERROR,
+        pb.STATUS_ERROR,
+    )
     assert "safety brake is on after 3 failures in a row" in latest.reason
     assert latest.error.code == pb.ERROR_CODE_SERVICE_UNAVAILABLE
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=created.id))).runs
     assert [(r.trigger, r.outcome) for r in reversed(runs)] == [
         (pb.SYNC_RUN_TRIGGER_SCHEDULED, pb.SYNC_RUN_OUTCOME_FAILED),
         (pb.SYNC_RUN_TRIGGER_RETRY, pb.SYNC_RUN_OUTCOME_FAILED),
-        (pb.SYNC_RUN_TRIGGER_RETRY, pb.SYNC_RUN_OUTCOME_FAILED)]
+        (pb.SYNC_RUN_TRIGGER_RETRY, pb.SYNC_RUN_OUTCOME_FAILED),
+    ]
 
 
 async def test_while_open_the_provider_receives_only_probes_on_a_growing_schedule(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.log.clear()
 
@@ -170,7 +180,8 @@ async def test_while_open_the_provider_receives_only_probes_on_a_growing_schedul
 
 
 async def test_a_fixed_provider_reactivates_the_integration_which_continues_from_its_cursor(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()  # the provider recovers; nobody touches the integration
 
@@ -183,7 +194,11 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
     assert moment(integration.next_sync_time) == clock.now  # a sync is due at once
     latest = (await events(stub, integration.id))[0]
     assert (latest.trigger, latest.from_status, latest.to_status, latest.actor) == (
-        "reactivated", pb.STATUS_ERROR, pb.STATUS_ACTIVE, "probe")
+        "reactivated",
+        pb.STATUS_ERROR,
+        pb.STATUS_ACTIVE,
+        "probe",
+    )
     assert "reactivated itself" in latest.reason
     sb.state.log.clear()
 
@@ -191,8 +206,10 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
 
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=integration.id))).runs
     run = runs[0]
-    assert (run.trigger, run.outcome) == (pb.SYNC_RUN_TRIGGER_REACTIVATION,
-                                          pb.SYNC_RUN_OUTCOME_SUCCEEDED)
+    assert (run.trigger, run.outcome) == (
+        pb.SYNC_RUN_TRIGGER_REACTIVATION,
+        pb.SYNC_RUN_OUTCOME_SUCCEEDED,
+    )
     assert (run.pages, run.records_upserted) == (2, 4)  # pages 2 and 3: from the cursor
     first = sb.state.log.entries(provider=Provider.GOOGLE)[0]
     assert first.purpose == "sync" and "pageToken=" in first.query
@@ -202,7 +219,8 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
 
 
 async def test_pause_stops_everything_including_probes_and_resume_continues_from_the_cursor(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
 
     paused = (await stub.Pause(api.PauseRequest(id=integration.id))).integration
@@ -222,12 +240,16 @@ async def test_pause_stops_everything_including_probes_and_resume_continues_from
 
     run = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=integration.id))).runs[0]
     assert (run.trigger, run.outcome, run.pages) == (
-        pb.SYNC_RUN_TRIGGER_REACTIVATION, pb.SYNC_RUN_OUTCOME_SUCCEEDED, 2)
+        pb.SYNC_RUN_TRIGGER_REACTIVATION,
+        pb.SYNC_RUN_OUTCOME_SUCCEEDED,
+        2,
+    )
     assert await summaries(stub, integration.id) == provider_events(sb.state)
 
 
 async def test_a_probe_in_flight_when_paused_changes_nothing(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="probe"), resource=CALENDAR)
@@ -246,7 +268,8 @@ async def test_a_probe_in_flight_when_paused_changes_nothing(
 
 
 async def test_a_single_5xx_never_trips_the_breaker_even_at_threshold_1(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, threshold=1)
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR)
 
@@ -262,7 +285,8 @@ async def test_a_single_5xx_never_trips_the_breaker_even_at_threshold_1(
 
 
 async def test_at_threshold_1_another_failure_opens_an_active_integration_at_once(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, threshold=1)
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.NOT_FOUND), resource=CALENDAR)
 
@@ -271,17 +295,28 @@ async def test_at_threshold_1_another_failure_opens_an_active_integration_at_onc
     assert integration.breaker.state == pb.BREAKER_STATE_OPEN
     latest = (await events(stub, created.id))[0]
     assert (latest.trigger, latest.from_status, latest.to_status) == (
-        "breaker_opened", pb.STATUS_ACTIVE, pb.STATUS_ERROR)
+        "breaker_opened",
+        pb.STATUS_ACTIVE,
+        pb.STATUS_ERROR,
+    )
 
 
 async def test_rejected_credentials_disconnect_and_are_never_probed(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
-    sb.state.datasets.set_dataset("people", [{"id": "p1", "name": "Ada"}],
-                                  auth=DatasetAuth(AuthKind.API_KEY, secret="k3y"))
-    created = (await stub.Create(api.CreateRequest(
-        display_name="People", connector_type="rest_json",
-        config=rest(f"{sb.url}/api/people", id_field="id", records_path="data"),
-        credentials=pb.Credentials(api_key="k3y")))).integration
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset(
+        "people", [{"id": "p1", "name": "Ada"}], auth=DatasetAuth(AuthKind.API_KEY, secret="k3y")
+    )
+    created = (
+        await stub.Create(
+            api.CreateRequest(
+                display_name="People",
+                connector_type="rest_json",
+                config=rest(f"{sb.url}/api/people", id_field="id", records_path="data"),
+                credentials=pb.Credentials(api_key="k3y"),
+            )
+        )
+    ).integration
     assert created.status == pb.STATUS_ACTIVE
     sb.state.inject(Provider.REST, Fault(FaultKind.UNAUTHORIZED), times=None)
 
@@ -299,10 +334,10 @@ async def test_rejected_credentials_disconnect_and_are_never_probed(
 
 
 async def test_auth_errors_wait_on_the_probe_schedule_instead_of_fast_retries(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
-    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.FORBIDDEN), resource=CALENDAR,
-                    times=None)
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.FORBIDDEN), resource=CALENDAR, times=None)
 
     first = await next_attempt(app, clock, stub, created.id)
     second = await next_attempt(app, clock, stub, created.id)
@@ -315,11 +350,11 @@ async def test_auth_errors_wait_on_the_probe_schedule_instead_of_fast_retries(
     assert timedelta(seconds=108) <= second_wait <= timedelta(minutes=2)
 
 
-async def test_retry_after_is_honoured(app: App, clock: FakeClock, stub: Stub,
-                                       sb: Sandbox) -> None:
+async def test_retry_after_is_honoured(app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
     created = await calendar(stub, sb)
-    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=600),
-                    resource=CALENDAR)
+    sb.state.inject(
+        Provider.GOOGLE, Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=600), resource=CALENDAR
+    )
 
     throttled = await next_attempt(app, clock, stub, created.id)
 
@@ -331,13 +366,15 @@ async def test_retry_after_is_honoured(app: App, clock: FakeClock, stub: Stub,
 
 @pytest.mark.parametrize("closer", ["TestConnection", "Sync"])
 async def test_a_persons_successful_test_or_sync_closes_an_open_breaker(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox, closer: str) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox, closer: str
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()
 
     if closer == "TestConnection":
-        after = (await stub.TestConnection(api.TestConnectionRequest(id=integration.id))
-                 ).integration
+        after = (
+            await stub.TestConnection(api.TestConnectionRequest(id=integration.id))
+        ).integration
     else:
         after = (await stub.Sync(api.SyncRequest(id=integration.id, wait=True))).integration
 
@@ -350,12 +387,14 @@ async def test_a_persons_successful_test_or_sync_closes_an_open_breaker(
 
 
 async def test_reauthorize_closes_an_open_breaker_and_a_sync_from_the_cursor_follows(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()
 
-    after = (await stub.Reauthorize(api.ReauthorizeRequest(
-        id=integration.id, credentials=bearer()))).integration
+    after = (
+        await stub.Reauthorize(api.ReauthorizeRequest(id=integration.id, credentials=bearer()))
+    ).integration
 
     assert after.status == pb.STATUS_ACTIVE
     assert after.breaker.state == pb.BREAKER_STATE_CLOSED
@@ -368,14 +407,16 @@ async def test_reauthorize_closes_an_open_breaker_and_a_sync_from_the_cursor_fol
 
 
 async def test_a_probe_that_hangs_counts_as_a_failure(
-        settings: Settings, clock: FakeClock, stub: Stub, sb: Sandbox, app: App) -> None:
+    settings: Settings, clock: FakeClock, stub: Stub, sb: Sandbox, app: App
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="never"), resource=CALENDAR)
     # A replica whose probes may take 0.2s: the one real duration in this file, because the
     # timeout is what is being tested.
-    impatient = await App.start(replace(settings, breaker_probe_timeout=timedelta(seconds=0.2)),
-                                clock=clock)
+    impatient = await App.start(
+        replace(settings, breaker_probe_timeout=timedelta(seconds=0.2)), clock=clock
+    )
     try:
         clock.now = moment(integration.next_sync_time)
         [claim] = await sweep(impatient)
@@ -392,7 +433,8 @@ async def test_a_probe_that_hangs_counts_as_a_failure(
 
 
 async def test_a_second_replica_claims_nothing_an_unexpired_claim_holds(
-        settings: Settings, app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    settings: Settings, app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     integration = await opened(app, clock, stub, sb)
     sb.state.clear_faults()
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="probe"), resource=CALENDAR)

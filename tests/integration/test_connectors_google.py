@@ -50,36 +50,58 @@ SYNC, AUTH, SYSTEM = pb.ERROR_CATEGORY_SYNC, pb.ERROR_CATEGORY_AUTH, pb.ERROR_CA
 CATEGORY = {"SYNC": SYNC, "AUTH": AUTH, "SYSTEM": SYSTEM}
 
 GOOGLE_FAILURES = {
-    "404 notFound": (Fault(FaultKind.NOT_FOUND),
-                     Expected(ErrorCode.RESOURCE_NOT_FOUND, message=f"no calendar {CALENDAR!r}")),
-    "401 authError": (Fault(FaultKind.UNAUTHORIZED),
-                      Expected(ErrorCode.TOKEN_EXPIRED, message="expired or was revoked")),
-    "403 forbidden": (Fault(FaultKind.FORBIDDEN),
-                      Expected(ErrorCode.ACCESS_DENIED, message="forbidden")),
+    "404 notFound": (
+        Fault(FaultKind.NOT_FOUND),
+        Expected(ErrorCode.RESOURCE_NOT_FOUND, message=f"no calendar {CALENDAR!r}"),
+    ),
+    "401 authError": (
+        Fault(FaultKind.UNAUTHORIZED),
+        Expected(ErrorCode.TOKEN_EXPIRED, message="expired or was revoked"),
+    ),
+    "403 forbidden": (
+        Fault(FaultKind.FORBIDDEN),
+        Expected(ErrorCode.ACCESS_DENIED, message="forbidden"),
+    ),
     "403 insufficientPermissions": (
         Fault(FaultKind.FORBIDDEN, reason="insufficientPermissions"),
-        Expected(ErrorCode.ACCESS_DENIED, message="insufficientPermissions")),
-    "403 rateLimitExceeded": (Fault(FaultKind.QUOTA, reason="rateLimitExceeded"),
-                              Expected(ErrorCode.RATE_LIMITED, message="rateLimitExceeded")),
+        Expected(ErrorCode.ACCESS_DENIED, message="insufficientPermissions"),
+    ),
+    "403 rateLimitExceeded": (
+        Fault(FaultKind.QUOTA, reason="rateLimitExceeded"),
+        Expected(ErrorCode.RATE_LIMITED, message="rateLimitExceeded"),
+    ),
     "403 userRateLimitExceeded": (
         Fault(FaultKind.QUOTA, reason="userRateLimitExceeded"),
-        Expected(ErrorCode.RATE_LIMITED, message="userRateLimitExceeded")),
+        Expected(ErrorCode.RATE_LIMITED, message="userRateLimitExceeded"),
+    ),
     "403 quotaExceeded with Retry-After": (
         Fault(FaultKind.QUOTA, reason="quotaExceeded", retry_after=600),
-        Expected(ErrorCode.RATE_LIMITED, retry_after=600, message="quotaExceeded")),
-    "429 with Retry-After": (Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=120),
-                             Expected(ErrorCode.RATE_LIMITED, retry_after=120)),
-    "500 backendError": (Fault(FaultKind.SERVER_ERROR),
-                         Expected(ErrorCode.SERVICE_UNAVAILABLE, message="HTTP 500")),
-    "503 with Retry-After": (Fault(FaultKind.UNAVAILABLE, retry_after=30),
-                             Expected(ErrorCode.SERVICE_UNAVAILABLE, retry_after=30)),
-    "connection reset": (Fault(FaultKind.RESET),
-                         Expected(ErrorCode.SERVICE_UNAVAILABLE,
-                                  message="closed the connection")),
-    "truncated JSON": (Fault(FaultKind.MALFORMED),
-                       Expected(ErrorCode.INTERNAL, message="not JSON")),
-    "JSON of the wrong shape": (Fault(FaultKind.WRONG_SHAPE),
-                                Expected(ErrorCode.INTERNAL, message="without a list")),
+        Expected(ErrorCode.RATE_LIMITED, retry_after=600, message="quotaExceeded"),
+    ),
+    "429 with Retry-After": (
+        Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=120),
+        Expected(ErrorCode.RATE_LIMITED, retry_after=120),
+    ),
+    "500 backendError": (
+        Fault(FaultKind.SERVER_ERROR),
+        Expected(ErrorCode.SERVICE_UNAVAILABLE, message="HTTP 500"),
+    ),
+    "503 with Retry-After": (
+        Fault(FaultKind.UNAVAILABLE, retry_after=30),
+        Expected(ErrorCode.SERVICE_UNAVAILABLE, retry_after=30),
+    ),
+    "connection reset": (
+        Fault(FaultKind.RESET),
+        Expected(ErrorCode.SERVICE_UNAVAILABLE, message="closed the connection"),
+    ),
+    "truncated JSON": (
+        Fault(FaultKind.MALFORMED),
+        Expected(ErrorCode.INTERNAL, message="not JSON"),
+    ),
+    "JSON of the wrong shape": (
+        Fault(FaultKind.WRONG_SHAPE),
+        Expected(ErrorCode.INTERNAL, message="without a list"),
+    ),
 }
 
 
@@ -99,10 +121,12 @@ def assert_error(error: pb.IntegrationError, expected: Expected) -> None:
     assert bool(error.support_reference) == (expected.code is ErrorCode.INTERNAL)
 
 
-@pytest.mark.parametrize(("fault", "expected"), GOOGLE_FAILURES.values(),
-                         ids=GOOGLE_FAILURES.keys())
-async def test_a_failed_sync_is_classified_end_to_end(stub: Stub, sb: Sandbox, calendar: str,
-                                                      fault: Fault, expected: Expected) -> None:
+@pytest.mark.parametrize(
+    ("fault", "expected"), GOOGLE_FAILURES.values(), ids=GOOGLE_FAILURES.keys()
+)
+async def test_a_failed_sync_is_classified_end_to_end(
+    stub: Stub, sb: Sandbox, calendar: str, fault: Fault, expected: Expected
+) -> None:
     # Until cleared: aiohttp rightly retries a reset of a reused keep-alive connection once.
     sb.state.inject(Provider.GOOGLE, fault, resource=CALENDAR, times=None)
 
@@ -130,7 +154,8 @@ async def test_a_failed_sync_is_classified_end_to_end(stub: Stub, sb: Sandbox, c
 
 
 async def test_a_provider_slower_than_the_timeout_is_service_unavailable(
-        stub: Stub, sb: Sandbox, app: App, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, calendar: str
+) -> None:
     # Only this test's deployment is that impatient: a loaded machine may take longer than
     # this for an ordinary local request.
     http = app.providers.http
@@ -139,25 +164,33 @@ async def test_a_provider_slower_than_the_timeout_is_service_unavailable(
 
     response = await stub.Sync(api.SyncRequest(id=calendar, wait=True))
 
-    assert_error(response.integration.last_error, Expected(
-        ErrorCode.SERVICE_UNAVAILABLE, message="did not answer within 0.2s"))
+    assert_error(
+        response.integration.last_error,
+        Expected(ErrorCode.SERVICE_UNAVAILABLE, message="did not answer within 0.2s"),
+    )
     assert sb.state.gates["never"].waiting == 1  # it really was still waiting
 
 
 async def test_the_first_verification_sends_an_unknown_calendar_back_to_configure(
-        stub: Stub, sb: Sandbox) -> None:
+    stub: Stub, sb: Sandbox
+) -> None:
     created = await create(stub, "google_calendar", google(sb, "nobody@example.com"), bearer())
 
     assert created.status == pb.STATUS_CONFIGURE
-    assert_error(created.last_error, Expected(ErrorCode.RESOURCE_NOT_FOUND,
-                                              message="no calendar 'nobody@example.com'"))
+    assert_error(
+        created.last_error,
+        Expected(ErrorCode.RESOURCE_NOT_FOUND, message="no calendar 'nobody@example.com'"),
+    )
     history = await events(stub, created.id)
     assert [(e.trigger, e.to_status) for e in history[:2]] == [
-        ("config_rejected", pb.STATUS_CONFIGURE), ("configure_complete", pb.STATUS_TESTING)]
+        ("config_rejected", pb.STATUS_CONFIGURE),
+        ("configure_complete", pb.STATUS_TESTING),
+    ]
 
 
 async def test_an_expired_token_fails_the_verification_as_token_expired(
-        stub: Stub, sb: Sandbox) -> None:
+    stub: Stub, sb: Sandbox
+) -> None:
     created = await create(stub, "google_calendar", google(sb), bearer("not-a-known-token"))
     assert created.status == pb.STATUS_ERROR
     assert_error(created.last_error, Expected(ErrorCode.TOKEN_EXPIRED))
@@ -167,20 +200,29 @@ async def test_a_refused_connection_is_service_unavailable(stub: Stub) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-        calendar_id="primary", api_base_url=f"http://127.0.0.1:{port}/calendar/v3"))
+    config = pb.ConnectorConfig(
+        google_calendar=pb.GoogleCalendarConfig(
+            calendar_id="primary", api_base_url=f"http://127.0.0.1:{port}/calendar/v3"
+        )
+    )
     created = await create(stub, "google_calendar", config, bearer())
     assert created.status == pb.STATUS_ERROR
-    assert_error(created.last_error, Expected(ErrorCode.SERVICE_UNAVAILABLE,
-                                              message="could not be reached"))
+    assert_error(
+        created.last_error, Expected(ErrorCode.SERVICE_UNAVAILABLE, message="could not be reached")
+    )
 
 
 async def test_a_name_that_does_not_resolve_is_service_unavailable(stub: Stub) -> None:
-    config = pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-        calendar_id="primary", api_base_url="https://calendar.invalid/calendar/v3"))
+    config = pb.ConnectorConfig(
+        google_calendar=pb.GoogleCalendarConfig(
+            calendar_id="primary", api_base_url="https://calendar.invalid/calendar/v3"
+        )
+    )
     created = await create(stub, "google_calendar", config, bearer())
-    assert_error(created.last_error, Expected(ErrorCode.SERVICE_UNAVAILABLE,
-                                              message="calendar.invalid does not resolve"))
+    assert_error(
+        created.last_error,
+        Expected(ErrorCode.SERVICE_UNAVAILABLE, message="calendar.invalid does not resolve"),
+    )
 
 
 class _Renewing:
@@ -198,7 +240,8 @@ class _Renewing:
 
 
 async def test_a_rejected_token_is_renewed_once_through_the_access_tokens_seam(
-        stub: Stub, sb: Sandbox, app: App) -> None:
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
     tokens = _Renewing()
 
     async def factory(integration: Integration, credentials: Credentials | None) -> AccessTokens:

@@ -28,8 +28,9 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def sb() -> AsyncIterator[Sandbox]:
     async with Sandbox() as sandbox:
-        sandbox.state.feeds.set_feed(FEED, [day_event("launch", "Launch", 3),
-                                            day_event("retro", "Retro", 5)])
+        sandbox.state.feeds.set_feed(
+            FEED, [day_event("launch", "Launch", 3), day_event("retro", "Retro", 5)]
+        )
         yield sandbox
 
 
@@ -50,8 +51,9 @@ def statuses(sb: Sandbox) -> list[int | None]:
     return [e.status for e in sb.state.log.entries(provider=Provider.ICS)]
 
 
-async def test_a_feed_syncs_its_events_and_then_only_when_it_changes(stub: Stub,
-                                                                     sb: Sandbox) -> None:
+async def test_a_feed_syncs_its_events_and_then_only_when_it_changes(
+    stub: Stub, sb: Sandbox
+) -> None:
     feed = await create(stub, "ics_feed", ics(feed_url(sb)))
     assert feed.status == pb.STATUS_ACTIVE
 
@@ -73,20 +75,40 @@ async def test_a_feed_syncs_its_events_and_then_only_when_it_changes(stub: Stub,
     assert statuses(sb)[-1] == 200
     assert (changed.run.records_upserted, changed.run.records_deleted) == (1, 1)
     assert {k: v["summary"] for k, v in (await records(stub, feed.id)).items()} == {
-        "launch": "Launch (moved)"}
+        "launch": "Launch (moved)"
+    }
     assert changed.integration.record_count == 1
 
 
 async def test_an_overridden_occurrence_is_a_record_of_its_own(stub: Stub, sb: Sandbox) -> None:
-    sb.state.feeds.set_raw("recurring", "\r\n".join([
-        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN",
-        "BEGIN:VEVENT", "UID:standup", "DTSTAMP:20260101T000000Z",
-        "DTSTART:20260105T090000Z", "DTEND:20260105T091500Z", "RRULE:FREQ=DAILY;COUNT=5",
-        "SUMMARY:Stand-up", "END:VEVENT",
-        "BEGIN:VEVENT", "UID:standup", "DTSTAMP:20260101T000000Z",
-        "RECURRENCE-ID:20260107T090000Z", "DTSTART:20260107T100000Z",
-        "DTEND:20260107T101500Z", "SUMMARY:Stand-up (late)", "END:VEVENT",
-        "END:VCALENDAR", ""]))
+    sb.state.feeds.set_raw(
+        "recurring",
+        "\r\n".join(
+            [
+                "BEGIN:VCALENDAR",
+                "VERSION:2.0",
+                "PRODID:-//test//EN",
+                "BEGIN:VEVENT",
+                "UID:standup",
+                "DTSTAMP:20260101T000000Z",
+                "DTSTART:20260105T090000Z",
+                "DTEND:20260105T091500Z",
+                "RRULE:FREQ=DAILY;COUNT=5",
+                "SUMMARY:Stand-up",
+                "END:VEVENT",
+                "BEGIN:VEVENT",
+                "UID:standup",
+                "DTSTAMP:20260101T000000Z",
+                "RECURRENCE-ID:20260107T090000Z",
+                "DTSTART:20260107T100000Z",
+                "DTEND:20260107T101500Z",
+                "SUMMARY:Stand-up (late)",
+                "END:VEVENT",
+                "END:VCALENDAR",
+                "",
+            ]
+        ),
+    )
     feed = await create(stub, "ics_feed", ics(feed_url(sb, "recurring")))
     await sync(stub, feed.id)
 
@@ -96,17 +118,27 @@ async def test_an_overridden_occurrence_is_a_record_of_its_own(stub: Stub, sb: S
     assert synced["standup#2026-01-07T09:00:00+00:00"]["summary"] == "Stand-up (late)"
 
 
-async def test_basic_auth_is_sent_and_a_changed_password_disconnects(stub: Stub,
-                                                                    sb: Sandbox) -> None:
-    sb.state.feeds.set_feed("private", [day_event("board", "Board meeting", 9)],
-                            auth=BasicAuth("ada", "s3cret"))
-    good = await create(stub, "ics_feed", ics(feed_url(sb, "private")),
-                        pb.Credentials(basic=pb.BasicAuth(username="ada", password="s3cret")))
+async def test_basic_auth_is_sent_and_a_changed_password_disconnects(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.feeds.set_feed(
+        "private", [day_event("board", "Board meeting", 9)], auth=BasicAuth("ada", "s3cret")
+    )
+    good = await create(
+        stub,
+        "ics_feed",
+        ics(feed_url(sb, "private")),
+        pb.Credentials(basic=pb.BasicAuth(username="ada", password="s3cret")),
+    )
     assert good.status == pb.STATUS_ACTIVE
     assert (await sync(stub, good.id)).integration.record_count == 1
 
-    stale = await create(stub, "ics_feed", ics(feed_url(sb, "private")),
-                         pb.Credentials(basic=pb.BasicAuth(username="ada", password="old")))
+    stale = await create(
+        stub,
+        "ics_feed",
+        ics(feed_url(sb, "private")),
+        pb.Credentials(basic=pb.BasicAuth(username="ada", password="old")),
+    )
 
     assert stale.status == pb.STATUS_DISCONNECTED
     error = stale.last_error
@@ -115,8 +147,7 @@ async def test_basic_auth_is_sent_and_a_changed_password_disconnects(stub: Stub,
     assert "HTTP 401" in error.message and "old" not in error.message
     assert error.solution.startswith("Reconnect your account")
     latest = (await events(stub, stale.id))[0]
-    assert (latest.trigger, latest.to_status) == ("credentials_rejected",
-                                                  pb.STATUS_DISCONNECTED)
+    assert (latest.trigger, latest.to_status) == ("credentials_rejected", pb.STATUS_DISCONNECTED)
 
 
 async def test_a_feed_that_is_not_icalendar_is_a_system_error(stub: Stub, sb: Sandbox) -> None:
@@ -146,7 +177,8 @@ async def test_a_broken_icalendar_document_is_a_system_error(stub: Stub, sb: San
 
 
 async def test_a_missing_feed_sends_the_first_verification_back_to_configure(
-        stub: Stub, sb: Sandbox) -> None:
+    stub: Stub, sb: Sandbox
+) -> None:
     feed = await create(stub, "ics_feed", ics(feed_url(sb, "nowhere")))
     assert feed.status == pb.STATUS_CONFIGURE
     assert feed.last_error.code == pb.ERROR_CODE_RESOURCE_NOT_FOUND

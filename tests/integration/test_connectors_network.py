@@ -28,8 +28,9 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
-async def test_a_local_address_is_refused_before_any_request(stub: Stub, sb: Sandbox,
-                                                             host: str) -> None:
+async def test_a_local_address_is_refused_before_any_request(
+    stub: Stub, sb: Sandbox, host: str
+) -> None:
     created = await create(stub, "ics_feed", ics(f"http://{host}:{sb.port}/ics/team.ics"))
 
     assert created.status == pb.STATUS_CONFIGURE  # the configuration must change
@@ -39,10 +40,11 @@ async def test_a_local_address_is_refused_before_any_request(stub: Stub, sb: San
     assert sb.state.log.entries(provider=Provider.ICS) == []
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data",
-                                 "http://10.1.2.3/api", "http://[fe80::1]/api"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/latest/meta-data", "http://10.1.2.3/api", "http://[fe80::1]/api"],
+)
 async def test_metadata_and_private_ranges_are_refused(stub: Stub, url: str) -> None:
     created = await create(stub, "rest_json", rest(url, id_field="id"))
     assert created.last_error.code == pb.ERROR_CODE_RESOURCE_NOT_FOUND
     assert "private or local network" in created.last_error.message
-

@@ -16,17 +16,25 @@ from sandbox.datasets import AuthKind, DatasetAuth, Pagination
 from service.config import Settings
 from tests.support.syncing import Stub, create, records, rest, sandbox_settings
 
-PEOPLE = [{"id": f"p{n}", "name": name, "team": {"name": "core"}}
-          for n, name in enumerate(["Ada", "Grace", "Linus", "Barbara", "Ken"], start=1)]
+PEOPLE = [
+    {"id": f"p{n}", "name": name, "team": {"name": "core"}}
+    for n, name in enumerate(["Ada", "Grace", "Linus", "Barbara", "Ken"], start=1)
+]
 
 #: Pagination style -> how a config for it reads the body.
 STYLES: dict[Pagination, dict[str, Any]] = {
-    Pagination.BODY_LINK: {"records_path": "data", "next_link_path": "links.next",
-                           "pagination": pb.REST_PAGINATION_STYLE_NEXT_LINK_BODY},
+    Pagination.BODY_LINK: {
+        "records_path": "data",
+        "next_link_path": "links.next",
+        "pagination": pb.REST_PAGINATION_STYLE_NEXT_LINK_BODY,
+    },
     Pagination.LINK_HEADER: {"pagination": pb.REST_PAGINATION_STYLE_LINK_HEADER},
-    Pagination.CURSOR: {"records_path": "items", "cursor_param": "cursor",
-                        "cursor_path": "next_cursor",
-                        "pagination": pb.REST_PAGINATION_STYLE_CURSOR_PARAM},
+    Pagination.CURSOR: {
+        "records_path": "items",
+        "cursor_param": "cursor",
+        "cursor_path": "next_cursor",
+        "pagination": pb.REST_PAGINATION_STYLE_CURSOR_PARAM,
+    },
 }
 
 
@@ -51,11 +59,13 @@ async def sync(stub: Stub, ident: str) -> api.SyncResponse:
 
 
 @pytest.mark.parametrize("style", list(STYLES), ids=[s.value for s in STYLES])
-async def test_every_pagination_style_brings_every_record(stub: Stub, sb: Sandbox,
-                                                          style: Pagination) -> None:
+async def test_every_pagination_style_brings_every_record(
+    stub: Stub, sb: Sandbox, style: Pagination
+) -> None:
     sb.state.datasets.set_dataset("people", PEOPLE, pagination=style, page_size=2)
-    source = await create(stub, "rest_json", rest(api_url(sb, "people"), id_field="id",
-                                                  **STYLES[style]))
+    source = await create(
+        stub, "rest_json", rest(api_url(sb, "people"), id_field="id", **STYLES[style])
+    )
     assert source.status == pb.STATUS_ACTIVE
 
     first = await sync(stub, source.id)
@@ -69,24 +79,43 @@ async def test_every_pagination_style_brings_every_record(stub: Stub, sb: Sandbo
     second = await sync(stub, source.id)
     assert (second.run.records_upserted, second.run.records_deleted) == (1, 1)
     assert {k: v["name"] for k, v in (await records(stub, source.id)).items()} == {
-        "p1": "Ada", "p3": "Linus", "p4": "Barbara L.", "p5": "Ken"}
+        "p1": "Ada",
+        "p3": "Linus",
+        "p4": "Barbara L.",
+        "p5": "Ken",
+    }
     assert second.integration.record_count == 4
 
 
-@pytest.mark.parametrize(("auth", "credentials", "extra"), [
-    (DatasetAuth(AuthKind.BEARER, secret="t0ken"), pb.Credentials(bearer_token="t0ken"), {}),
-    (DatasetAuth(AuthKind.API_KEY, secret="k3y", header="X-Team-Key"),
-     pb.Credentials(api_key="k3y"), {"api_key_header": "X-Team-Key"}),
-    (DatasetAuth(AuthKind.BASIC, basic=BasicAuth("ada", "pw")),
-     pb.Credentials(basic=pb.BasicAuth(username="ada", password="pw")), {}),
-], ids=["bearer", "api key header", "basic"])
-async def test_each_kind_of_credentials_is_presented(stub: Stub, sb: Sandbox, auth: DatasetAuth,
-                                                     credentials: pb.Credentials,
-                                                     extra: dict[str, Any]) -> None:
-    sb.state.datasets.set_dataset("secured", PEOPLE[:1], pagination=Pagination.LINK_HEADER,
-                                  auth=auth)
-    config = rest(api_url(sb, "secured"), id_field="id", **extra,
-                  pagination=pb.REST_PAGINATION_STYLE_LINK_HEADER)
+@pytest.mark.parametrize(
+    ("auth", "credentials", "extra"),
+    [
+        (DatasetAuth(AuthKind.BEARER, secret="t0ken"), pb.Credentials(bearer_token="t0ken"), {}),
+        (
+            DatasetAuth(AuthKind.API_KEY, secret="k3y", header="X-Team-Key"),
+            pb.Credentials(api_key="k3y"),
+            {"api_key_header": "X-Team-Key"},
+        ),
+        (
+            DatasetAuth(AuthKind.BASIC, basic=BasicAuth("ada", "pw")),
+            pb.Credentials(basic=pb.BasicAuth(username="ada", password="pw")),
+            {},
+        ),
+    ],
+    ids=["bearer", "api key header", "basic"],
+)
+async def test_each_kind_of_credentials_is_presented(
+    stub: Stub, sb: Sandbox, auth: DatasetAuth, credentials: pb.Credentials, extra: dict[str, Any]
+) -> None:
+    sb.state.datasets.set_dataset(
+        "secured", PEOPLE[:1], pagination=Pagination.LINK_HEADER, auth=auth
+    )
+    config = rest(
+        api_url(sb, "secured"),
+        id_field="id",
+        **extra,
+        pagination=pb.REST_PAGINATION_STYLE_LINK_HEADER,
+    )
     source = await create(stub, "rest_json", config, credentials)
     assert source.status == pb.STATUS_ACTIVE
     assert (await sync(stub, source.id)).integration.record_count == 1
@@ -98,37 +127,46 @@ async def test_each_kind_of_credentials_is_presented(stub: Stub, sb: Sandbox, au
 
 async def test_records_are_found_by_path_and_id_field(stub: Stub, sb: Sandbox) -> None:
     nested = [{"person": {"uuid": f"u{n}"}, "name": n} for n in range(3)]
-    sb.state.datasets.set_dataset("nested", nested, id_field="name",
-                                  pagination=Pagination.BODY_LINK, page_size=10)
-    source = await create(stub, "rest_json", rest(api_url(sb, "nested"), records_path="data",
-                                                  id_field="person.uuid"))
+    sb.state.datasets.set_dataset(
+        "nested", nested, id_field="name", pagination=Pagination.BODY_LINK, page_size=10
+    )
+    source = await create(
+        stub, "rest_json", rest(api_url(sb, "nested"), records_path="data", id_field="person.uuid")
+    )
     await sync(stub, source.id)
     assert sorted(await records(stub, source.id)) == ["u0", "u1", "u2"]
 
 
 async def test_a_record_without_its_id_is_a_system_error(stub: Stub, sb: Sandbox) -> None:
     sb.state.datasets.set_dataset("people", PEOPLE, pagination=Pagination.BODY_LINK)
-    source = await create(stub, "rest_json", rest(api_url(sb, "people"), records_path="data",
-                                                  id_field="email"))
+    source = await create(
+        stub, "rest_json", rest(api_url(sb, "people"), records_path="data", id_field="email")
+    )
     assert source.status == pb.STATUS_ERROR
     error = source.last_error
     assert error.code == pb.ERROR_CODE_INTERNAL and error.support_reference
     assert "record #0 without a usable 'email' field" in error.message
 
 
-@pytest.mark.parametrize(("fault", "code", "retry_after"), [
-    (Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=45), pb.ERROR_CODE_RATE_LIMITED, 45),
-    (Fault(FaultKind.FORBIDDEN), pb.ERROR_CODE_ACCESS_DENIED, 0),
-    (Fault(FaultKind.NOT_FOUND), pb.ERROR_CODE_RESOURCE_NOT_FOUND, 0),
-    (Fault(FaultKind.UNAVAILABLE), pb.ERROR_CODE_SERVICE_UNAVAILABLE, 0),
-    (Fault(FaultKind.MALFORMED), pb.ERROR_CODE_INTERNAL, 0),
-    (Fault(FaultKind.WRONG_SHAPE), pb.ERROR_CODE_INTERNAL, 0),
-], ids=["429", "403", "404", "503", "malformed", "wrong shape"])
+@pytest.mark.parametrize(
+    ("fault", "code", "retry_after"),
+    [
+        (Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=45), pb.ERROR_CODE_RATE_LIMITED, 45),
+        (Fault(FaultKind.FORBIDDEN), pb.ERROR_CODE_ACCESS_DENIED, 0),
+        (Fault(FaultKind.NOT_FOUND), pb.ERROR_CODE_RESOURCE_NOT_FOUND, 0),
+        (Fault(FaultKind.UNAVAILABLE), pb.ERROR_CODE_SERVICE_UNAVAILABLE, 0),
+        (Fault(FaultKind.MALFORMED), pb.ERROR_CODE_INTERNAL, 0),
+        (Fault(FaultKind.WRONG_SHAPE), pb.ERROR_CODE_INTERNAL, 0),
+    ],
+    ids=["429", "403", "404", "503", "malformed", "wrong shape"],
+)
 async def test_a_misbehaving_api_on_a_later_page_is_classified(
-        stub: Stub, sb: Sandbox, fault: Fault, code: int, retry_after: int) -> None:
+    stub: Stub, sb: Sandbox, fault: Fault, code: int, retry_after: int
+) -> None:
     sb.state.datasets.set_dataset("people", PEOPLE, pagination=Pagination.CURSOR, page_size=2)
-    source = await create(stub, "rest_json", rest(api_url(sb, "people"), id_field="id",
-                                                  **STYLES[Pagination.CURSOR]))
+    source = await create(
+        stub, "rest_json", rest(api_url(sb, "people"), id_field="id", **STYLES[Pagination.CURSOR])
+    )
     sb.state.gates.open("first")
     sb.state.inject(Provider.REST, Fault(FaultKind.SLOW, gate="first"), resource="people")
     sb.state.inject(Provider.REST, fault, resource="people")

@@ -50,11 +50,17 @@ async def create(stub: Stub, name: str = "Team calendar", **fields: Any) -> pb.I
 async def make_active(app: App, name: str = "Feed") -> str:
     """An ACTIVE integration with a complete config, reached through the lifecycle itself
     (connection tests belong to the connectors' tests)."""
-    created = await app.lifecycle.create("default", CreateSpec(
-        display_name=name, connector_type="ics_feed",
-        config={"url": "https://calendar.example.com/team.ics"}))
-    await app.lifecycle.change("default", created.id, Trigger.SUCCEEDED, actor="test",
-                               reason="connection verified")
+    created = await app.lifecycle.create(
+        "default",
+        CreateSpec(
+            display_name=name,
+            connector_type="ics_feed",
+            config={"url": "https://calendar.example.com/team.ics"},
+        ),
+    )
+    await app.lifecycle.change(
+        "default", created.id, Trigger.SUCCEEDED, actor="test", reason="connection verified"
+    )
     return str(created.id)
 
 
@@ -67,46 +73,76 @@ async def test_create_starts_in_draft_with_defaults(stub: Stub) -> None:
     assert i.connector_type == "google_calendar"
     assert i.sync_interval.seconds == 15 * 60
     assert i.revision > 0 and i.etag
-    assert list(i.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_REAUTHORIZE,
-                                       pb.ACTION_DELETE]
+    assert list(i.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_REAUTHORIZE, pb.ACTION_DELETE]
     assert i.breaker.state == pb.BREAKER_STATE_CLOSED and i.breaker.threshold == 5
     assert not i.credentials.has_credentials
     assert len(i.id) == 36 and i.id.count("-") == 4  # an opaque UUID, never sequential
 
 
 async def test_create_with_an_incomplete_config_asks_for_what_is_missing(stub: Stub) -> None:
-    i = await create(stub, connector_type="rest_json",
-                     config=pb.ConnectorConfig(rest_json=pb.RestJsonConfig(
-                         url="https://api.example.com/items",
-                         pagination=pb.REST_PAGINATION_STYLE_CURSOR_PARAM)))
+    i = await create(
+        stub,
+        connector_type="rest_json",
+        config=pb.ConnectorConfig(
+            rest_json=pb.RestJsonConfig(
+                url="https://api.example.com/items",
+                pagination=pb.REST_PAGINATION_STYLE_CURSOR_PARAM,
+            )
+        ),
+    )
     assert i.status == pb.STATUS_CONFIGURE
     assert list(i.missing_config_fields) == ["id_field", "cursor_param", "cursor_path"]
 
 
-@pytest.mark.parametrize(("request_fields", "field", "reason_text"), [
-    ({"display_name": ""}, "display_name", "must not be empty"),
-    ({"display_name": "   "}, "display_name", "must not be empty"),
-    ({"display_name": "x" * 201}, "display_name", "at most 200"),
-    ({"display_name": "bad\x07name"}, "display_name", "control characters"),
-    ({"connector_type": ""}, "connector_type", "is required"),
-    ({"connector_type": "fax_machine"}, "connector_type", "unknown connector"),
-    ({"sync_interval": duration_pb2.Duration(seconds=0)}, "sync_interval", "between"),
-    ({"sync_interval": duration_pb2.Duration(seconds=-5)}, "sync_interval", "negative"),
-    ({"sync_interval": duration_pb2.Duration(seconds=3 * 86400)}, "sync_interval", "between"),
-    ({"request_id": "r" * 129}, "request_id", "at most 128"),
-    ({"config": pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="https://x.example"))},
-     "config.ics_feed", "does not match connector type"),
-    ({"config": pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-        calendar_id="c", api_base_url="ftp://files.example.com"))},
-     "config.api_base_url", "absolute URL"),
-    ({"config": pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-        calendar_id="c" * 3000))}, "config.calendar_id", "at most 2048"),
-    ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
-    ({"credentials": pb.Credentials(oauth=pb.OAuthTokens())},
-     "credentials.oauth.access_token", "is required"),
-])
+@pytest.mark.parametrize(
+    ("request_fields", "field", "reason_text"),
+    [
+        ({"display_name": ""}, "display_name", "must not be empty"),
+        ({"display_name": "   "}, "display_name", "must not be empty"),
+        ({"display_name": "x" * 201}, "display_name", "at most 200"),
+        ({"display_name": "bad\x07name"}, "display_name", "control characters"),
+        ({"connector_type": ""}, "connector_type", "is required"),
+        ({"connector_type": "fax_machine"}, "connector_type", "unknown connector"),
+        ({"sync_interval": duration_pb2.Duration(seconds=0)}, "sync_interval", "between"),
+        ({"sync_interval": duration_pb2.Duration(seconds=-5)}, "sync_interval", "negative"),
+        ({"sync_interval": duration_pb2.Duration(seconds=3 * 86400)}, "sync_interval", "between"),
+        ({"request_id": "r" * 129}, "request_id", "at most 128"),
+        (
+            {"config": pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="https://x.example"))},
+            "config.ics_feed",
+            "does not match connector type",
+        ),
+        (
+            {
+                "config": pb.ConnectorConfig(
+                    google_calendar=pb.GoogleCalendarConfig(
+                        calendar_id="c", api_base_url="ftp://files.example.com"
+                    )
+                )
+            },
+            "config.api_base_url",
+            "absolute URL",
+        ),
+        (
+            {
+                "config": pb.ConnectorConfig(
+                    google_calendar=pb.GoogleCalendarConfig(calendar_id="c" * 3000)
+                )
+            },
+            "config.calendar_id",
+            "at most 2048",
+        ),
+        ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
+        (
+            {"credentials": pb.Credentials(oauth=pb.OAuthTokens())},
+            "credentials.oauth.access_token",
+            "is required",
+        ),
+    ],
+)
 async def test_create_rejects_bad_input_with_field_violations(
-        stub: Stub, request_fields: dict[str, Any], field: str, reason_text: str) -> None:
+    stub: Stub, request_fields: dict[str, Any], field: str, reason_text: str
+) -> None:
     body: dict[str, Any] = {"display_name": "Team calendar", "connector_type": "google_calendar"}
     body.update(request_fields)
     f = await fails(stub.Create(api.CreateRequest(**body)))
@@ -119,13 +155,19 @@ async def test_create_rejects_bad_input_with_field_violations(
 
 
 async def test_create_reports_every_bad_field_at_once(stub: Stub) -> None:
-    f = await fails(stub.Create(api.CreateRequest(
-        display_name="", connector_type="nope", sync_interval=duration_pb2.Duration(seconds=1))))
+    f = await fails(
+        stub.Create(
+            api.CreateRequest(
+                display_name="",
+                connector_type="nope",
+                sync_interval=duration_pb2.Duration(seconds=1),
+            )
+        )
+    )
     assert set(f.violations) == {"display_name", "connector_type"}
 
 
-async def test_create_retry_with_the_same_request_id_returns_the_first_result(
-        stub: Stub) -> None:
+async def test_create_retry_with_the_same_request_id_returns_the_first_result(stub: Stub) -> None:
     first = await create(stub, request_id="req-1")
     again = await create(stub, request_id="req-1")
     assert again.id == first.id
@@ -133,8 +175,7 @@ async def test_create_retry_with_the_same_request_id_returns_the_first_result(
     assert len(listed.integrations) == 1
 
 
-async def test_concurrent_retries_with_one_request_id_create_one_integration(
-        stub: Stub) -> None:
+async def test_concurrent_retries_with_one_request_id_create_one_integration(stub: Stub) -> None:
     results = await asyncio.gather(*(create(stub, request_id="burst") for _ in range(10)))
     assert len({i.id for i in results}) == 1
     assert len((await stub.List(api.ListRequest())).integrations) == 1
@@ -142,9 +183,13 @@ async def test_concurrent_retries_with_one_request_id_create_one_integration(
 
 async def test_a_request_id_reused_for_another_body_is_refused(stub: Stub) -> None:
     await create(stub, name="One", request_id="req-2")
-    f = await fails(stub.Create(api.CreateRequest(display_name="Two",
-                                                  connector_type="google_calendar",
-                                                  request_id="req-2")))
+    f = await fails(
+        stub.Create(
+            api.CreateRequest(
+                display_name="Two", connector_type="google_calendar", request_id="req-2"
+            )
+        )
+    )
     assert f.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "request_id" in f.violations
 
@@ -197,8 +242,11 @@ async def test_list_filters_by_status_and_connector_type(stub: Stub, app: App) -
     draft = await create(stub, name="Draft")
     await create(stub, name="Feed", connector_type="ics_feed")
     active = await make_active(app)
-    by_status = await stub.List(api.ListRequest(statuses=[pb.STATUS_ACTIVE, pb.STATUS_DRAFT],
-                                                connector_type="google_calendar"))
+    by_status = await stub.List(
+        api.ListRequest(
+            statuses=[pb.STATUS_ACTIVE, pb.STATUS_DRAFT], connector_type="google_calendar"
+        )
+    )
     assert [i.id for i in by_status.integrations] == [draft.id]
     feeds = await stub.List(api.ListRequest(connector_type="ics_feed"))
     assert {i.id for i in feeds.integrations} >= {active}
@@ -209,8 +257,11 @@ async def test_list_refuses_a_changed_filter_and_bad_paging(stub: Stub) -> None:
     for n in range(3):
         await create(stub, name=f"C{n}")
     page = await stub.List(api.ListRequest(page_size=1))
-    changed = await fails(stub.List(api.ListRequest(page_size=1, page_token=page.next_page_token,
-                                                    connector_type="ics_feed")))
+    changed = await fails(
+        stub.List(
+            api.ListRequest(page_size=1, page_token=page.next_page_token, connector_type="ics_feed")
+        )
+    )
     assert changed.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "page_token" in changed.violations
     garbage = await fails(stub.List(api.ListRequest(page_token="not-a-token")))
@@ -226,12 +277,14 @@ async def test_list_refuses_a_changed_filter_and_bad_paging(stub: Stub) -> None:
 
 async def test_configure_renames_and_guards_with_the_etag(stub: Stub) -> None:
     i = await create(stub)
-    renamed = (await stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag,
-                                                         display_name="Renamed"))).integration
+    renamed = (
+        await stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag, display_name="Renamed"))
+    ).integration
     assert renamed.display_name == "Renamed"
     assert renamed.revision > i.revision and renamed.etag != i.etag
-    stale = await fails(stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag,
-                                                            display_name="Lost update")))
+    stale = await fails(
+        stub.Configure(api.ConfigureRequest(id=i.id, etag=i.etag, display_name="Lost update"))
+    )
     assert stale.code is grpc.StatusCode.ABORTED
     assert stale.reason == "ETAG_MISMATCH"
     assert stale.metadata["current_etag"] == renamed.etag
@@ -240,9 +293,16 @@ async def test_configure_renames_and_guards_with_the_etag(stub: Stub) -> None:
 
 async def test_configure_incomplete_then_complete(stub: Stub) -> None:
     i = await create(stub, connector_type="rest_json")
-    partial = (await stub.Configure(api.ConfigureRequest(
-        id=i.id, config=pb.ConnectorConfig(rest_json=pb.RestJsonConfig(
-            url="https://api.example.com/items"))))).integration
+    partial = (
+        await stub.Configure(
+            api.ConfigureRequest(
+                id=i.id,
+                config=pb.ConnectorConfig(
+                    rest_json=pb.RestJsonConfig(url="https://api.example.com/items")
+                ),
+            )
+        )
+    ).integration
     assert partial.status == pb.STATUS_CONFIGURE
     assert list(partial.missing_config_fields) == ["id_field"]
     assert partial.config.rest_json.url == "https://api.example.com/items"
@@ -250,9 +310,15 @@ async def test_configure_incomplete_then_complete(stub: Stub) -> None:
 
 async def test_configure_with_a_bad_value_changes_nothing(stub: Stub) -> None:
     i = await create(stub, connector_type="ics_feed")
-    f = await fails(stub.Configure(api.ConfigureRequest(
-        id=i.id, config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="not a url")),
-        sync_interval=minutes(60 * 48))))
+    f = await fails(
+        stub.Configure(
+            api.ConfigureRequest(
+                id=i.id,
+                config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url="not a url")),
+                sync_interval=minutes(60 * 48),
+            )
+        )
+    )
     assert set(f.violations) == {"config.url", "sync_interval"}
     after = (await stub.Get(api.GetRequest(id=i.id))).integration
     assert after.revision == i.revision and after.status == pb.STATUS_DRAFT
@@ -260,8 +326,12 @@ async def test_configure_with_a_bad_value_changes_nothing(stub: Stub) -> None:
 
 async def test_credentials_are_write_only(stub: Stub, channel: grpc.aio.Channel) -> None:
     secret = "canary-access-token-7f3a"
-    i = await create(stub, credentials=pb.Credentials(oauth=pb.OAuthTokens(
-        access_token=secret, refresh_token="canary-refresh-9b1c")))
+    i = await create(
+        stub,
+        credentials=pb.Credentials(
+            oauth=pb.OAuthTokens(access_token=secret, refresh_token="canary-refresh-9b1c")
+        ),
+    )
     assert i.credentials.has_credentials
     assert i.credentials.kind == pb.CREDENTIALS_KIND_OAUTH
     assert i.credentials.set_time.seconds > 0
@@ -272,8 +342,11 @@ async def test_credentials_are_write_only(stub: Stub, channel: grpc.aio.Channel)
 
 
 async def test_configure_unknown_integration(stub: Stub) -> None:
-    f = await fails(stub.Configure(api.ConfigureRequest(
-        id="5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11", display_name="x")))
+    f = await fails(
+        stub.Configure(
+            api.ConfigureRequest(id="5f0c6a53-5a0e-4bb5-8f57-7d2f4b0f3c11", display_name="x")
+        )
+    )
     assert f.code is grpc.StatusCode.NOT_FOUND
 
 
@@ -284,13 +357,18 @@ async def test_pause_and_resume_an_active_integration(stub: Stub, app: App) -> N
     ident = await make_active(app)
     active = (await stub.Get(api.GetRequest(id=ident))).integration
     assert active.status == pb.STATUS_ACTIVE and active.sync_state == pb.SYNC_STATE_SYNCED
-    paused = (await stub.Pause(api.PauseRequest(id=ident, etag=active.etag,
-                                                reason="holiday"))).integration
+    paused = (
+        await stub.Pause(api.PauseRequest(id=ident, etag=active.etag, reason="holiday"))
+    ).integration
     assert paused.status == pb.STATUS_PAUSED
     assert paused.sync_state == pb.SYNC_STATE_UNSPECIFIED
-    assert list(paused.allowed_actions) == [pb.ACTION_CONFIGURE, pb.ACTION_TEST_CONNECTION,
-                                            pb.ACTION_RESUME, pb.ACTION_REAUTHORIZE,
-                                            pb.ACTION_DELETE]
+    assert list(paused.allowed_actions) == [
+        pb.ACTION_CONFIGURE,
+        pb.ACTION_TEST_CONNECTION,
+        pb.ACTION_RESUME,
+        pb.ACTION_REAUTHORIZE,
+        pb.ACTION_DELETE,
+    ]
     resumed = (await stub.Resume(api.ResumeRequest(id=ident, etag=paused.etag))).integration
     assert resumed.status == pb.STATUS_ACTIVE
     assert resumed.next_sync_time.ToDatetime() <= resumed.update_time.ToDatetime()
@@ -302,7 +380,8 @@ async def test_pause_and_resume_an_active_integration(stub: Stub, app: App) -> N
 
 
 async def test_disallowed_transitions_say_where_it_is_and_what_is_allowed(
-        stub: Stub, app: App) -> None:
+    stub: Stub, app: App
+) -> None:
     draft = await create(stub)
     f = await fails(stub.Pause(api.PauseRequest(id=draft.id)))
     assert f.code is grpc.StatusCode.FAILED_PRECONDITION
@@ -327,12 +406,14 @@ async def test_pause_with_a_stale_etag_is_aborted(stub: Stub, app: App) -> None:
     assert (await stub.Get(api.GetRequest(id=ident))).integration.status == pb.STATUS_ACTIVE
 
 
-async def test_resuming_with_an_incomplete_config_asks_to_configure(stub: Stub,
-                                                                    app: App) -> None:
+async def test_resuming_with_an_incomplete_config_asks_to_configure(stub: Stub, app: App) -> None:
     ident = await make_active(app)
     await stub.Pause(api.PauseRequest(id=ident))
-    saved = (await stub.Configure(api.ConfigureRequest(
-        id=ident, config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig())))).integration
+    saved = (
+        await stub.Configure(
+            api.ConfigureRequest(id=ident, config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig()))
+        )
+    ).integration
     assert saved.status == pb.STATUS_PAUSED  # configuring does not unpause
     resumed = (await stub.Resume(api.ResumeRequest(id=ident))).integration
     assert resumed.status == pb.STATUS_CONFIGURE
@@ -342,22 +423,23 @@ async def test_resuming_with_an_incomplete_config_asks_to_configure(stub: Stub,
 # -- Delete ------------------------------------------------------------------------------
 
 
-async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
-                                                                     app: App) -> None:
+async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub, app: App) -> None:
     i = await create(stub, credentials=pb.Credentials(bearer_token="t0ken"))
     stale = await fails(stub.Delete(api.DeleteRequest(id=i.id, etag='"0"')))
     assert stale.code is grpc.StatusCode.ABORTED
     deleted = await stub.Delete(api.DeleteRequest(id=i.id, etag=i.etag))
     assert deleted.id == i.id and deleted.revision > i.revision
     assert (await fails(stub.Get(api.GetRequest(id=i.id)))).code is grpc.StatusCode.NOT_FOUND
-    assert (await fails(stub.ListEvents(api.ListEventsRequest(id=i.id)))).code \
-        is grpc.StatusCode.NOT_FOUND
+    assert (
+        await fails(stub.ListEvents(api.ListEventsRequest(id=i.id)))
+    ).code is grpc.StatusCode.NOT_FOUND
     again = await fails(stub.Delete(api.DeleteRequest(id=i.id)))
     assert again.code is grpc.StatusCode.NOT_FOUND
     async with app.db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM credentials") == 0
-        kept = await conn.fetch("SELECT trigger FROM events WHERE integration_id = $1",
-                                app_uuid(i.id))
+        kept = await conn.fetch(
+            "SELECT trigger FROM events WHERE integration_id = $1", app_uuid(i.id)
+        )
     assert [r["trigger"] for r in kept] == ["delete"]  # only the tombstone for watchers
 
 
@@ -370,19 +452,25 @@ def app_uuid(text: str) -> Any:
 # -- ListEvents and revisions ------------------------------------------------------------
 
 
-async def test_every_change_bumps_the_revision_and_is_in_the_history(stub: Stub,
-                                                                     app: App) -> None:
+async def test_every_change_bumps_the_revision_and_is_in_the_history(stub: Stub, app: App) -> None:
     ident = await make_active(app)
     await stub.Pause(api.PauseRequest(id=ident))
     await stub.Resume(api.ResumeRequest(id=ident))
     await stub.Configure(api.ConfigureRequest(id=ident, display_name="Renamed"))
     first = await stub.ListEvents(api.ListEventsRequest(id=ident, page_size=3))
-    rest = await stub.ListEvents(api.ListEventsRequest(id=ident, page_size=3,
-                                                       page_token=first.next_page_token))
+    rest = await stub.ListEvents(
+        api.ListEventsRequest(id=ident, page_size=3, page_token=first.next_page_token)
+    )
     assert not rest.next_page_token
     events = [*first.events, *rest.events]
-    assert [e.trigger for e in events] == ["settings_changed", "resume", "pause", "succeeded",
-                                           "configure_complete", "create"]
+    assert [e.trigger for e in events] == [
+        "settings_changed",
+        "resume",
+        "pause",
+        "succeeded",
+        "configure_complete",
+        "create",
+    ]
     revisions = [e.revision for e in events]
     assert revisions == sorted(revisions, reverse=True) and len(set(revisions)) == 6
     current = (await stub.Get(api.GetRequest(id=ident))).integration
@@ -394,8 +482,7 @@ async def test_every_change_bumps_the_revision_and_is_in_the_history(stub: Stub,
 # -- Robustness and tenancy --------------------------------------------------------------
 
 
-async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub,
-                                                                   app: App) -> None:
+async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub, app: App) -> None:
     await app.db.pool.close()  # the database goes away under the service
     f = await fails(stub.List(api.ListRequest()))
     assert f.code is grpc.StatusCode.INTERNAL
@@ -408,8 +495,9 @@ async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub,
 async def keyed_stub(settings: Settings, clock: Any) -> Any:
     from service.api.server import Server
 
-    keyed = await App.start(replace(settings, api_keys="acme-key=acme,globex-key=globex"),
-                            clock=clock)
+    keyed = await App.start(
+        replace(settings, api_keys="acme-key=acme,globex-key=globex"), clock=clock
+    )
     srv = Server(keyed)
     await srv.start("127.0.0.1:0")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
@@ -423,12 +511,16 @@ async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None
     globex = (("authorization", "Bearer globex-key"),)
     anonymous = await fails(keyed_stub.List(api.ListRequest()))
     assert anonymous.code is grpc.StatusCode.UNAUTHENTICATED
-    wrong = await fails(keyed_stub.List(api.ListRequest(),
-                                        metadata=(("authorization", "Bearer nope"),)))
+    wrong = await fails(
+        keyed_stub.List(api.ListRequest(), metadata=(("authorization", "Bearer nope"),))
+    )
     assert wrong.code is grpc.StatusCode.UNAUTHENTICATED
-    mine = (await keyed_stub.Create(api.CreateRequest(display_name="Acme cal",
-                                                      connector_type="google_calendar"),
-                                    metadata=acme)).integration
+    mine = (
+        await keyed_stub.Create(
+            api.CreateRequest(display_name="Acme cal", connector_type="google_calendar"),
+            metadata=acme,
+        )
+    ).integration
     theirs = await fails(keyed_stub.Get(api.GetRequest(id=mine.id), metadata=globex))
     assert theirs.code is grpc.StatusCode.NOT_FOUND  # never PERMISSION_DENIED
     assert list((await keyed_stub.List(api.ListRequest(), metadata=globex)).integrations) == []

@@ -50,13 +50,22 @@ def settings(settings: Settings, sb: Sandbox) -> Settings:
 
 async def disconnected_calendar(stub: Stub, sb: Sandbox) -> pb.Integration:
     tokens = await sandbox_tokens(sb)
-    created = (await stub.Create(api.CreateRequest(
-        display_name="Team calendar", connector_type="google_calendar",
-        config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-            **calendar_config(sb))),
-        credentials=pb.Credentials(oauth=pb.OAuthTokens(
-            access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])))
-    )).integration
+    created = (
+        await stub.Create(
+            api.CreateRequest(
+                display_name="Team calendar",
+                connector_type="google_calendar",
+                config=pb.ConnectorConfig(
+                    google_calendar=pb.GoogleCalendarConfig(**calendar_config(sb))
+                ),
+                credentials=pb.Credentials(
+                    oauth=pb.OAuthTokens(
+                        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"]
+                    )
+                ),
+            )
+        )
+    ).integration
     sb.state.oauth.revoke_all()
     test = await stub.TestConnection(api.TestConnectionRequest(id=created.id))
     assert test.integration.status == pb.STATUS_DISCONNECTED
@@ -65,8 +74,11 @@ async def disconnected_calendar(stub: Stub, sb: Sandbox) -> pb.Integration:
 
 
 async def sign_in(stub: Stub, integration: pb.Integration, **fields: Any) -> URL:
-    answer = await stub.Reauthorize(api.ReauthorizeRequest(
-        id=integration.id, etag=integration.etag, sign_in=api.OAuthSignIn(**fields)))
+    answer = await stub.Reauthorize(
+        api.ReauthorizeRequest(
+            id=integration.id, etag=integration.etag, sign_in=api.OAuthSignIn(**fields)
+        )
+    )
     assert answer.integration.revision == integration.revision  # nothing changed yet
     assert not answer.HasField("test")
     return URL(answer.authorization_url)
@@ -86,7 +98,8 @@ def callback_of(visits: list[Visit]) -> Visit:
 
 
 async def test_the_full_pkce_sign_in_through_the_callback(
-        stub: Stub, sb: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    stub: Stub, sb: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
     integration = await disconnected_calendar(stub, sb)
 
     url = await sign_in(stub, integration, return_url=RETURN)
@@ -119,8 +132,10 @@ async def test_the_full_pkce_sign_in_through_the_callback(
     assert not reconnected.HasField("last_error")
     assert sb.state.oauth.token_calls == {"authorization_code": 1}
     events = (await stub.ListEvents(api.ListEventsRequest(id=integration.id))).events
-    assert [(e.trigger, e.actor) for e in events[:2]] == [("succeeded", "oauth_callback"),
-                                                          ("reauthorize", "oauth_callback")]
+    assert [(e.trigger, e.actor) for e in events[:2]] == [
+        ("succeeded", "oauth_callback"),
+        ("reauthorize", "oauth_callback"),
+    ]
     # The stored tokens work as they are: no refresh needed.
     assert (await stub.TestConnection(api.TestConnectionRequest(id=integration.id))).ok
     assert sb.state.oauth.token_calls_total == 1
@@ -130,8 +145,7 @@ async def test_the_full_pkce_sign_in_through_the_callback(
     assert replay[0].status == 400
     assert "does not work" in replay[0].text
     assert sb.state.oauth.token_calls_total == 1
-    assert (await get(stub, integration.id)).revision == (await get(stub, integration.id)
-                                                         ).revision
+    assert (await get(stub, integration.id)).revision == (await get(stub, integration.id)).revision
 
     logged = capsys.readouterr()
     for secret in (callback.url.query["code"], callback.url.query["state"]):
@@ -184,13 +198,18 @@ async def test_an_expired_sign_in_is_refused(stub: Stub, sb: Sandbox, clock: Fak
 
 
 async def test_unknown_and_malformed_callbacks_get_a_page_never_a_traceback(
-        stub: Stub, sb: Sandbox) -> None:
+    stub: Stub, sb: Sandbox
+) -> None:
     integration = await disconnected_calendar(stub, sb)
     callback = URL((await sign_in(stub, integration)).query["redirect_uri"])
     async with aiohttp.ClientSession() as http:
-        for query in ({}, {"state": "garbage"}, {"code": "c", "state": "ZGVmYXVsdA." + "A" * 43},
-                      {"error": "<script>alert(1)</script>", "state": "x"},
-                      {"state": "\x00" * 1000}):
+        for query in (
+            {},
+            {"state": "garbage"},
+            {"code": "c", "state": "ZGVmYXVsdA." + "A" * 43},
+            {"error": "<script>alert(1)</script>", "state": "x"},
+            {"state": "\x00" * 1000},
+        ):
             async with http.get(callback.with_query(query)) as answer:
                 text = await answer.text()
                 assert answer.status == 400, query
@@ -201,7 +220,8 @@ async def test_unknown_and_malformed_callbacks_get_a_page_never_a_traceback(
 
 
 async def test_a_provider_error_and_a_failing_exchange_change_nothing(
-        stub: Stub, sb: Sandbox) -> None:
+    stub: Stub, sb: Sandbox
+) -> None:
     integration = await disconnected_calendar(stub, sb)
 
     # The provider sends the browser back with an error of its own.
@@ -236,8 +256,7 @@ async def test_a_paused_integration_signs_in_and_stays_paused(stub: Stub, sb: Sa
     assert (await get(stub, integration.id)).status == pb.STATUS_PAUSED
 
 
-async def test_a_sign_in_of_a_deleted_integration_is_gone_with_it(stub: Stub,
-                                                                  sb: Sandbox) -> None:
+async def test_a_sign_in_of_a_deleted_integration_is_gone_with_it(stub: Stub, sb: Sandbox) -> None:
     integration = await disconnected_calendar(stub, sb)
     url = await sign_in(stub, integration)
     await stub.Delete(api.DeleteRequest(id=integration.id))
@@ -249,7 +268,8 @@ async def test_a_sign_in_of_a_deleted_integration_is_gone_with_it(stub: Stub,
 
 
 async def test_the_state_and_verifier_are_not_stored_in_clear(
-        stub: Stub, sb: Sandbox, database_url: str) -> None:
+    stub: Stub, sb: Sandbox, database_url: str
+) -> None:
     integration = await disconnected_calendar(stub, sb)
     url = await sign_in(stub, integration)
     conn = await asyncpg.connect(database_url)
@@ -263,15 +283,17 @@ async def test_the_state_and_verifier_are_not_stored_in_clear(
     assert url.query["state"].split(".")[1].encode() not in bytes(row["verifier_sealed"])
 
 
-async def test_sign_in_is_refused_when_no_callback_is_served(stub: Stub, sb: Sandbox,
-                                                             app: Any) -> None:
+async def test_sign_in_is_refused_when_no_callback_is_served(
+    stub: Stub, sb: Sandbox, app: Any
+) -> None:
     integration = await disconnected_calendar(stub, sb)
     served = app.reauthorization.callback_url
     app.reauthorization.callback_url = None
     try:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.Reauthorize(api.ReauthorizeRequest(id=integration.id,
-                                                          sign_in=api.OAuthSignIn()))
+            await stub.Reauthorize(
+                api.ReauthorizeRequest(id=integration.id, sign_in=api.OAuthSignIn())
+            )
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         app.reauthorization.callback_url = served
@@ -281,10 +303,15 @@ async def test_signing_in_first_then_choosing_the_calendar(stub: Stub, sb: Sandb
     # The usual setup: "Sign in", then pick the calendar. Before the calendar is chosen the
     # config is incomplete, so the sign-in only saves the tokens.
     endpoints = {k: v for k, v in calendar_config(sb).items() if k != "calendar_id"}
-    draft = (await stub.Create(api.CreateRequest(
-        display_name="New calendar", connector_type="google_calendar",
-        config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(**endpoints)))
-    )).integration
+    draft = (
+        await stub.Create(
+            api.CreateRequest(
+                display_name="New calendar",
+                connector_type="google_calendar",
+                config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(**endpoints)),
+            )
+        )
+    ).integration
     assert draft.status == pb.STATUS_CONFIGURE
     assert list(draft.missing_config_fields) == ["calendar_id"]
 
@@ -296,8 +323,13 @@ async def test_signing_in_first_then_choosing_the_calendar(stub: Stub, sb: Sandb
     assert signed_in.credentials.kind == pb.CREDENTIALS_KIND_OAUTH
     assert (await latest_event(stub, draft.id)).trigger == "credentials_saved"
 
-    configured = await stub.Configure(api.ConfigureRequest(
-        id=draft.id, config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-            **calendar_config(sb)))))
+    configured = await stub.Configure(
+        api.ConfigureRequest(
+            id=draft.id,
+            config=pb.ConnectorConfig(
+                google_calendar=pb.GoogleCalendarConfig(**calendar_config(sb))
+            ),
+        )
+    )
     assert configured.test.ok, configured.test.error
     assert configured.integration.status == pb.STATUS_ACTIVE

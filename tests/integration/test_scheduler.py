@@ -65,13 +65,20 @@ async def replica(settings: Settings, clock: FakeClock, app: App) -> AsyncIterat
     await other.close()
 
 
-async def calendar(stub: Stub, sb: Sandbox, calendar_id: str = CALENDAR,
-                   **fields: object) -> pb.Integration:
+async def calendar(
+    stub: Stub, sb: Sandbox, calendar_id: str = CALENDAR, **fields: object
+) -> pb.Integration:
     if calendar_id != CALENDAR:
         seed_calendar(sb.state, events=2, calendar_id=calendar_id)
-    response = await stub.Create(api.CreateRequest(
-        display_name="Team calendar", connector_type="google_calendar",
-        config=google(sb, calendar_id), credentials=bearer(), **fields))  # type: ignore[arg-type]
+    response = await stub.Create(
+        api.CreateRequest(
+            display_name="Team calendar",
+            connector_type="google_calendar",
+            config=google(sb, calendar_id),
+            credentials=bearer(),
+            **fields,
+        )
+    )  # type: ignore[arg-type]
     assert response.integration.status == pb.STATUS_ACTIVE
     return response.integration
 
@@ -89,7 +96,8 @@ async def runs(stub: Stub, ident: str) -> list[pb.SyncRun]:
 
 
 async def test_a_due_active_integration_is_synced_and_then_waits_for_its_interval(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, sync_interval={"seconds": 600})
     assert moment(created.next_sync_time) == clock.now  # verified: due at once
 
@@ -103,8 +111,7 @@ async def test_a_due_active_integration_is_synced_and_then_waits_for_its_interva
     assert timedelta(seconds=540) <= wait <= timedelta(seconds=600)  # jitter only shortens
     [run] = await runs(stub, created.id)
     assert run.trigger == pb.SYNC_RUN_TRIGGER_SCHEDULED
-    assert [e.purpose for e in sb.state.log.entries(provider=Provider.GOOGLE)][-3:] == [
-        "sync"] * 3
+    assert [e.purpose for e in sb.state.log.entries(provider=Provider.GOOGLE)][-3:] == ["sync"] * 3
     assert await app.scheduler.sweep() == []  # not due again yet
     clock.now += wait
     assert len(await app.scheduler.sweep()) == 1
@@ -112,24 +119,38 @@ async def test_a_due_active_integration_is_synced_and_then_waits_for_its_interva
 
 
 async def test_only_active_and_error_integrations_are_ever_claimed(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     active = await calendar(stub, sb)
     paused = await calendar(stub, sb, "paused")
     await stub.Pause(api.PauseRequest(id=paused.id))
-    draft = (await stub.Create(api.CreateRequest(display_name="Draft",
-                                                 connector_type="google_calendar"))).integration
-    incomplete = (await stub.Create(api.CreateRequest(
-        display_name="Incomplete", connector_type="google_calendar",
-        config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig())))).integration
+    draft = (
+        await stub.Create(api.CreateRequest(display_name="Draft", connector_type="google_calendar"))
+    ).integration
+    incomplete = (
+        await stub.Create(
+            api.CreateRequest(
+                display_name="Incomplete",
+                connector_type="google_calendar",
+                config=pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig()),
+            )
+        )
+    ).integration
     assert incomplete.status == pb.STATUS_CONFIGURE
-    others = {Status.TESTING: await calendar(stub, sb, "testing"),
-              Status.DISCONNECTED: await calendar(stub, sb, "disconnected")}
+    others = {
+        Status.TESTING: await calendar(stub, sb, "testing"),
+        Status.DISCONNECTED: await calendar(stub, sb, "disconnected"),
+    }
     for status, integration in others.items():
-        await app.db.fetchrow("UPDATE integrations SET status = $2 WHERE id = $1 RETURNING 1",
-                              UUID(integration.id), status.value)
+        await app.db.fetchrow(
+            "UPDATE integrations SET status = $2 WHERE id = $1 RETURNING 1",
+            UUID(integration.id),
+            status.value,
+        )
     # Whatever their schedule says: all of them "due" long ago.
-    await app.db.fetchrow("UPDATE integrations SET next_sync_at = $1 RETURNING 1",
-                          clock.now - timedelta(days=1))
+    await app.db.fetchrow(
+        "UPDATE integrations SET next_sync_at = $1 RETURNING 1", clock.now - timedelta(days=1)
+    )
 
     claimed = await app.scheduler.sweep()
     await finish(app)
@@ -138,13 +159,22 @@ async def test_only_active_and_error_integrations_are_ever_claimed(
     assert {draft.id, incomplete.id, paused.id} & {str(c.integration_id) for c in claimed} == set()
 
 
-@pytest.mark.parametrize(("limits", "expected"), [
-    ({"sync_concurrency": 3, "connector_concurrency": "8"}, 3),
-    ({"sync_concurrency": 16, "connector_concurrency": "8,google_calendar=2"}, 2),
-])
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ({"sync_concurrency": 3, "connector_concurrency": "8"}, 3),
+        ({"sync_concurrency": 16, "connector_concurrency": "8,google_calendar=2"}, 2),
+    ],
+)
 async def test_concurrency_limits_bound_what_one_process_claims(
-        settings: Settings, app: App, clock: FakeClock, stub: Stub, sb: Sandbox,
-        limits: dict[str, object], expected: int) -> None:
+    settings: Settings,
+    app: App,
+    clock: FakeClock,
+    stub: Stub,
+    sb: Sandbox,
+    limits: dict[str, object],
+    expected: int,
+) -> None:
     names = [f"cal-{n}" for n in range(5)]
     for name in names:
         await calendar(stub, sb, name)
@@ -168,14 +198,19 @@ async def test_concurrency_limits_bound_what_one_process_claims(
 
 
 async def test_replicas_never_claim_the_same_work_and_a_dead_replicas_claim_expires(
-        settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub,
-        sb: Sandbox) -> None:
+    settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
     async with app.db.transaction() as conn:  # a replica claims, then dies before starting
         [claim] = await claims.claim_due(
-            conn, now=clock.now, connector_type="google_calendar", limit=10,
+            conn,
+            now=clock.now,
+            connector_type="google_calendar",
+            limit=10,
             sync_claim_until=clock.now + settings.sync_lease,
-            probe_claim_until=clock.now + settings.sync_lease, worker="dead-replica")
+            probe_claim_until=clock.now + settings.sync_lease,
+            worker="dead-replica",
+        )
 
     assert await replica.scheduler.sweep() == []
     clock.now += settings.sync_lease
@@ -190,8 +225,8 @@ async def test_replicas_never_claim_the_same_work_and_a_dead_replicas_claim_expi
 
 
 async def test_a_stalled_runner_cannot_write_after_its_run_was_taken_over(
-        settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub,
-        sb: Sandbox) -> None:
+    settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
     sb.state.gates.open("through")
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="through"), resource=CALENDAR)
@@ -203,9 +238,13 @@ async def test_a_stalled_runner_cannot_write_after_its_run_was_taken_over(
     clock.now += settings.sync_lease  # its lease runs out (no heartbeat in a frozen process)
     [takeover] = await replica.scheduler.sweep()
     await finish(replica)
-    sb.state.google.put_event(CALENDAR, "e2", summary="Changed after the takeover",
-                              start=datetime(2026, 2, 2, 9, tzinfo=UTC),
-                              end=datetime(2026, 2, 2, 10, tzinfo=UTC))
+    sb.state.google.put_event(
+        CALENDAR,
+        "e2",
+        summary="Changed after the takeover",
+        start=datetime(2026, 2, 2, 9, tzinfo=UTC),
+        end=datetime(2026, 2, 2, 10, tzinfo=UTC),
+    )
     clock.now += timedelta(hours=1)
     await replica.scheduler.sweep()
     await finish(replica)
@@ -220,8 +259,8 @@ async def test_a_stalled_runner_cannot_write_after_its_run_was_taken_over(
 
 
 async def test_a_probe_claim_fences_a_stalled_sync_of_the_same_integration(
-        settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub,
-        sb: Sandbox) -> None:
+    settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, breaker_threshold=1)
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.NOT_FOUND), resource=CALENDAR)
     await app.scheduler.sweep()
@@ -232,8 +271,9 @@ async def test_a_probe_claim_fences_a_stalled_sync_of_the_same_integration(
     started = await stub.Sync(api.SyncRequest(id=created.id))
     await asyncio.wait_for(sb.state.gates["stalled"].wait_for(1), SAFETY)
 
-    clock.now = max(moment((await get(stub, created.id)).next_sync_time),
-                    clock.now + settings.sync_lease)
+    clock.now = max(
+        moment((await get(stub, created.id)).next_sync_time), clock.now + settings.sync_lease
+    )
     [probe] = await replica.scheduler.sweep()  # the run's lease expired: a probe is claimed
     await finish(replica)
     assert probe.probe
@@ -249,21 +289,23 @@ async def test_a_probe_claim_fences_a_stalled_sync_of_the_same_integration(
 
 
 async def test_a_write_with_a_stale_lease_version_is_refused_by_the_database(
-        app: App, stub: Stub, sb: Sandbox) -> None:
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
     ident = UUID(created.id)
     async with app.db.transaction() as conn:
         version = await claims.claim_now(conn, TENANT, ident)
     with pytest.raises(sync_store.LeaseLost):
         async with app.db.transaction() as conn:
-            await sync_store.put_cursor(conn, TENANT, ident, {"position": None}, 5,
-                                        lease_version=version - 1)
+            await sync_store.put_cursor(
+                conn, TENANT, ident, {"position": None}, 5, lease_version=version - 1
+            )
     assert (await get(stub, created.id)).record_count == 0
 
 
 async def test_shutdown_hands_the_run_back_after_its_page_and_another_replica_continues(
-        settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub,
-        sb: Sandbox) -> None:
+    settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
     sb.state.gates.open("through")
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="through"), resource=CALENDAR)
@@ -285,12 +327,16 @@ async def test_shutdown_hands_the_run_back_after_its_page_and_another_replica_co
     await finish(replica)
     latest = (await runs(stub, created.id))[0]
     assert (latest.outcome, latest.pages, latest.records_upserted) == (
-        pb.SYNC_RUN_OUTCOME_SUCCEEDED, 1, 2)  # page 3, from the cursor
+        pb.SYNC_RUN_OUTCOME_SUCCEEDED,
+        1,
+        2,
+    )  # page 3, from the cursor
     assert await summaries(stub, created.id) == provider_events(sb.state)
 
 
 async def test_becoming_late_and_stopping_being_late_reach_watch_status(
-        app: App, clock: FakeClock, stub: Stub, sb: Sandbox) -> None:
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, sync_interval={"seconds": 10})
     await app.scheduler.sweep()
     await finish(app)
@@ -298,8 +344,9 @@ async def test_becoming_late_and_stopping_being_late_reach_watch_status(
     try:
         await recorder.until_snapshot()
         assert not recorder.view[created.id].late
-        sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR,
-                        times=None)
+        sb.state.inject(
+            Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), resource=CALENDAR, times=None
+        )
 
         for _ in range(3):  # failing retries; it becomes late after twice its interval
             clock.now = moment((await get(stub, created.id)).next_sync_time)
@@ -313,8 +360,7 @@ async def test_becoming_late_and_stopping_being_late_reach_watch_status(
         await finish(app)
         late = [m for m in recorder.changes if m.event.trigger == "late"]
         assert len(late) == 1 and late[0].change.late
-        assert (late[0].event.actor, late[0].event.to_status) == ("scheduler",
-                                                                  pb.STATUS_ERROR)
+        assert (late[0].event.actor, late[0].event.to_status) == ("scheduler", pb.STATUS_ERROR)
         assert "more than twice its sync interval (10s) ago" in late[0].event.reason
 
         sb.state.clear_faults()
@@ -327,8 +373,9 @@ async def test_becoming_late_and_stopping_being_late_reach_watch_status(
     assert [e.trigger for e in await events(stub, created.id)].count("late") == 1
 
 
-async def test_the_breaker_threshold_is_set_per_integration_and_validated(stub: Stub,
-                                                                          sb: Sandbox) -> None:
+async def test_the_breaker_threshold_is_set_per_integration_and_validated(
+    stub: Stub, sb: Sandbox
+) -> None:
     default = await calendar(stub, sb, breaker_threshold=0)
     assert default.breaker.threshold == 5
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -337,41 +384,51 @@ async def test_the_breaker_threshold_is_set_per_integration_and_validated(stub: 
     assert f.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "between 1 and 100" in f.violations["breaker_threshold"]
 
-    seven = (await stub.Configure(api.ConfigureRequest(id=default.id, breaker_threshold=7))
-             ).integration
+    seven = (
+        await stub.Configure(api.ConfigureRequest(id=default.id, breaker_threshold=7))
+    ).integration
     assert seven.breaker.threshold == 7
     assert (await events(stub, default.id))[0].reason == "changed: breaker threshold"
-    back = (await stub.Configure(api.ConfigureRequest(id=default.id, breaker_threshold=0))
-            ).integration
+    back = (
+        await stub.Configure(api.ConfigureRequest(id=default.id, breaker_threshold=0))
+    ).integration
     assert back.breaker.threshold == 5
-    unchanged = (await stub.Configure(api.ConfigureRequest(id=default.id, display_name="X"))
-                 ).integration
+    unchanged = (
+        await stub.Configure(api.ConfigureRequest(id=default.id, display_name="X"))
+    ).integration
     assert unchanged.breaker.threshold == 5
 
 
-async def test_a_new_interval_moves_the_next_regular_sync(app: App, clock: FakeClock,
-                                                          stub: Stub, sb: Sandbox) -> None:
+async def test_a_new_interval_moves_the_next_regular_sync(
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb, sync_interval={"seconds": 3600})
     await app.scheduler.sweep()
     await finish(app)
 
-    shorter = (await stub.Configure(api.ConfigureRequest(
-        id=created.id, sync_interval={"seconds": 60}))).integration
+    shorter = (
+        await stub.Configure(api.ConfigureRequest(id=created.id, sync_interval={"seconds": 60}))
+    ).integration
 
-    assert moment(shorter.next_sync_time) == moment(shorter.last_sync_time) + timedelta(
-        seconds=60)
+    assert moment(shorter.next_sync_time) == moment(shorter.last_sync_time) + timedelta(seconds=60)
 
 
-async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(app: App,
-                                                                           stub: Stub,
-                                                                           sb: Sandbox) -> None:
+async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
     created = await calendar(stub, sb)
     async with app.db.transaction() as conn:
         before = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
         current = await app.lifecycle.lock(conn, TENANT, UUID(created.id))
-        await integrations_store.record_change(conn, before=current, after=current,
-                                               trigger="test", actor="test", reason="test",
-                                               occurred_at=current.updated_at)
+        await integrations_store.record_change(
+            conn,
+            before=current,
+            after=current,
+            trigger="test",
+            actor="test",
+            reason="test",
+            occurred_at=current.updated_at,
+        )
         during = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
     async with app.db.connection() as conn:
         after = await conn.fetchval("SHOW idle_in_transaction_session_timeout")

@@ -5,8 +5,9 @@ from integrations.v1 import service_pb2_grpc
 
 
 async def test_create_then_get(stub: service_pb2_grpc.IntegrationServiceStub) -> None:
-    created = await stub.Create(api.CreateRequest(display_name="Team calendar",
-                                                  connector_type="google_calendar"))
+    created = await stub.Create(
+        api.CreateRequest(display_name="Team calendar", connector_type="google_calendar")
+    )
     got = await stub.Get(api.GetRequest(id=created.integration.id))
     assert got.integration.display_name == "Team calendar"
     assert got.integration.revision == created.integration.revision

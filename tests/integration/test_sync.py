@@ -61,12 +61,16 @@ def hold_second_page(sb: Sandbox) -> str:
 
 
 def event_queries(sb: Sandbox) -> list[str]:
-    return [e.query for e in sb.state.log.entries(provider=Provider.GOOGLE)
-            if e.path.endswith("/events")]
+    return [
+        e.query
+        for e in sb.state.log.entries(provider=Provider.GOOGLE)
+        if e.path.endswith("/events")
+    ]
 
 
-async def test_a_first_sync_lists_everything_page_by_page(stub: Stub, sb: Sandbox,
-                                                          calendar: str) -> None:
+async def test_a_first_sync_lists_everything_page_by_page(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     response = await sync(stub, calendar)
 
     run = response.run
@@ -81,13 +85,16 @@ async def test_a_first_sync_lists_everything_page_by_page(stub: Stub, sb: Sandbo
     assert integration.record_count == 5
     assert integration.HasField("last_sync_time") and integration.HasField("next_sync_time")
     history = [(e.trigger, e.reason) for e in await events(stub, calendar)][:2]
-    assert history[0] == ("succeeded", "sync run #1 succeeded: 3 pages, 5 records written, "
-                                       "0 deleted, full resync")
+    assert history[0] == (
+        "succeeded",
+        "sync run #1 succeeded: 3 pages, 5 records written, 0 deleted, full resync",
+    )
     assert history[1] == ("sync", "sync run #1 started (manual)")
 
 
-async def test_the_next_sync_brings_only_the_changes(stub: Stub, sb: Sandbox,
-                                                     calendar: str) -> None:
+async def test_the_next_sync_brings_only_the_changes(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     await sync(stub, calendar)
     put_event(sb.state, "e6", "Added")
     put_event(sb.state, "e2", "Changed", day=2)
@@ -104,15 +111,17 @@ async def test_the_next_sync_brings_only_the_changes(stub: Stub, sb: Sandbox,
     assert response.integration.record_count == 5
 
 
-async def test_a_sync_without_changes_writes_nothing(stub: Stub, sb: Sandbox,
-                                                     calendar: str) -> None:
+async def test_a_sync_without_changes_writes_nothing(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     await sync(stub, calendar)
     run = (await sync(stub, calendar)).run
     assert (run.pages, run.records_upserted, run.records_deleted) == (1, 0, 0)
 
 
 async def test_a_stale_sync_token_starts_over_and_drops_what_the_provider_lost(
-        stub: Stub, sb: Sandbox, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     await sync(stub, calendar)
     # Google forgets our sync token (HTTP 410) and e3 vanishes without a tombstone: only a
     # full listing can notice that it is gone.
@@ -134,7 +143,8 @@ async def test_a_stale_sync_token_starts_over_and_drops_what_the_provider_lost(
 
 
 async def test_a_second_sync_while_one_runs_returns_the_running_one(
-        stub: Stub, sb: Sandbox, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="hold"), resource=CALENDAR)
     first = await stub.Sync(api.SyncRequest(id=calendar))
     await sb.state.gates["hold"].wait_for(1)
@@ -158,17 +168,25 @@ async def test_the_database_refuses_a_second_running_run(app: App, calendar: str
         await sync_store.insert_run(conn, tenant, ident, uuid4(), SyncTrigger.MANUAL, now, now)
     with pytest.raises(Exception, match="sync_runs_one_running"):
         async with app.db.transaction() as conn:
-            await sync_store.insert_run(conn, tenant, ident, uuid4(), SyncTrigger.SCHEDULED,
-                                        now, now)
+            await sync_store.insert_run(
+                conn, tenant, ident, uuid4(), SyncTrigger.SCHEDULED, now, now
+            )
 
 
 async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
-        stub: Stub, sb: Sandbox, app: App, clock: FakeClock, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, clock: FakeClock, calendar: str
+) -> None:
     # A RUNNING run that no process of ours runs, as a crashed replica leaves it.
     async with app.db.transaction() as conn:
-        orphan = await sync_store.insert_run(conn, "default", UUID(calendar), uuid4(),
-                                             SyncTrigger.SCHEDULED, clock(),
-                                             clock() + app.settings.sync_lease)
+        orphan = await sync_store.insert_run(
+            conn,
+            "default",
+            UUID(calendar),
+            uuid4(),
+            SyncTrigger.SCHEDULED,
+            clock(),
+            clock() + app.settings.sync_lease,
+        )
     still = await stub.Sync(api.SyncRequest(id=calendar))
     assert still.run.id == str(orphan.id)  # its lease still runs: it is the running one
 
@@ -180,12 +198,14 @@ async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar))).runs
     assert [(r.id, r.outcome) for r in runs] == [
         (response.run.id, pb.SYNC_RUN_OUTCOME_SUCCEEDED),
-        (str(orphan.id), pb.SYNC_RUN_OUTCOME_CANCELLED)]
+        (str(orphan.id), pb.SYNC_RUN_OUTCOME_CANCELLED),
+    ]
     assert await summaries(stub, calendar) == provider_events(sb.state)
 
 
 async def test_pause_mid_sync_stops_the_run_and_resume_continues_from_the_cursor(
-        stub: Stub, sb: Sandbox, app: App, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, calendar: str
+) -> None:
     gate = hold_second_page(sb)
     started = await stub.Sync(api.SyncRequest(id=calendar))
     await sb.state.gates[gate].wait_for(1)  # page 1 is committed, page 2 is on its way
@@ -210,7 +230,8 @@ async def test_pause_mid_sync_stops_the_run_and_resume_continues_from_the_cursor
 
 
 async def test_delete_mid_sync_cancels_the_run_cleanly(
-        stub: Stub, sb: Sandbox, app: App, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, calendar: str
+) -> None:
     gate = hold_second_page(sb)
     started = await stub.Sync(api.SyncRequest(id=calendar))
     await sb.state.gates[gate].wait_for(1)
@@ -230,11 +251,13 @@ async def test_delete_mid_sync_cancels_the_run_cleanly(
 
 
 async def test_a_failure_mid_sync_keeps_the_committed_pages_and_the_next_sync_continues(
-        stub: Stub, sb: Sandbox, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     sb.state.gates.open("first")
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="first"), resource=CALENDAR)
-    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE, retry_after=30),
-                    resource=CALENDAR)
+    sb.state.inject(
+        Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE, retry_after=30), resource=CALENDAR
+    )
 
     failed = await sync(stub, calendar)
 
@@ -261,7 +284,8 @@ async def test_a_failure_mid_sync_keeps_the_committed_pages_and_the_next_sync_co
 
 
 async def test_a_service_shutting_down_ends_its_runs_cancelled(
-        stub: Stub, sb: Sandbox, app: App, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, calendar: str
+) -> None:
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="hold"), resource=CALENDAR)
     started = await stub.Sync(api.SyncRequest(id=calendar))
     await sb.state.gates["hold"].wait_for(1)
@@ -275,12 +299,16 @@ async def test_a_service_shutting_down_ends_its_runs_cancelled(
     assert (await events(stub, calendar))[0].trigger == "sync_stopped"
 
 
-@pytest.mark.parametrize(("trigger", "status", "hint"), [
-    (Trigger.PAUSE, "PAUSED", "Resume it"),
-    (Trigger.CREDENTIALS_REJECTED, "DISCONNECTED", "Reauthorize it first"),
-])
-async def test_sync_says_what_to_do_instead(stub: Stub, app: App, calendar: str,
-                                            trigger: Trigger, status: str, hint: str) -> None:
+@pytest.mark.parametrize(
+    ("trigger", "status", "hint"),
+    [
+        (Trigger.PAUSE, "PAUSED", "Resume it"),
+        (Trigger.CREDENTIALS_REJECTED, "DISCONNECTED", "Reauthorize it first"),
+    ],
+)
+async def test_sync_says_what_to_do_instead(
+    stub: Stub, app: App, calendar: str, trigger: Trigger, status: str, hint: str
+) -> None:
     await app.lifecycle.change("default", UUID(calendar), trigger, actor="test", reason="setup")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.Sync(api.SyncRequest(id=calendar))
@@ -292,8 +320,9 @@ async def test_sync_says_what_to_do_instead(stub: Stub, app: App, calendar: str,
 
 
 async def test_sync_of_an_unconfigured_integration_asks_for_a_configuration(stub: Stub) -> None:
-    draft = (await stub.Create(api.CreateRequest(display_name="New",
-                                                 connector_type="google_calendar"))).integration
+    draft = (
+        await stub.Create(api.CreateRequest(display_name="New", connector_type="google_calendar"))
+    ).integration
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.Sync(api.SyncRequest(id=draft.id))
     f = failure(refused.value)
@@ -301,31 +330,36 @@ async def test_sync_of_an_unconfigured_integration_asks_for_a_configuration(stub
     assert f.metadata["current_status"] == "DRAFT" and "Configure it first" in f.message
 
 
-async def test_sync_runs_are_listed_newest_first_page_by_page(stub: Stub, sb: Sandbox,
-                                                              calendar: str) -> None:
+async def test_sync_runs_are_listed_newest_first_page_by_page(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     ids = [(await sync(stub, calendar)).run.id for _ in range(3)]
 
     first = await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar, page_size=2))
     assert [r.id for r in first.runs] == ids[:0:-1]
-    rest = await stub.ListSyncRuns(api.ListSyncRunsRequest(
-        id=calendar, page_size=2, page_token=first.next_page_token))
+    rest = await stub.ListSyncRuns(
+        api.ListSyncRunsRequest(id=calendar, page_size=2, page_token=first.next_page_token)
+    )
     assert [r.id for r in rest.runs] == ids[:1] and rest.next_page_token == ""
     assert rest.runs[0].full_resync and not first.runs[0].full_resync
 
     other = await create(stub, "google_calendar", google(sb), bearer())
     with pytest.raises(grpc.aio.AioRpcError) as mixed:
-        await stub.ListSyncRuns(api.ListSyncRunsRequest(
-            id=other.id, page_token=first.next_page_token))
+        await stub.ListSyncRuns(
+            api.ListSyncRunsRequest(id=other.id, page_token=first.next_page_token)
+        )
     assert failure(mixed.value).violations.keys() == {"page_token"}
 
 
 async def test_records_are_listed_by_id_page_by_page(stub: Stub, calendar: str) -> None:
     await sync(stub, calendar)
     first = await stub.ListRecords(api.ListRecordsRequest(id=calendar, page_size=2))
-    second = await stub.ListRecords(api.ListRecordsRequest(
-        id=calendar, page_size=2, page_token=first.next_page_token))
-    third = await stub.ListRecords(api.ListRecordsRequest(
-        id=calendar, page_size=2, page_token=second.next_page_token))
+    second = await stub.ListRecords(
+        api.ListRecordsRequest(id=calendar, page_size=2, page_token=first.next_page_token)
+    )
+    third = await stub.ListRecords(
+        api.ListRecordsRequest(id=calendar, page_size=2, page_token=second.next_page_token)
+    )
 
     ids = [r.id for page in (first, second, third) for r in page.records]
     assert ids == ["e1", "e2", "e3", "e4", "e5"] and third.next_page_token == ""
@@ -336,22 +370,24 @@ async def test_records_are_listed_by_id_page_by_page(stub: Stub, calendar: str) 
 
 async def test_an_unknown_integration_has_no_runs_or_records(stub: Stub) -> None:
     missing = str(uuid4())
-    for call in (stub.ListSyncRuns(api.ListSyncRunsRequest(id=missing)),
-                 stub.ListRecords(api.ListRecordsRequest(id=missing)),
-                 stub.Sync(api.SyncRequest(id=missing))):
+    for call in (
+        stub.ListSyncRuns(api.ListSyncRunsRequest(id=missing)),
+        stub.ListRecords(api.ListRecordsRequest(id=missing)),
+        stub.Sync(api.SyncRequest(id=missing)),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_new_configuration_starts_over_and_drops_the_old_records(
-        stub: Stub, sb: Sandbox, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     await sync(stub, calendar)
     sb.state.google.add_calendar("other")
     put_event(sb.state, "o1", "Other calendar", calendar_id="other")
 
-    configured = await stub.Configure(api.ConfigureRequest(id=calendar,
-                                                           config=google(sb, "other")))
+    configured = await stub.Configure(api.ConfigureRequest(id=calendar, config=google(sb, "other")))
     assert configured.integration.status == pb.STATUS_ACTIVE
     response = await sync(stub, calendar)
 

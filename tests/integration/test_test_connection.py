@@ -41,15 +41,21 @@ def calendar_events() -> int:
 
 async def check(stub: Stub, ident: str) -> api.TestConnectionResponse:
     response: api.TestConnectionResponse = await stub.TestConnection(
-        api.TestConnectionRequest(id=ident))
+        api.TestConnectionRequest(id=ident)
+    )
     return response
 
 
-async def test_configure_with_a_complete_config_verifies_it_at_once(stub: Stub,
-                                                                    sb: Sandbox) -> None:
-    draft = (await stub.Create(api.CreateRequest(display_name="Team",
-                                                 connector_type="google_calendar",
-                                                 credentials=bearer()))).integration
+async def test_configure_with_a_complete_config_verifies_it_at_once(
+    stub: Stub, sb: Sandbox
+) -> None:
+    draft = (
+        await stub.Create(
+            api.CreateRequest(
+                display_name="Team", connector_type="google_calendar", credentials=bearer()
+            )
+        )
+    ).integration
     configured = await stub.Configure(api.ConfigureRequest(id=draft.id, config=google(sb)))
 
     assert configured.test.ok and not configured.test.HasField("error")
@@ -66,12 +72,16 @@ async def test_an_active_integration_is_tested_in_place(stub: Stub, calendar: st
     assert response.ok and response.integration.status == pb.STATUS_ACTIVE
     latest = (await events(stub, calendar))[0]
     assert (latest.trigger, latest.from_status, latest.to_status) == (
-        "succeeded", pb.STATUS_ACTIVE, pb.STATUS_ACTIVE)
+        "succeeded",
+        pb.STATUS_ACTIVE,
+        pb.STATUS_ACTIVE,
+    )
     assert latest.reason.startswith("connection test succeeded in ")
 
 
-async def test_a_failing_test_answers_the_error_and_records_it(stub: Stub, sb: Sandbox,
-                                                               calendar: str) -> None:
+async def test_a_failing_test_answers_the_error_and_records_it(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.FORBIDDEN), resource=CALENDAR)
 
     response = await check(stub, calendar)
@@ -85,7 +95,8 @@ async def test_a_failing_test_answers_the_error_and_records_it(stub: Stub, sb: S
 
 
 async def test_a_success_brings_an_error_back_to_active_and_clears_the_failures(
-        stub: Stub, sb: Sandbox, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SERVER_ERROR), resource=CALENDAR, times=2)
     await check(stub, calendar)
     failed = await check(stub, calendar)
@@ -101,8 +112,9 @@ async def test_a_success_brings_an_error_back_to_active_and_clears_the_failures(
     assert history == [("succeeded", pb.STATUS_ACTIVE), ("test", pb.STATUS_TESTING)]
 
 
-async def test_a_paused_integration_is_only_reported_on(stub: Stub, sb: Sandbox,
-                                                        calendar: str) -> None:
+async def test_a_paused_integration_is_only_reported_on(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
     paused = (await stub.Pause(api.PauseRequest(id=calendar))).integration
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAUTHORIZED), resource=CALENDAR)
 
@@ -114,8 +126,9 @@ async def test_a_paused_integration_is_only_reported_on(stub: Stub, sb: Sandbox,
     assert (await check(stub, calendar)).ok
 
 
-async def test_a_rejected_calendar_is_fixed_then_tested_back_to_active(stub: Stub,
-                                                                       sb: Sandbox) -> None:
+async def test_a_rejected_calendar_is_fixed_then_tested_back_to_active(
+    stub: Stub, sb: Sandbox
+) -> None:
     created = await create(stub, "google_calendar", google(sb, "later"), bearer())
     assert created.status == pb.STATUS_CONFIGURE
     sb.state.google.add_calendar("later")  # the user shares the calendar, then retries
@@ -127,8 +140,9 @@ async def test_a_rejected_calendar_is_fixed_then_tested_back_to_active(stub: Stu
 
 
 async def test_disconnected_credentials_are_tested_again(stub: Stub, sb: Sandbox) -> None:
-    sb.state.datasets.set_dataset("private", [{"id": 1}],
-                                  auth=DatasetAuth(AuthKind.API_KEY, secret="right"))
+    sb.state.datasets.set_dataset(
+        "private", [{"id": 1}], auth=DatasetAuth(AuthKind.API_KEY, secret="right")
+    )
     config = rest(f"{sb.url}/api/private", records_path="data", id_field="id")
     created = await create(stub, "rest_json", config, pb.Credentials(api_key="wrong"))
     assert created.status == pb.STATUS_DISCONNECTED
@@ -138,13 +152,16 @@ async def test_disconnected_credentials_are_tested_again(stub: Stub, sb: Sandbox
     assert response.error.code == pb.ERROR_CODE_INVALID_CREDENTIALS
     assert response.integration.status == pb.STATUS_DISCONNECTED
     history = [(e.trigger, e.to_status) for e in await events(stub, created.id)][:2]
-    assert history == [("credentials_rejected", pb.STATUS_DISCONNECTED),
-                       ("test", pb.STATUS_TESTING)]
+    assert history == [
+        ("credentials_rejected", pb.STATUS_DISCONNECTED),
+        ("test", pb.STATUS_TESTING),
+    ]
 
 
 async def test_a_draft_has_nothing_to_test(stub: Stub) -> None:
-    draft = (await stub.Create(api.CreateRequest(display_name="New",
-                                                 connector_type="ics_feed"))).integration
+    draft = (
+        await stub.Create(api.CreateRequest(display_name="New", connector_type="ics_feed"))
+    ).integration
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await check(stub, draft.id)
     f = failure(refused.value)
@@ -152,8 +169,9 @@ async def test_a_draft_has_nothing_to_test(stub: Stub) -> None:
     assert f.metadata["current_status"] == "DRAFT" and "Configure it first" in f.message
 
 
-async def test_an_incomplete_configuration_is_completed_first(stub: Stub, sb: Sandbox,
-                                                              app: App) -> None:
+async def test_an_incomplete_configuration_is_completed_first(
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
     created = await create(stub, "rest_json", rest(f"{sb.url}/api/x"))
     assert created.status == pb.STATUS_CONFIGURE
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -164,12 +182,18 @@ async def test_an_incomplete_configuration_is_completed_first(stub: Stub, sb: Sa
 
 
 async def test_a_test_changes_nothing_when_the_integration_was_reconfigured_meanwhile(
-        stub: Stub, sb: Sandbox, app: App, calendar: str) -> None:
+    stub: Stub, sb: Sandbox, app: App, calendar: str
+) -> None:
     # The verification of an older configuration must not decide about the newer one.
     before = await app.lifecycle.get("default", UUID(calendar))
-    await app.lifecycle.change("default", before.id, Trigger.TEST, actor="test",
-                               reason="another test is running",
-                               mutate=lambda i: i.replace(config={"calendar_id": "x"}))
+    await app.lifecycle.change(
+        "default",
+        before.id,
+        Trigger.TEST,
+        actor="test",
+        reason="another test is running",
+        mutate=lambda i: i.replace(config={"calendar_id": "x"}),
+    )
     after, outcome = await app.tester.verify(before)
     assert outcome.ok
     assert after.status.value == "ACTIVE"  # (A, TEST) stays ACTIVE; nothing recorded on top

@@ -29,17 +29,23 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 
 async def client(timeout: float = 10, private: bool = True) -> TokenEndpoint:
-    return TokenEndpoint(HttpClient.open(HttpPolicy(timeout=timedelta(seconds=timeout),
-                                                    allow_private_networks=private)))
+    return TokenEndpoint(
+        HttpClient.open(
+            HttpPolicy(timeout=timedelta(seconds=timeout), allow_private_networks=private)
+        )
+    )
 
 
 def endpoints(sb: Sandbox, secret: str = CLIENT_SECRET, url: str = "") -> Endpoints:
-    return Endpoints(GOOGLE, OAuthClient(CLIENT_ID, secret), f"{sb.url}/oauth2/auth",
-                     url or f"{sb.url}/oauth2/token")
+    return Endpoints(
+        GOOGLE,
+        OAuthClient(CLIENT_ID, secret),
+        f"{sb.url}/oauth2/auth",
+        url or f"{sb.url}/oauth2/token",
+    )
 
 
-async def refused(endpoint: TokenEndpoint, where: Endpoints, refresh_token: str) -> \
-        ProviderFailure:
+async def refused(endpoint: TokenEndpoint, where: Endpoints, refresh_token: str) -> ProviderFailure:
     try:
         with pytest.raises(ProviderFailure) as caught:
             await endpoint.refresh(where, refresh_token)
@@ -64,13 +70,17 @@ async def test_refresh_rotates_and_the_code_exchange_checks_pkce(sb: Sandbox) ->
 
         # A code exchanged with the wrong verifier is invalid_grant: only a new sign-in helps.
         redirect = "http://127.0.0.1:1/cb"
-        code = sb.state.oauth.authorize(client_id=CLIENT_ID, redirect_uri=redirect,
-                                        response_type="code",
-                                        code_challenge=pkce.new_pkce().challenge,
-                                        code_challenge_method="S256").code
+        code = sb.state.oauth.authorize(
+            client_id=CLIENT_ID,
+            redirect_uri=redirect,
+            response_type="code",
+            code_challenge=pkce.new_pkce().challenge,
+            code_challenge_method="S256",
+        ).code
         with pytest.raises(ProviderFailure) as caught:
-            await endpoint.exchange_code(endpoints(sb), code, redirect_uri=redirect,
-                                         code_verifier=pkce.new_pkce().verifier)
+            await endpoint.exchange_code(
+                endpoints(sb), code, redirect_uri=redirect, code_verifier=pkce.new_pkce().verifier
+            )
         assert caught.value.code is ErrorCode.INVALID_CREDENTIALS
     finally:
         await endpoint.http.close()
@@ -85,18 +95,28 @@ async def test_a_revoked_refresh_token_is_invalid_credentials(sb: Sandbox) -> No
     assert "invalid_grant" in failure.message
 
 
-@pytest.mark.parametrize(("fault", "code", "retry_after"), [
-    (Fault(FaultKind.SERVER_ERROR), ErrorCode.SERVICE_UNAVAILABLE, None),
-    (Fault(FaultKind.UNAVAILABLE, retry_after=30), ErrorCode.SERVICE_UNAVAILABLE, 30),
-    (Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=7), ErrorCode.RATE_LIMITED, 7),
-    (Fault(FaultKind.UNAUTHORIZED), ErrorCode.INTERNAL, None),  # our client is not known
-    (Fault(FaultKind.MALFORMED), ErrorCode.INTERNAL, None),
-    (Fault(FaultKind.WRONG_SHAPE), ErrorCode.INTERNAL, None),
-    (Fault(FaultKind.MALFORMED, body='{"access_token": "ya29.half-a-secret", "token_type": '
-           '"mac"}'), ErrorCode.INTERNAL, None),
-])
-async def test_provider_failures_are_classified(sb: Sandbox, fault: Fault, code: ErrorCode,
-                                                retry_after: int | None) -> None:
+@pytest.mark.parametrize(
+    ("fault", "code", "retry_after"),
+    [
+        (Fault(FaultKind.SERVER_ERROR), ErrorCode.SERVICE_UNAVAILABLE, None),
+        (Fault(FaultKind.UNAVAILABLE, retry_after=30), ErrorCode.SERVICE_UNAVAILABLE, 30),
+        (Fault(FaultKind.TOO_MANY_REQUESTS, retry_after=7), ErrorCode.RATE_LIMITED, 7),
+        (Fault(FaultKind.UNAUTHORIZED), ErrorCode.INTERNAL, None),  # our client is not known
+        (Fault(FaultKind.MALFORMED), ErrorCode.INTERNAL, None),
+        (Fault(FaultKind.WRONG_SHAPE), ErrorCode.INTERNAL, None),
+        (
+            Fault(
+                FaultKind.MALFORMED,
+                body='{"access_token": "ya29.half-a-secret", "token_type": "mac"}',
+            ),
+            ErrorCode.INTERNAL,
+            None,
+        ),
+    ],
+)
+async def test_provider_failures_are_classified(
+    sb: Sandbox, fault: Fault, code: ErrorCode, retry_after: int | None
+) -> None:
     tokens = await sandbox_tokens(sb)
     sb.state.inject(Provider.OAUTH, fault, resource="token")
     failure = await refused(await client(), endpoints(sb), tokens["refresh_token"])
@@ -117,8 +137,9 @@ async def test_transport_failures_are_service_unavailable(sb: Sandbox) -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    failure = await refused(await client(), endpoints(sb, url=f"http://127.0.0.1:{port}/t"),
-                            tokens["refresh_token"])
+    failure = await refused(
+        await client(), endpoints(sb, url=f"http://127.0.0.1:{port}/t"), tokens["refresh_token"]
+    )
     assert failure.code is ErrorCode.SERVICE_UNAVAILABLE
 
 
@@ -131,11 +152,9 @@ async def test_a_token_endpoint_that_does_not_answer_times_out(sb: Sandbox) -> N
     assert "did not answer within 0.2s" in failure.message
 
 
-async def test_private_addresses_are_refused_unless_the_deployment_allows_them(
-        sb: Sandbox) -> None:
+async def test_private_addresses_are_refused_unless_the_deployment_allows_them(sb: Sandbox) -> None:
     tokens = await sandbox_tokens(sb)
-    failure = await refused(await client(private=False), endpoints(sb),
-                            tokens["refresh_token"])
+    failure = await refused(await client(private=False), endpoints(sb), tokens["refresh_token"])
     assert failure.code is ErrorCode.INTERNAL
     assert sb.state.oauth.token_calls_total == 0
 
@@ -143,9 +162,17 @@ async def test_private_addresses_are_refused_unless_the_deployment_allows_them(
 async def test_a_token_answer_arriving_in_pieces_is_read_whole(sb: Sandbox) -> None:
     tokens = await sandbox_tokens(sb)
     padding = "x" * 40_000  # several TCP reads; still a plausible answer
-    sb.state.inject(Provider.OAUTH, Fault(FaultKind.MALFORMED, body=(
-        '{"access_token": "ya29.pieces", "token_type": "Bearer", "expires_in": 60, '
-        f'"padding": "{padding}"}}')), resource="token")
+    sb.state.inject(
+        Provider.OAUTH,
+        Fault(
+            FaultKind.MALFORMED,
+            body=(
+                '{"access_token": "ya29.pieces", "token_type": "Bearer", "expires_in": 60, '
+                f'"padding": "{padding}"}}'
+            ),
+        ),
+        resource="token",
+    )
     endpoint = await client()
     try:
         grant = await endpoint.refresh(endpoints(sb), tokens["refresh_token"])
@@ -154,8 +181,9 @@ async def test_a_token_answer_arriving_in_pieces_is_read_whole(sb: Sandbox) -> N
     assert grant.access_token == "ya29.pieces"
     assert grant.refresh_token is None  # not rotated: the caller keeps its refresh token
 
-    sb.state.inject(Provider.OAUTH, Fault(FaultKind.MALFORMED, body="x" * 200_000),
-                    resource="token")
+    sb.state.inject(
+        Provider.OAUTH, Fault(FaultKind.MALFORMED, body="x" * 200_000), resource="token"
+    )
     failure = await refused(await client(), endpoints(sb), tokens["refresh_token"])
     assert failure.code is ErrorCode.INTERNAL
     assert "KiB" in failure.message

@@ -53,10 +53,19 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 def refresher_of(app: App, sb: Sandbox, **setup: Any) -> TokenRefresher:
     """A refresher like a replica's: its own single-flight, the shared database."""
-    oauth = OAuthSetup(setup.get("clients", {"google": OAuthClient(CLIENT_ID, CLIENT_SECRET)}),
-                       setup.get("trusted", [sb.url]))
-    return TokenRefresher(app.db, app.lifecycle.keys, TokenEndpoint(app.providers.http), oauth,
-                          app.connectors, app.clock, lock_wait=timedelta(seconds=SAFETY))
+    oauth = OAuthSetup(
+        setup.get("clients", {"google": OAuthClient(CLIENT_ID, CLIENT_SECRET)}),
+        setup.get("trusted", [sb.url]),
+    )
+    return TokenRefresher(
+        app.db,
+        app.lifecycle.keys,
+        TokenEndpoint(app.providers.http),
+        oauth,
+        app.connectors,
+        app.clock,
+        lock_wait=timedelta(seconds=SAFETY),
+    )
 
 
 @pytest.fixture
@@ -65,16 +74,28 @@ def refresher(app: App, sb: Sandbox) -> TokenRefresher:
 
 
 def oauth(tokens: dict[str, Any], expires_at: str | None) -> Credentials:
-    return Credentials("oauth", {"access_token": tokens["access_token"],
-                                 "refresh_token": tokens["refresh_token"],
-                                 "expires_at": expires_at})
+    return Credentials(
+        "oauth",
+        {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens["refresh_token"],
+            "expires_at": expires_at,
+        },
+    )
 
 
-async def calendar(app: App, sb: Sandbox, credentials: Credentials,
-                   config: dict[str, Any] | None = None) -> Integration:
-    return await app.lifecycle.create(TENANT, CreateSpec(
-        "Team calendar", "google_calendar", config=config or calendar_config(sb),
-        credentials=credentials))
+async def calendar(
+    app: App, sb: Sandbox, credentials: Credentials, config: dict[str, Any] | None = None
+) -> Integration:
+    return await app.lifecycle.create(
+        TENANT,
+        CreateSpec(
+            "Team calendar",
+            "google_calendar",
+            config=config or calendar_config(sb),
+            credentials=credentials,
+        ),
+    )
 
 
 async def stored(app: App, integration: Integration) -> Credentials:
@@ -83,21 +104,21 @@ async def stored(app: App, integration: Integration) -> Credentials:
     return found
 
 
-async def tokens_of(refresher: TokenRefresher, integration: Integration,
-                    credentials: Credentials) -> RefreshingTokens:
+async def tokens_of(
+    refresher: TokenRefresher, integration: Integration, credentials: Credentials
+) -> RefreshingTokens:
     tokens = await refresher.tokens_for(integration, credentials)
     assert isinstance(tokens, RefreshingTokens)
     return tokens
 
 
 def hold_token_endpoint(sb: Sandbox, gate: str = "idp") -> None:
-    sb.state.inject(Provider.OAUTH, Fault(FaultKind.SLOW, gate=gate), resource="token",
-                    times=None)
+    sb.state.inject(Provider.OAUTH, Fault(FaultKind.SLOW, gate=gate), resource="token", times=None)
 
 
 async def test_an_expired_token_is_refreshed_before_use_and_the_rotation_stored(
-        app: App, sb: Sandbox, refresher: TokenRefresher,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher, capsys: pytest.CaptureFixture[str]
+) -> None:
     first = await sandbox_tokens(sb)
     expired = (app.clock() - timedelta(minutes=5)).isoformat()
     integration = await calendar(app, sb, oauth(first, expired))
@@ -123,30 +144,36 @@ async def test_an_expired_token_is_refreshed_before_use_and_the_rotation_stored(
     assert await (await tokens_of(refresher, integration, now_stored)).current() == token
     assert sb.state.oauth.token_calls_total == 1
     logged = capsys.readouterr()
-    for secret in (first["access_token"], first["refresh_token"], token,
-                   now_stored.secret["refresh_token"]):
+    for secret in (
+        first["access_token"],
+        first["refresh_token"],
+        token,
+        now_stored.secret["refresh_token"],
+    ):
         assert str(secret) not in logged.out + logged.err
 
 
-async def test_a_rejected_token_is_renewed_once(app: App, sb: Sandbox,
-                                                refresher: TokenRefresher) -> None:
+async def test_a_rejected_token_is_renewed_once(
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))  # expiry unknown: a 401 tells
     held = oauth(first, None)
 
-    assert await (await tokens_of(refresher, integration, held)).current() == \
-        first["access_token"]
-    renewed = await (await tokens_of(refresher, integration, held)).renew(
-        first["access_token"])
+    assert await (await tokens_of(refresher, integration, held)).current() == first["access_token"]
+    renewed = await (await tokens_of(refresher, integration, held)).renew(first["access_token"])
     assert renewed not in (None, first["access_token"])
     # Another request rejected with the same old token gets the renewed one, no new call.
-    assert await (await tokens_of(refresher, integration, held)).renew(
-        first["access_token"]) == renewed
+    assert (
+        await (await tokens_of(refresher, integration, held)).renew(first["access_token"])
+        == renewed
+    )
     assert sb.state.oauth.token_calls == {"refresh_token": 1}
 
 
 async def test_concurrent_callers_in_one_process_share_one_refresh(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     hold_token_endpoint(sb)
@@ -163,18 +190,21 @@ async def test_concurrent_callers_in_one_process_share_one_refresh(
 
 
 async def test_replicas_take_turns_and_the_second_uses_the_first_ones_token(
-        app: App, sb: Sandbox, database_url: str) -> None:
+    app: App, sb: Sandbox, database_url: str
+) -> None:
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     replica_a, replica_b = refresher_of(app, sb), refresher_of(app, sb)
     hold_token_endpoint(sb)
 
-    a = asyncio.create_task((await tokens_of(replica_a, integration, oauth(first, None)))
-                            .renew(first["access_token"]))
+    a = asyncio.create_task(
+        (await tokens_of(replica_a, integration, oauth(first, None))).renew(first["access_token"])
+    )
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)  # A holds the lock, at the provider
-    b = asyncio.create_task((await tokens_of(replica_b, integration, oauth(first, None)))
-                            .renew(first["access_token"]))
+    b = asyncio.create_task(
+        (await tokens_of(replica_b, integration, oauth(first, None))).renew(first["access_token"])
+    )
 
     async def b_waits_for_the_lock() -> bool:
         return await advisory_lock_waiters(database_url) == 1
@@ -188,7 +218,8 @@ async def test_replicas_take_turns_and_the_second_uses_the_first_ones_token(
 
 
 async def test_a_truly_rejected_refresh_token_is_invalid_credentials(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     expired = (app.clock() - timedelta(minutes=1)).isoformat()
     integration = await calendar(app, sb, oauth(first, expired))
@@ -201,20 +232,23 @@ async def test_a_truly_rejected_refresh_token_is_invalid_credentials(
 
 
 async def test_invalid_grant_after_a_reauthorize_is_a_lost_race_not_a_revocation(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     second = await sandbox_tokens(sb)  # the person's next sign-in, below
     integration = await calendar(app, sb, oauth(first, None))
     hold_token_endpoint(sb)
-    renewal = asyncio.create_task((await tokens_of(refresher, integration, oauth(first, None)))
-                                  .renew(first["access_token"]))
+    renewal = asyncio.create_task(
+        (await tokens_of(refresher, integration, oauth(first, None))).renew(first["access_token"])
+    )
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)
 
     # While our refresh is at the provider, the person signs in again (new credentials are
     # stored; a Reauthorize never waits for a refresh) and the provider revokes the old grant.
-    await app.lifecycle.configure(TENANT, integration.id, "", ConfigureSpec(
-        credentials=oauth(second, None)))
+    await app.lifecycle.configure(
+        TENANT, integration.id, "", ConfigureSpec(credentials=oauth(second, None))
+    )
     sb.state.oauth.revoke(first["refresh_token"])
     gate.open()
 
@@ -224,17 +258,20 @@ async def test_invalid_grant_after_a_reauthorize_is_a_lost_race_not_a_revocation
 
 
 async def test_credentials_stored_during_a_refresh_win_over_its_answer(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     second = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     hold_token_endpoint(sb)
-    renewal = asyncio.create_task((await tokens_of(refresher, integration, oauth(first, None)))
-                                  .renew(first["access_token"]))
+    renewal = asyncio.create_task(
+        (await tokens_of(refresher, integration, oauth(first, None))).renew(first["access_token"])
+    )
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)
-    await app.lifecycle.configure(TENANT, integration.id, "", ConfigureSpec(
-        credentials=oauth(second, None)))
+    await app.lifecycle.configure(
+        TENANT, integration.id, "", ConfigureSpec(credentials=oauth(second, None))
+    )
     gate.open()
 
     assert await asyncio.wait_for(renewal, SAFETY) == second["access_token"]
@@ -242,18 +279,19 @@ async def test_credentials_stored_during_a_refresh_win_over_its_answer(
 
 
 async def test_a_rekey_during_a_refresh_does_not_lose_the_rotated_token(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     hold_token_endpoint(sb)
-    renewal = asyncio.create_task((await tokens_of(refresher, integration, oauth(first, None)))
-                                  .renew(first["access_token"]))
+    renewal = asyncio.create_task(
+        (await tokens_of(refresher, integration, oauth(first, None))).renew(first["access_token"])
+    )
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)
     # The same credentials sealed afresh (what `service.rekey` does): the bytes change.
     async with app.db.connection() as conn:
-        await app.lifecycle._store_credentials(conn, integration, oauth(first, None),
-                                               app.clock())
+        await app.lifecycle._store_credentials(conn, integration, oauth(first, None), app.clock())
     gate.open()
 
     token = await asyncio.wait_for(renewal, SAFETY)
@@ -274,8 +312,7 @@ async def test_what_cannot_or_may_not_be_refreshed(app: App, sb: Sandbox) -> Non
     bare = Credentials("oauth", {**credentials.secret, "refresh_token": ""})
     assert isinstance(await refresher_of(app, sb).tokens_for(integration, bare), StoredTokens)
     bearer = Credentials("bearer_token", {"token": "t"})
-    assert isinstance(await refresher_of(app, sb).tokens_for(integration, bearer),
-                      StoredTokens)
+    assert isinstance(await refresher_of(app, sb).tokens_for(integration, bearer), StoredTokens)
 
     # A token URL the deployment does not trust never receives the client secret.
     untrusting = refresher_of(app, sb, trusted=[])
@@ -288,7 +325,8 @@ async def test_what_cannot_or_may_not_be_refreshed(app: App, sb: Sandbox) -> Non
 
 
 async def test_a_deleted_integration_cannot_be_refreshed(
-        app: App, sb: Sandbox, refresher: TokenRefresher) -> None:
+    app: App, sb: Sandbox, refresher: TokenRefresher
+) -> None:
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     tokens = await tokens_of(refresher, integration, oauth(first, None))

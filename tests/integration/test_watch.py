@@ -37,10 +37,10 @@ def watch(stub: Stub, **fields: object) -> Recorder:
     return Recorder(stub.WatchStatus(request), statuses=statuses)
 
 
-async def create(stub: Stub, name: str = "Team calendar",
-                 connector_type: str = "google_calendar") -> pb.Integration:
-    created = await stub.Create(api.CreateRequest(display_name=name,
-                                                  connector_type=connector_type))
+async def create(
+    stub: Stub, name: str = "Team calendar", connector_type: str = "google_calendar"
+) -> pb.Integration:
+    created = await stub.Create(api.CreateRequest(display_name=name, connector_type=connector_type))
     return created.integration
 
 
@@ -77,8 +77,9 @@ async def test_snapshot_then_every_kind_of_transition(stub: Stub, app: App) -> N
         ident = UUID(subject.id)
         for step in [*path_to(source), trigger]:
             was = (await app.lifecycle.get("default", ident)).status
-            after = await app.lifecycle.change("default", ident, step, actor="test",
-                                               reason=f"step {step.value}")
+            after = await app.lifecycle.change(
+                "default", ident, step, actor="test", reason=f"step {step.value}"
+            )
             expected.append((step.value, was, after.status))
     head = (await app.lifecycle.get("default", ident)).revision
     await watcher.until_revision(head)
@@ -100,10 +101,11 @@ async def test_snapshot_then_every_kind_of_transition(stub: Stub, app: App) -> N
         deleted.append((integration_id, status, response.revision))
     await watcher.until_revision(deleted[-1][2])
     tombstones = [m for m in watcher.changes if m.WhichOneof("kind") == "deleted"]
-    assert [(m.deleted.id, m.event.from_status, m.deleted.revision) for m in tombstones] == \
-        deleted
-    assert all(m.event.to_status == pb.STATUS_UNSPECIFIED and m.event.trigger == "delete"
-               for m in tombstones)
+    assert [(m.deleted.id, m.event.from_status, m.deleted.revision) for m in tombstones] == deleted
+    assert all(
+        m.event.to_status == pb.STATUS_UNSPECIFIED and m.event.trigger == "delete"
+        for m in tombstones
+    )
     assert watcher.view == {}
     await watcher.stop()
 
@@ -113,12 +115,15 @@ def _pb(status: Status | None) -> int:
 
 
 async def test_a_status_filter_sends_an_integration_leaving_it_once_more(
-        stub: Stub, app: App) -> None:
+    stub: Stub, app: App
+) -> None:
     active = await create(stub, "Already active")
-    await app.lifecycle.change("default", UUID(active.id), Trigger.CONFIGURE_COMPLETE,
-                               actor="test", reason="")
-    await app.lifecycle.change("default", UUID(active.id), Trigger.SUCCEEDED, actor="test",
-                               reason="")
+    await app.lifecycle.change(
+        "default", UUID(active.id), Trigger.CONFIGURE_COMPLETE, actor="test", reason=""
+    )
+    await app.lifecycle.change(
+        "default", UUID(active.id), Trigger.SUCCEEDED, actor="test", reason=""
+    )
     await create(stub, "Draft, not selected")
     watcher = watch(stub, statuses=[pb.STATUS_ACTIVE])
     await watcher.until_snapshot()
@@ -126,8 +131,14 @@ async def test_a_status_filter_sends_an_integration_leaving_it_once_more(
 
     other = await create(stub, "Becomes active later")
     ident = UUID(other.id)
-    for trigger in (Trigger.CONFIGURE_COMPLETE, Trigger.SUCCEEDED, Trigger.PAUSE,
-                    Trigger.RESUME, Trigger.FAILED, Trigger.PAUSE):
+    for trigger in (
+        Trigger.CONFIGURE_COMPLETE,
+        Trigger.SUCCEEDED,
+        Trigger.PAUSE,
+        Trigger.RESUME,
+        Trigger.FAILED,
+        Trigger.PAUSE,
+    ):
         last = await app.lifecycle.change("default", ident, trigger, actor="test", reason="")
     await app.lifecycle.pause("default", UUID(active.id), "", "")
     head = (await app.lifecycle.get("default", UUID(active.id))).revision
@@ -161,10 +172,14 @@ async def test_ids_and_connector_type_filters(stub: Stub, app: App) -> None:
     for r in (by_id, by_type):
         await r.until_revision(gone.revision)
     assert [(m.WhichOneof("kind"), m.event.integration_id) for m in by_id.changes] == [
-        ("change", feed.id), ("deleted", feed.id)]
+        ("change", feed.id),
+        ("deleted", feed.id),
+    ]
     # A tombstone carries no connector type: it goes to every stream its ids allow.
     assert [(m.WhichOneof("kind"), m.event.integration_id) for m in by_type.changes] == [
-        ("change", calendar.id), ("deleted", feed.id)]
+        ("change", calendar.id),
+        ("deleted", feed.id),
+    ]
     assert list(by_type.view) == [calendar.id]
     for r in (by_id, by_type):
         await r.stop()
@@ -190,8 +205,7 @@ async def test_resume_after_a_disconnect_sends_every_change_once(stub: Stub, app
     # No snapshot on resume; exactly the changes after the revision (the deleted
     # integration's own history went with it, its tombstone did not).
     assert "snapshot" not in resumed.kinds() and "snapshot_complete" not in resumed.kinds()
-    assert resumed.revisions == [resume_from + 2, resume_from + 3, resume_from + 4,
-                                 gone.revision]
+    assert resumed.revisions == [resume_from + 2, resume_from + 3, resume_from + 4, gone.revision]
     assert [m.change.display_name for m in resumed.changes[:3]] == ["w0", "w1", "w2"]
 
     # Live changes keep coming after the catch-up.
@@ -201,8 +215,7 @@ async def test_resume_after_a_disconnect_sends_every_change_once(stub: Stub, app
     await resumed.stop()
 
 
-async def test_heartbeats_on_a_quiet_stream_carry_the_newest_revision(
-        stub: Stub, app: App) -> None:
+async def test_heartbeats_on_a_quiet_stream_carry_the_newest_revision(stub: Stub, app: App) -> None:
     watcher = watch(stub, connector_type="rest_json")
     await watcher.until(lambda r: "heartbeat" in r.kinds())
     assert watcher.messages[-1].heartbeat.revision == 0
@@ -214,7 +227,8 @@ async def test_heartbeats_on_a_quiet_stream_carry_the_newest_revision(
 
 
 async def test_a_compacted_revision_fails_with_revision_compacted(
-        stub: Stub, app: App, clock: object) -> None:
+    stub: Stub, app: App, clock: object
+) -> None:
     old = await create(stub, "Old")
     for n in range(3):
         await stub.Configure(api.ConfigureRequest(id=old.id, display_name=f"old {n}"))
@@ -255,7 +269,8 @@ async def test_a_revision_not_yet_written_fails_with_out_of_range(stub: Stub) ->
     created = await create(stub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in stub.WatchStatus(
-                api.WatchStatusRequest(resume_after_revision=created.revision + 10)):
+            api.WatchStatusRequest(resume_after_revision=created.revision + 10)
+        ):
             pass
     problem = failure(raised.value)
     assert problem.code is grpc.StatusCode.OUT_OF_RANGE
@@ -264,8 +279,11 @@ async def test_a_revision_not_yet_written_fails_with_out_of_range(stub: Stub) ->
 
 
 async def test_a_bad_filter_is_invalid_argument_with_every_violation(stub: Stub) -> None:
-    request = api.WatchStatusRequest(ids=["not-a-uuid"], statuses=[99],  # type: ignore[list-item]
-                                     resume_after_revision=-1)
+    request = api.WatchStatusRequest(
+        ids=["not-a-uuid"],
+        statuses=[99],  # type: ignore[list-item]
+        resume_after_revision=-1,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in stub.WatchStatus(request):
             pass

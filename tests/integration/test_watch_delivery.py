@@ -41,7 +41,8 @@ async def rename(app: App, integration: Integration, count: int) -> int:
     revision = integration.revision
     for n in range(count):
         changed = await app.lifecycle.configure(
-            "default", integration.id, "", ConfigureSpec(display_name=f"{n} {NAME}"))
+            "default", integration.id, "", ConfigureSpec(display_name=f"{n} {NAME}")
+        )
         revision = changed.revision
     return revision
 
@@ -81,10 +82,12 @@ async def test_a_stalled_stream_is_cut_off_without_delaying_the_others(app: App)
 
 
 async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps(
-        app: App, server: Server, stub: Stub) -> None:
+    app: App, server: Server, stub: Stub
+) -> None:
     first = await app.lifecycle.create("default", CreateSpec("Calendar", "google_calendar"))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
-                                         options=SMALL_WINDOW) as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}", options=SMALL_WINDOW
+    ) as channel:
         stalled = Stub(channel).WatchStatus(api.WatchStatusRequest())
         received: list[int] = []
         while (message := await stalled.read()).WhichOneof("kind") != "snapshot_complete":
@@ -109,8 +112,9 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
         assert received and received[-1] < last
         assert int(problem.metadata["resume_after_revision"]) >= received[-1]
 
-        resumed = Recorder(stub.WatchStatus(
-            api.WatchStatusRequest(resume_after_revision=received[-1])))
+        resumed = Recorder(
+            stub.WatchStatus(api.WatchStatusRequest(resume_after_revision=received[-1]))
+        )
         await resumed.until_revision(last)
         assert received + resumed.revisions == list(range(first.revision + 1, last + 1))
         await resumed.stop()
@@ -118,10 +122,12 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
 
 
 async def test_the_client_watch_recovers_from_falling_behind_by_itself(
-        app: App, server: Server) -> None:
+    app: App, server: Server
+) -> None:
     first = await app.lifecycle.create("default", CreateSpec("Calendar", "google_calendar"))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
-                                         options=SMALL_WINDOW) as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}", options=SMALL_WINDOW
+    ) as channel:
         watch = StatusWatch(Stub(channel), backoff=Backoff(first=0.01))
         messages = aiter(watch)
         while (await anext(messages)).WhichOneof("kind") != "snapshot_complete":
@@ -139,15 +145,16 @@ async def test_the_client_watch_recovers_from_falling_behind_by_itself(
     assert view_of(watch.view) == await database_view(app)
 
 
-async def test_cancelled_streams_leave_no_task_or_connection_behind(
-        app: App, stub: Stub) -> None:
+async def test_cancelled_streams_leave_no_task_or_connection_behind(app: App, stub: Stub) -> None:
     first = await app.lifecycle.create("default", CreateSpec("Calendar", "google_calendar"))
     watchers = [Recorder(stub.WatchStatus(api.WatchStatusRequest())) for _ in range(3)]
-    watchers.append(Recorder(stub.WatchStatus(
-        api.WatchStatusRequest(resume_after_revision=first.revision))))
+    watchers.append(
+        Recorder(stub.WatchStatus(api.WatchStatusRequest(resume_after_revision=first.revision)))
+    )
     watchers.append(Recorder(stub.WatchStatus(api.WatchStatusRequest(ids=[str(first.id)]))))
-    changed = await app.lifecycle.configure("default", first.id, "",
-                                            ConfigureSpec(display_name="Renamed"))
+    changed = await app.lifecycle.configure(
+        "default", first.id, "", ConfigureSpec(display_name="Renamed")
+    )
     for watcher in watchers:
         await watcher.until_revision(changed.revision)
     assert len(app.watch.streams) == 5 and list(app.watch.feeds) == ["default"]
@@ -155,17 +162,20 @@ async def test_cancelled_streams_leave_no_task_or_connection_behind(
     for watcher in watchers:
         await watcher.stop()
     await eventually(lambda: not app.watch.streams and not app.watch.feeds)
-    await eventually(lambda: not [t for t in asyncio.all_tasks()
-                                  if t.get_name().startswith("watch-feed")])
+    await eventually(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("watch-feed")]
+    )
     pool = app.db.pool
     await eventually(lambda: pool.get_idle_size() == pool.get_size())
     async with app.db.connection() as conn:
         busy = await conn.fetch(
             "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND state <> 'idle'")
+            " AND pid <> pg_backend_pid() AND state <> 'idle'"
+        )
         listeners = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'integrations-watch-listener'")
+            " AND application_name = 'integrations-watch-listener'"
+        )
     assert busy == []
     assert listeners == 1  # the process's one LISTEN connection, shared by every stream
 

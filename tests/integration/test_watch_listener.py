@@ -32,8 +32,9 @@ def settings(settings: Settings) -> Settings:
 async def rename(app: App, integration: Integration, count: int, tag: str) -> int:
     revision = integration.revision
     for n in range(count):
-        changed = await app.lifecycle.configure("default", integration.id, "",
-                                                ConfigureSpec(display_name=f"{tag} {n}"))
+        changed = await app.lifecycle.configure(
+            "default", integration.id, "", ConfigureSpec(display_name=f"{tag} {n}")
+        )
         revision = changed.revision
     return revision
 
@@ -43,7 +44,8 @@ async def terminate(app: App, where: str) -> int:
     async with app.db.connection() as conn:
         killed = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}")
+            f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"
+        )
     return len(killed)
 
 
@@ -72,7 +74,8 @@ async def test_the_listener_killed_mid_stream_loses_nothing(app: App, stub: Stub
 
 
 async def test_every_connection_killed_as_in_a_database_restart_loses_nothing(
-        app: App, stub: Stub) -> None:
+    app: App, stub: Stub
+) -> None:
     integration = await app.lifecycle.create("default", CreateSpec("Cal", "google_calendar"))
     watchers = [Recorder(stub.WatchStatus(api.WatchStatusRequest())) for _ in range(3)]
     for watcher in watchers:

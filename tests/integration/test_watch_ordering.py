@@ -37,14 +37,21 @@ async def writers(database_url: str) -> AsyncIterator[Database]:
 
 async def rename(conn: asyncpg.Connection, current: Integration, name: str) -> Integration:
     event = await store.record_change(
-        conn, before=current, after=current.replace(display_name=name), trigger="settings_changed",
-        actor="test", reason="renamed", occurred_at=datetime.now(UTC))
+        conn,
+        before=current,
+        after=current.replace(display_name=name),
+        trigger="settings_changed",
+        actor="test",
+        reason="renamed",
+        occurred_at=datetime.now(UTC),
+    )
     assert event.state is not None
     return event.state
 
 
 async def test_a_later_writer_cannot_commit_before_an_earlier_one(
-        app: App, writers: Database) -> None:
+    app: App, writers: Database
+) -> None:
     x = await app.lifecycle.create("default", CreateSpec("X", "google_calendar"))
     y = await app.lifecycle.create("default", CreateSpec("Y", "google_calendar"))
     stream = app.watch.stream("default", WatchFilter(), resume_after=y.revision)
@@ -56,8 +63,11 @@ async def test_a_later_writer_cannot_commit_before_an_earlier_one(
             assert renamed.revision == y.revision + 1
 
             # Writer B starts later, on another connection, and would commit at once.
-            later = asyncio.create_task(app.lifecycle.configure(
-                "default", y.id, "", ConfigureSpec(display_name="Y, quickly")))
+            later = asyncio.create_task(
+                app.lifecycle.configure(
+                    "default", y.id, "", ConfigureSpec(display_name="Y, quickly")
+                )
+            )
             async with app.db.connection() as probe:
                 waiting = await _wait_for_lock_waiters(probe, 1)
             assert waiting == 1 and not later.done()
@@ -71,16 +81,20 @@ async def test_a_later_writer_cannot_commit_before_an_earlier_one(
         assert quick.revision == renamed.revision + 1
 
         got = [await anext(stream), await anext(stream)]
-        assert [m.revision for m in got if isinstance(m, Change)] == [renamed.revision,
-                                                                      quick.revision]
+        assert [m.revision for m in got if isinstance(m, Change)] == [
+            renamed.revision,
+            quick.revision,
+        ]
     finally:
         stream.close()
 
 
 async def _wait_for_lock_waiters(conn: asyncpg.Connection, count: int) -> int:
     """Until `count` backends of this database wait for a lock; returns how many do."""
-    query = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-             " AND wait_event_type = 'Lock'")
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
     async with asyncio.timeout(10):
         # Polling the server's own view of who waits (there is no event to await).
         while (waiting := await conn.fetchval(query)) < count:  # noqa: ASYNC110
@@ -89,9 +103,12 @@ async def _wait_for_lock_waiters(conn: asyncpg.Connection, count: int) -> int:
 
 
 async def test_concurrent_writers_committing_in_any_order_lose_nothing(
-        app: App, writers: Database) -> None:
-    subjects = [await app.lifecycle.create("default", CreateSpec(f"S{n}", "google_calendar"))
-                for n in range(8)]
+    app: App, writers: Database
+) -> None:
+    subjects = [
+        await app.lifecycle.create("default", CreateSpec(f"S{n}", "google_calendar"))
+        for n in range(8)
+    ]
     start = subjects[-1].revision
     stream = app.watch.stream("default", WatchFilter())
     received: list[int] = []

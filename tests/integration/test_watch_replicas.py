@@ -65,9 +65,12 @@ class Writer:
 
     async def step(self, n: int) -> None:
         if len(self.owned) < 3:
-            created = await self.stub.Create(api.CreateRequest(
-                display_name=f"w{n}", connector_type=self.rng.choice(
-                    ["google_calendar", "ics_feed", "rest_json"])))
+            created = await self.stub.Create(
+                api.CreateRequest(
+                    display_name=f"w{n}",
+                    connector_type=self.rng.choice(["google_calendar", "ics_feed", "rest_json"]),
+                )
+            )
             self.owned[created.integration.id] = Status.DRAFT
             return
         ident = self.rng.choice(sorted(self.owned))
@@ -76,29 +79,39 @@ class Writer:
             await self.stub.Delete(api.DeleteRequest(id=ident))
             del self.owned[ident]
         elif roll < 0.3:
-            await self.app.lifecycle.configure("default", UUID(ident), "",
-                                               ConfigureSpec(display_name=f"r{n}"))
+            await self.app.lifecycle.configure(
+                "default", UUID(ident), "", ConfigureSpec(display_name=f"r{n}")
+            )
         else:
             status = self.owned[ident]
-            triggers = sorted((t for (s, t), to in TRANSITIONS.items()
-                               if s is status and to is not None), key=lambda t: t.value)
-            changed = await self.app.lifecycle.change("default", UUID(ident),
-                                                      self.rng.choice(triggers),
-                                                      actor="writer", reason=f"step {n}")
+            triggers = sorted(
+                (t for (s, t), to in TRANSITIONS.items() if s is status and to is not None),
+                key=lambda t: t.value,
+            )
+            changed = await self.app.lifecycle.change(
+                "default",
+                UUID(ident),
+                self.rng.choice(triggers),
+                actor="writer",
+                reason=f"step {n}",
+            )
             self.owned[ident] = changed.status
 
 
 async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
-        app: App, stub: Stub, replica: tuple[App, Stub]) -> None:
+    app: App, stub: Stub, replica: tuple[App, Stub]
+) -> None:
     other, other_stub = replica
     selected = (pb.STATUS_ACTIVE, pb.STATUS_PAUSED)
     subscribers = {
         "a: everything": Recorder(stub.WatchStatus(api.WatchStatusRequest())),
         "a: active or paused": Recorder(
-            stub.WatchStatus(api.WatchStatusRequest(statuses=selected)), statuses=selected),
+            stub.WatchStatus(api.WatchStatusRequest(statuses=selected)), statuses=selected
+        ),
         "b: everything": Recorder(other_stub.WatchStatus(api.WatchStatusRequest())),
         "b: ics feeds": Recorder(
-            other_stub.WatchStatus(api.WatchStatusRequest(connector_type="ics_feed"))),
+            other_stub.WatchStatus(api.WatchStatusRequest(connector_type="ics_feed"))
+        ),
     }
     for subscriber in subscribers.values():
         await subscriber.until_snapshot()
@@ -111,8 +124,9 @@ async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
 
     async with app.db.connection() as conn:
         head = await conn.fetchval("SELECT revision FROM tenant_revisions")
-        kept = [r["revision"] for r in await conn.fetch(
-            "SELECT revision FROM events ORDER BY revision")]
+        kept = [
+            r["revision"] for r in await conn.fetch("SELECT revision FROM events ORDER BY revision")
+        ]
     assert head >= WRITERS_PER_REPLICA * 2 * CHANGES_PER_WRITER
 
     truth = await database_view(app)
@@ -126,11 +140,13 @@ async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
             assert set(kept) <= set(revisions), name
             assert view_of(subscriber.view) == truth, name
     assert view_of(subscribers["a: active or paused"].view) == {
-        i: v for i, v in truth.items() if v[0] in selected}
-    ics = {str(r["id"]) for r in await app.db.fetch(
-        "SELECT id FROM integrations WHERE connector_type = 'ics_feed'")}
-    assert view_of(subscribers["b: ics feeds"].view) == {
-        i: v for i, v in truth.items() if i in ics}
+        i: v for i, v in truth.items() if v[0] in selected
+    }
+    ics = {
+        str(r["id"])
+        for r in await app.db.fetch("SELECT id FROM integrations WHERE connector_type = 'ics_feed'")
+    }
+    assert view_of(subscribers["b: ics feeds"].view) == {i: v for i, v in truth.items() if i in ics}
 
     async with asyncio.timeout(10):
         while client.revision < head:

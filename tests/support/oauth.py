@@ -37,21 +37,39 @@ async def running_sandbox() -> AsyncIterator[Sandbox]:
 def with_oauth(settings: Settings, sb: Sandbox) -> Settings:
     """A test deployment that signs in at the sandbox: its OAuth client, the sandbox's origin
     trusted, private addresses allowed (the sandbox is on 127.0.0.1)."""
-    return replace(settings, allow_private_networks=True, google_client_id=CLIENT_ID,
-                   google_client_secret=CLIENT_SECRET, oauth_trusted_origins=sb.url)
+    return replace(
+        settings,
+        allow_private_networks=True,
+        google_client_id=CLIENT_ID,
+        google_client_secret=CLIENT_SECRET,
+        oauth_trusted_origins=sb.url,
+    )
 
 
 @asynccontextmanager
-async def replica_processes(count: int, database_url: str, sb: Sandbox, key: str,
-                            *args: str) -> AsyncIterator[list[ServiceProcess]]:
+async def replica_processes(
+    count: int, database_url: str, sb: Sandbox, key: str, *args: str
+) -> AsyncIterator[list[ServiceProcess]]:
     """`count` service processes on one database and one key ring, signing in at the sandbox
     (the client secret in the environment, as production should pass it); stopped with
     SIGTERM afterwards, each of which must exit cleanly."""
-    processes = [ServiceProcess(
-        "--database-url", database_url, "--encryption-keys", f"test-1:{key}",
-        "--allow-private-networks", "true", "--google-client-id", CLIENT_ID,
-        "--oauth-trusted-origins", sb.url, *args,
-        env={"INTEGRATIONS_GOOGLE_CLIENT_SECRET": CLIENT_SECRET}) for _ in range(count)]
+    processes = [
+        ServiceProcess(
+            "--database-url",
+            database_url,
+            "--encryption-keys",
+            f"test-1:{key}",
+            "--allow-private-networks",
+            "true",
+            "--google-client-id",
+            CLIENT_ID,
+            "--oauth-trusted-origins",
+            sb.url,
+            *args,
+            env={"INTEGRATIONS_GOOGLE_CLIENT_SECRET": CLIENT_SECRET},
+        )
+        for _ in range(count)
+    ]
     try:
         await asyncio.gather(*(p.start() for p in processes))
         yield processes
@@ -93,27 +111,46 @@ async def browse(url: str, *, outside: str = "app.example") -> list[Visit]:
 
 def calendar_config(sb: Sandbox, calendar_id: str = "team") -> dict[str, Any]:
     """A google_calendar config pointing every endpoint at the sandbox."""
-    return {"calendar_id": calendar_id, "api_base_url": f"{sb.url}/calendar/v3",
-            "token_url": f"{sb.url}/oauth2/token",
-            "authorization_url": f"{sb.url}/oauth2/auth"}
+    return {
+        "calendar_id": calendar_id,
+        "api_base_url": f"{sb.url}/calendar/v3",
+        "token_url": f"{sb.url}/oauth2/token",
+        "authorization_url": f"{sb.url}/oauth2/auth",
+    }
 
 
-async def sandbox_tokens(sb: Sandbox, redirect_uri: str = "http://127.0.0.1:1/cb") -> dict[
-        str, Any]:
+async def sandbox_tokens(
+    sb: Sandbox, redirect_uri: str = "http://127.0.0.1:1/cb"
+) -> dict[str, Any]:
     """A fresh token family from the sandbox (consent, then the code exchange with PKCE), as
     the token endpoint answered it."""
     sb.state.oauth.add_client(CLIENT_ID, CLIENT_SECRET)
     pair = pkce.new_pkce()
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sb.url}/oauth2/auth", allow_redirects=False, params={
-                "client_id": CLIENT_ID, "redirect_uri": redirect_uri, "response_type": "code",
-                "state": "s", "code_challenge": pair.challenge,
-                "code_challenge_method": "S256"}) as consent:
+        async with http.get(
+            f"{sb.url}/oauth2/auth",
+            allow_redirects=False,
+            params={
+                "client_id": CLIENT_ID,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "state": "s",
+                "code_challenge": pair.challenge,
+                "code_challenge_method": "S256",
+            },
+        ) as consent:
             code = URL(consent.headers["Location"]).query["code"]
-        async with http.post(f"{sb.url}/oauth2/token", data={
-                "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                "code_verifier": pair.verifier, "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET}) as answer:
+        async with http.post(
+            f"{sb.url}/oauth2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": pair.verifier,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
+        ) as answer:
             assert answer.status == 200, await answer.text()
             body: dict[str, Any] = await answer.json()
     # Not a call the service made: keep the counters about the service.
@@ -127,8 +164,11 @@ async def advisory_lock_waiters(database_url: str) -> int:
 
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        )
     finally:
         await conn.close()
 

@@ -26,8 +26,15 @@ class ServiceProcess:
 
     async def start(self, timeout: float = 60) -> int:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service", "--listen", "127.0.0.1:0", *self.args,
-            env=self.env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "service",
+            "--listen",
+            "127.0.0.1:0",
+            *self.args,
+            env=self.env,
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
             cwd=Path(__file__).parents[2],
         )
         self.port = await asyncio.wait_for(self._until_ready(), timeout)

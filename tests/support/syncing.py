@@ -28,8 +28,11 @@ def sandbox_settings(settings: Settings, **changes: Any) -> Settings:
 
 
 def google(sb: Sandbox, calendar_id: str = CALENDAR) -> pb.ConnectorConfig:
-    return pb.ConnectorConfig(google_calendar=pb.GoogleCalendarConfig(
-        calendar_id=calendar_id, api_base_url=f"{sb.url}/calendar/v3"))
+    return pb.ConnectorConfig(
+        google_calendar=pb.GoogleCalendarConfig(
+            calendar_id=calendar_id, api_base_url=f"{sb.url}/calendar/v3"
+        )
+    )
 
 
 def ics(url: str) -> pb.ConnectorConfig:
@@ -56,10 +59,12 @@ def seed_calendar(state: SandboxState, events: int = 5, calendar_id: str = CALEN
         put_event(state, f"e{n}", f"Event {n}", day=n, calendar_id=calendar_id)
 
 
-def put_event(state: SandboxState, event_id: str, summary: str, day: int = 1,
-              calendar_id: str = CALENDAR) -> None:
-    state.google.put_event(calendar_id, event_id, summary=summary, start=at(day),
-                           end=at(day) + timedelta(hours=1))
+def put_event(
+    state: SandboxState, event_id: str, summary: str, day: int = 1, calendar_id: str = CALENDAR
+) -> None:
+    state.google.put_event(
+        calendar_id, event_id, summary=summary, start=at(day), end=at(day) + timedelta(hours=1)
+    )
 
 
 def provider_events(state: SandboxState, calendar_id: str = CALENDAR) -> dict[str, str]:
@@ -67,12 +72,21 @@ def provider_events(state: SandboxState, calendar_id: str = CALENDAR) -> dict[st
     return {e.id: e.summary for e in state.google.events(calendar_id)}
 
 
-async def create(stub: Stub, connector_type: str, config: pb.ConnectorConfig,
-                 credentials: pb.Credentials | None = None) -> pb.Integration:
+async def create(
+    stub: Stub,
+    connector_type: str,
+    config: pb.ConnectorConfig,
+    credentials: pb.Credentials | None = None,
+) -> pb.Integration:
     """Create with a complete config: the connection test runs at once."""
-    response = await stub.Create(api.CreateRequest(
-        display_name="Synced source", connector_type=connector_type, config=config,
-        credentials=credentials))
+    response = await stub.Create(
+        api.CreateRequest(
+            display_name="Synced source",
+            connector_type=connector_type,
+            config=config,
+            credentials=credentials,
+        )
+    )
     return response.integration
 
 

@@ -10,9 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-async def until(condition: Callable[[], Any], what: str = "a condition", *,
-                timeout: float = 20.0, every: float = 0.01,
-                explain: Callable[[], Awaitable[object]] | None = None) -> Any:
+async def until(
+    condition: Callable[[], Any],
+    what: str = "a condition",
+    *,
+    timeout: float = 20.0,
+    every: float = 0.01,
+    explain: Callable[[], Awaitable[object]] | None = None,
+) -> Any:
     """Wait until `condition()` (plain or async) returns something truthy, and return it;
     after `timeout` seconds fail with `what` and, if given, what `explain()` says."""
     try:

@@ -20,8 +20,9 @@ class Recorder:
     """Consumes a stream of WatchStatusResponse in a task, keeping every message and the view
     it implies (id -> Integration)."""
 
-    def __init__(self, stream: AsyncIterable[api.WatchStatusResponse], *,
-                 statuses: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, stream: AsyncIterable[api.WatchStatusResponse], *, statuses: tuple[int, ...] = ()
+    ) -> None:
         self.stream = stream
         self.messages: list[api.WatchStatusResponse] = []
         self.view: dict[str, pb.Integration] = {}
@@ -80,8 +81,9 @@ class Recorder:
         async with asyncio.timeout(timeout):
             while not condition(self):
                 if self.ended:
-                    raise AssertionError(f"the stream ended ({self.error!r}) before the "
-                                         "condition held")
+                    raise AssertionError(
+                        f"the stream ended ({self.error!r}) before the condition held"
+                    )
                 self._arrived.clear()
                 await self._arrived.wait()
 
@@ -107,8 +109,9 @@ class Recorder:
 async def database_view(app: App, tenant: str = "default") -> dict[str, tuple[int, int]]:
     """id -> (status number, revision) of every integration of the tenant, from the table."""
     async with app.db.connection() as conn:
-        rows = await conn.fetch("SELECT id, status, revision FROM integrations "
-                                "WHERE tenant_id = $1", tenant)
+        rows = await conn.fetch(
+            "SELECT id, status, revision FROM integrations WHERE tenant_id = $1", tenant
+        )
     return {str(r["id"]): (STATUS.to_pb[Status(r["status"])], r["revision"]) for r in rows}
 
 

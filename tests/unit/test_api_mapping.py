@@ -30,19 +30,25 @@ def test_an_enum_missing_on_one_side_fails_at_build_time() -> None:
         convert.EnumMap(Extra, pb.Status, "STATUS")
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (exc.InvalidArgument([exc.FieldViolation("f", "bad")]), grpc.StatusCode.INVALID_ARGUMENT),
-    (exc.NotFound("integration", "x"), grpc.StatusCode.NOT_FOUND),
-    (exc.TransitionNotAllowed(Action.PAUSE, Status.DRAFT, [Action.CONFIGURE]),
-     grpc.StatusCode.FAILED_PRECONDITION),
-    (exc.Aborted("stale", reason="ETAG_MISMATCH"), grpc.StatusCode.ABORTED),
-    (exc.Unimplemented("later"), grpc.StatusCode.UNIMPLEMENTED),
-    (exc.Internal("ref123"), grpc.StatusCode.INTERNAL),
-    (exc.Unauthenticated("key"), grpc.StatusCode.UNAUTHENTICATED),
-    (exc.ResourceExhausted("slow"), grpc.StatusCode.RESOURCE_EXHAUSTED),
-])
-def test_error_classes_map_to_codes_with_error_info(error: exc.ServiceError,
-                                                    code: grpc.StatusCode) -> None:
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (exc.InvalidArgument([exc.FieldViolation("f", "bad")]), grpc.StatusCode.INVALID_ARGUMENT),
+        (exc.NotFound("integration", "x"), grpc.StatusCode.NOT_FOUND),
+        (
+            exc.TransitionNotAllowed(Action.PAUSE, Status.DRAFT, [Action.CONFIGURE]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (exc.Aborted("stale", reason="ETAG_MISMATCH"), grpc.StatusCode.ABORTED),
+        (exc.Unimplemented("later"), grpc.StatusCode.UNIMPLEMENTED),
+        (exc.Internal("ref123"), grpc.StatusCode.INTERNAL),
+        (exc.Unauthenticated("key"), grpc.StatusCode.UNAUTHENTICATED),
+        (exc.ResourceExhausted("slow"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ],
+)
+def test_error_classes_map_to_codes_with_error_info(
+    error: exc.ServiceError, code: grpc.StatusCode
+) -> None:
     status = to_grpc_status(error)
     assert status.code is code
     details = dict(status.trailing_metadata)["grpc-status-details-bin"]

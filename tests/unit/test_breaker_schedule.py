@@ -22,20 +22,30 @@ INTERVAL = timedelta(minutes=15)
 POLICY = BreakerPolicy(threshold=3, jitter=0.1)
 
 
-def integration(status: Status = Status.ACTIVE, breaker: Breaker | None = None,
-                **changes: object) -> Integration:
+def integration(
+    status: Status = Status.ACTIVE, breaker: Breaker | None = None, **changes: object
+) -> Integration:
     base = Integration(
-        tenant_id="t", id=uuid4(), display_name="Team", connector_type="google_calendar",
-        status=status, revision=4, created_at=NOW - timedelta(days=1), updated_at=NOW,
-        sync_interval=INTERVAL, config={"calendar_id": "team"},
-        breaker=breaker or Breaker(), next_sync_at=NOW)
+        tenant_id="t",
+        id=uuid4(),
+        display_name="Team",
+        connector_type="google_calendar",
+        status=status,
+        revision=4,
+        created_at=NOW - timedelta(days=1),
+        updated_at=NOW,
+        sync_interval=INTERVAL,
+        config={"calendar_id": "team"},
+        breaker=breaker or Breaker(),
+        next_sync_at=NOW,
+    )
     return base.replace(**changes)
 
 
-def error(code: ErrorCode = ErrorCode.SERVICE_UNAVAILABLE,
-          retry_after: timedelta | None = None) -> IntegrationError:
-    return IntegrationError(code, "the provider answered HTTP 503", NOW,
-                            retry_after=retry_after)
+def error(
+    code: ErrorCode = ErrorCode.SERVICE_UNAVAILABLE, retry_after: timedelta | None = None
+) -> IntegrationError:
+    return IntegrationError(code, "the provider answered HTTP 503", NOW, retry_after=retry_after)
 
 
 @pytest.fixture
@@ -43,8 +53,12 @@ def rules() -> Schedule:
     return Schedule(POLICY, random.Random(7))
 
 
-def failing(rules: Schedule, times: int, status: Status = Status.ACTIVE,
-            code: ErrorCode = ErrorCode.SERVICE_UNAVAILABLE) -> Integration:
+def failing(
+    rules: Schedule,
+    times: int,
+    status: Status = Status.ACTIVE,
+    code: ErrorCode = ErrorCode.SERVICE_UNAVAILABLE,
+) -> Integration:
     """An integration after `times` failures in a row, each recorded as the engine does."""
     current = integration(status)
     for _ in range(times):
@@ -56,7 +70,8 @@ def failing(rules: Schedule, times: int, status: Status = Status.ACTIVE,
 
 
 def test_a_failure_below_the_threshold_schedules_a_retry_in_place_of_the_interval(
-        rules: Schedule) -> None:
+    rules: Schedule,
+) -> None:
     verdict = rules.failed(integration(), error(), NOW, what="sync run #1")
 
     assert verdict.trigger is Trigger.FAILED and verdict.outcome is Outcome.RETRY_SCHEDULED
@@ -107,16 +122,18 @@ def test_a_lone_5xx_never_opens_the_breaker_even_at_threshold_1(rules: Schedule)
     own = integration(breaker=Breaker(threshold=1))
 
     first = rules.failed(own, error(), NOW, what="sync run #1")
-    second = rules.failed(first.apply(own).replace(status=Status.ERROR), error(), NOW,
-                          what="sync run #2")
+    second = rules.failed(
+        first.apply(own).replace(status=Status.ERROR), error(), NOW, what="sync run #2"
+    )
 
     assert first.trigger is Trigger.FAILED and not first.breaker.open
     assert second.trigger is Trigger.BREAKER_OPENED
 
 
 def test_rejected_credentials_disconnect_and_schedule_nothing(rules: Schedule) -> None:
-    verdict = rules.failed(integration(), error(ErrorCode.INVALID_CREDENTIALS), NOW,
-                           what="sync run #1")
+    verdict = rules.failed(
+        integration(), error(ErrorCode.INVALID_CREDENTIALS), NOW, what="sync run #1"
+    )
 
     assert verdict.trigger is Trigger.CREDENTIALS_REJECTED
     assert verdict.outcome is Outcome.DISCONNECTED
@@ -125,12 +142,15 @@ def test_rejected_credentials_disconnect_and_schedule_nothing(rules: Schedule) -
 
 
 def test_a_resource_rejected_during_the_first_verification_waits_for_a_person(
-        rules: Schedule) -> None:
-    testing = integration(Status.TESTING, breaker=Breaker(BreakerState(consecutive_failures=2),
-                                                          threshold=4))
+    rules: Schedule,
+) -> None:
+    testing = integration(
+        Status.TESTING, breaker=Breaker(BreakerState(consecutive_failures=2), threshold=4)
+    )
 
-    verdict = rules.failed(testing, error(ErrorCode.RESOURCE_NOT_FOUND), NOW,
-                           what="connection test")
+    verdict = rules.failed(
+        testing, error(ErrorCode.RESOURCE_NOT_FOUND), NOW, what="connection test"
+    )
 
     assert verdict.trigger is Trigger.CONFIG_REJECTED and verdict.outcome is None
     assert verdict.breaker == Breaker(threshold=4) and verdict.next_sync_at is None
@@ -144,8 +164,9 @@ def test_auth_errors_wait_on_the_probe_schedule(rules: Schedule) -> None:
 
 
 def test_retry_after_is_a_floor(rules: Schedule) -> None:
-    verdict = rules.failed(integration(), error(ErrorCode.RATE_LIMITED, timedelta(minutes=10)),
-                           NOW, what="sync run #1")
+    verdict = rules.failed(
+        integration(), error(ErrorCode.RATE_LIMITED, timedelta(minutes=10)), NOW, what="sync run #1"
+    )
 
     assert verdict.next_sync_at == NOW + timedelta(minutes=10)
 
@@ -162,11 +183,13 @@ def test_a_successful_sync_closes_and_puts_the_jittered_interval_back(rules: Sch
 
 @pytest.mark.parametrize("attempt", [Attempt.PROBE, Attempt.TEST])
 def test_a_success_while_open_reactivates_and_a_sync_from_the_cursor_is_due_at_once(
-        rules: Schedule, attempt: Attempt) -> None:
+    rules: Schedule, attempt: Attempt
+) -> None:
     current = failing(rules, 3)
 
-    verdict = rules.succeeded(current, NOW, what=f"{attempt.value} succeeded in 0.10s",
-                              attempt=attempt)
+    verdict = rules.succeeded(
+        current, NOW, what=f"{attempt.value} succeeded in 0.10s", attempt=attempt
+    )
 
     assert verdict.trigger is Trigger.REACTIVATED and verdict.outcome is Outcome.REACTIVATED
     assert transition(Status.ERROR, verdict.trigger) is Status.ACTIVE
@@ -178,17 +201,23 @@ def test_a_success_while_open_reactivates_and_a_sync_from_the_cursor_is_due_at_o
 
 
 def test_a_sync_that_succeeds_while_open_reactivates_on_the_regular_interval(
-        rules: Schedule) -> None:
-    verdict = rules.succeeded(failing(rules, 3), NOW, what="sync run #9 succeeded",
-                              attempt=Attempt.SYNC)
+    rules: Schedule,
+) -> None:
+    verdict = rules.succeeded(
+        failing(rules, 3), NOW, what="sync run #9 succeeded", attempt=Attempt.SYNC
+    )
 
     assert verdict.trigger is Trigger.REACTIVATED
     assert verdict.next_sync_at > NOW and verdict.breaker.next_attempt_at is None
 
 
 def test_a_first_verification_makes_a_regular_sync_due_at_once(rules: Schedule) -> None:
-    verdict = rules.succeeded(integration(Status.TESTING, next_sync_at=None), NOW,
-                              what="connection test succeeded in 0.10s", attempt=Attempt.TEST)
+    verdict = rules.succeeded(
+        integration(Status.TESTING, next_sync_at=None),
+        NOW,
+        what="connection test succeeded in 0.10s",
+        attempt=Attempt.TEST,
+    )
 
     assert verdict.trigger is Trigger.SUCCEEDED and verdict.next_sync_at == NOW
     assert schedule.sync_trigger(verdict.apply(integration())) is SyncTrigger.SCHEDULED
@@ -196,8 +225,7 @@ def test_a_first_verification_makes_a_regular_sync_due_at_once(rules: Schedule) 
 
 def test_a_test_of_an_active_integration_keeps_its_schedule(rules: Schedule) -> None:
     later = NOW + timedelta(minutes=7)
-    verdict = rules.succeeded(integration(next_sync_at=later), NOW, what="ok",
-                              attempt=Attempt.TEST)
+    verdict = rules.succeeded(integration(next_sync_at=later), NOW, what="ok", attempt=Attempt.TEST)
 
     assert verdict.next_sync_at == later
 
@@ -221,14 +249,27 @@ def test_the_kind_of_scheduled_run() -> None:
 
 
 def test_the_breaker_round_trips_through_json_and_reads_old_snapshots() -> None:
-    opened = Breaker(BreakerState(consecutive_failures=3, open=True, opened_at=NOW,
-                                  next_attempt_at=NOW + timedelta(minutes=2), slow_steps=2),
-                     threshold=3)
+    opened = Breaker(
+        BreakerState(
+            consecutive_failures=3,
+            open=True,
+            opened_at=NOW,
+            next_attempt_at=NOW + timedelta(minutes=2),
+            slow_steps=2,
+        ),
+        threshold=3,
+    )
     assert Breaker.from_json(opened.to_json()) == opened
     halted = Breaker(BreakerState(consecutive_failures=1, halt=Halt.DISCONNECTED))
     assert Breaker.from_json(halted.to_json()) == halted
-    old = {"consecutive_failures": 2, "open": False, "opened_at": None,
-           "next_attempt_at": None, "threshold": None, "probe_interval": None}
+    old = {
+        "consecutive_failures": 2,
+        "open": False,
+        "opened_at": None,
+        "next_attempt_at": None,
+        "threshold": None,
+        "probe_interval": None,
+    }
     assert Breaker.from_json(old) == Breaker(BreakerState(consecutive_failures=2))
 
 

@@ -23,8 +23,9 @@ def test_env_then_flags() -> None:
     assert s.listen == "127.0.0.1:2"
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900),
-                                               ("1h", 3600), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("250ms", 0.25)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert config.parse_duration(text).total_seconds() == seconds
 

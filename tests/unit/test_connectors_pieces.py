@@ -24,8 +24,12 @@ from service.engine.sync_runner import SyncCursor
 
 
 def test_a_page_keeps_each_records_last_mention() -> None:
-    page = Page.of(PageKind.CHANGES, [("a", {"v": 1}), ("b", {"v": 1}), ("a", None),
-                                      ("c", None), ("c", {"v": 2})], {"k": 1}, last=True)
+    page = Page.of(
+        PageKind.CHANGES,
+        [("a", {"v": 1}), ("b", {"v": 1}), ("a", None), ("c", None), ("c", {"v": 2})],
+        {"k": 1},
+        last=True,
+    )
     assert page.records == {"b": {"v": 1}, "c": {"v": 2}}
     assert page.deleted == ["a"]
     assert not page.full and Page.of(PageKind.FULL_NEXT, [], {}, last=False).full
@@ -36,33 +40,57 @@ def test_a_cursor_is_kept_only_for_the_configuration_it_belongs_to() -> None:
     config = {"calendar_id": "team"}
     stored = SyncCursor({"mode": "full", "page_token": "p2"}, listing).dump(config)
     assert SyncCursor.load(stored, dict(config)) == SyncCursor(
-        {"mode": "full", "page_token": "p2"}, listing)
+        {"mode": "full", "page_token": "p2"}, listing
+    )
     assert SyncCursor.load(stored, {"calendar_id": "other"}) == SyncCursor()
     assert SyncCursor.load(None, config) == SyncCursor()
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("", {"data": [{"id": 1}], "links": {"next": "/p2"}}),
-    ("data", [{"id": 1}]), ("links.next", "/p2"), ("data.0.id", 1),
-    ("data.7.id", None), ("links.next.more", None), ("missing", None),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("", {"data": [{"id": 1}], "links": {"next": "/p2"}}),
+        ("data", [{"id": 1}]),
+        ("links.next", "/p2"),
+        ("data.0.id", 1),
+        ("data.7.id", None),
+        ("links.next.more", None),
+        ("missing", None),
+    ],
+)
 def test_dot_paths(path: str, expected: Any) -> None:
     assert dig({"data": [{"id": 1}], "links": {"next": "/p2"}}, path) == expected
 
 
 def test_webcal_is_fetched_over_https() -> None:
     assert feed_url("webcal://calendar.example.com/team.ics") == URL(
-        "https://calendar.example.com/team.ics")
+        "https://calendar.example.com/team.ics"
+    )
     assert feed_url("http://calendar.example.com/a.ics").scheme == "http"
 
 
 def test_an_event_becomes_json() -> None:
-    calendar = icalendar.Calendar.from_ical("\r\n".join([
-        "BEGIN:VCALENDAR", "VERSION:2.0", "BEGIN:VEVENT", "UID:u1", "SUMMARY:Launch",
-        "DTSTART;VALUE=DATE:20260303", "DTEND;VALUE=DATE:20260304", "SEQUENCE:2",
-        "ATTENDEE:mailto:ada@example.com", "ATTENDEE:mailto:ken@example.com",
-        "EXDATE:20260310T090000Z,20260311T090000Z", "RRULE:FREQ=WEEKLY",
-        "END:VEVENT", "END:VCALENDAR", ""]))
+    calendar = icalendar.Calendar.from_ical(
+        "\r\n".join(
+            [
+                "BEGIN:VCALENDAR",
+                "VERSION:2.0",
+                "BEGIN:VEVENT",
+                "UID:u1",
+                "SUMMARY:Launch",
+                "DTSTART;VALUE=DATE:20260303",
+                "DTEND;VALUE=DATE:20260304",
+                "SEQUENCE:2",
+                "ATTENDEE:mailto:ada@example.com",
+                "ATTENDEE:mailto:ken@example.com",
+                "EXDATE:20260310T090000Z,20260311T090000Z",
+                "RRULE:FREQ=WEEKLY",
+                "END:VEVENT",
+                "END:VCALENDAR",
+                "",
+            ]
+        )
+    )
     [vevent] = calendar.walk("VEVENT")
     data = event_json(vevent)
     assert data["uid"] == "u1" and data["summary"] == "Launch" and data["sequence"] == 2
@@ -72,15 +100,19 @@ def test_an_event_becomes_json() -> None:
     assert data["rrule"] == "FREQ=WEEKLY"
 
 
-@pytest.mark.parametrize(("credentials", "headers"), [
-    (None, {}),
-    (Credentials("bearer_token", {"token": "t"}), {"Authorization": "Bearer t"}),
-    (Credentials("api_key", {"token": "k"}), {"X-Team": "k"}),
-    (Credentials("basic", {"username": "ada", "password": "pw"}),
-     {"Authorization": "Basic YWRhOnB3"}),
-])
-def test_credentials_on_the_wire(credentials: Credentials | None,
-                                 headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("credentials", "headers"),
+    [
+        (None, {}),
+        (Credentials("bearer_token", {"token": "t"}), {"Authorization": "Bearer t"}),
+        (Credentials("api_key", {"token": "k"}), {"X-Team": "k"}),
+        (
+            Credentials("basic", {"username": "ada", "password": "pw"}),
+            {"Authorization": "Basic YWRhOnB3"},
+        ),
+    ],
+)
+def test_credentials_on_the_wire(credentials: Credentials | None, headers: dict[str, str]) -> None:
     assert static_headers(credentials, "X-Team") == headers
 
 
@@ -91,12 +123,26 @@ async def test_stored_tokens_are_never_renewed() -> None:
     assert await StoredTokens(Credentials("basic", {"username": "u"})).current() is None
 
 
-@pytest.mark.parametrize(("host", "blocked"), [
-    ("127.0.0.1", True), ("10.0.0.8", True), ("192.168.1.1", True), ("172.16.0.1", True),
-    ("169.254.169.254", True), ("100.64.0.1", True), ("0.0.0.0", True), ("224.0.0.1", True),
-    ("[::1]", True), ("[fe80::1]", True), ("[fc00::1]", True), ("[::ffff:10.0.0.1]", True),
-    ("8.8.8.8", False), ("[2001:4860:4860::8888]", False), ("calendar.example.com", False),
-])
+@pytest.mark.parametrize(
+    ("host", "blocked"),
+    [
+        ("127.0.0.1", True),
+        ("10.0.0.8", True),
+        ("192.168.1.1", True),
+        ("172.16.0.1", True),
+        ("169.254.169.254", True),
+        ("100.64.0.1", True),
+        ("0.0.0.0", True),
+        ("224.0.0.1", True),
+        ("[::1]", True),
+        ("[fe80::1]", True),
+        ("[fc00::1]", True),
+        ("[::ffff:10.0.0.1]", True),
+        ("8.8.8.8", False),
+        ("[2001:4860:4860::8888]", False),
+        ("calendar.example.com", False),
+    ],
+)
 def test_local_and_private_literals_are_refused(host: str, blocked: bool) -> None:
     if blocked:
         with pytest.raises(BlockedAddress):
@@ -109,10 +155,13 @@ class _Answers(AbstractResolver):
     def __init__(self, *addresses: str) -> None:
         self.addresses = addresses
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        return [ResolveResult(hostname=host, host=a, port=port, family=family, proto=0,
-                              flags=0) for a in self.addresses]
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.addresses
+        ]
 
     async def close(self) -> None:
         pass
@@ -139,7 +188,9 @@ def test_every_built_in_connector_is_registered_and_describes_itself() -> None:
     fields = {f["name"]: f for f in schema["fields"]}
     assert fields["id_field"]["required"] and fields["url"]["kind"] == "url"
     assert fields["cursor_param"]["required_when"] == {
-        "field": "pagination", "values": ["REST_PAGINATION_STYLE_CURSOR_PARAM"]}
+        "field": "pagination",
+        "values": ["REST_PAGINATION_STYLE_CURSOR_PARAM"],
+    }
     assert schema["credential_kinds"] == ["api_key", "basic", "bearer_token"]
 
 

@@ -12,11 +12,13 @@ from service import logs
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_a_logged_exception_does_not_show_locals(fmt: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_logged_exception_does_not_show_locals(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     logs.configure(fmt, "info")
     canary = f"canary-{secrets.token_hex(8)}"  # made at run time: source lines are printed
     try:
+
         def connect(password: str) -> None:
             raise ConnectionError("refused")
 

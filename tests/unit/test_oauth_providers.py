@@ -21,8 +21,10 @@ class Connector:
 
 
 CALENDAR = GoogleCalendarConnector()
-SETUP = OAuthSetup({"google": OAuthClient("id-1", "secret-1")},
-                   trusted_origins=["http://127.0.0.1:9000/anything", "not a url"])
+SETUP = OAuthSetup(
+    {"google": OAuthClient("id-1", "secret-1")},
+    trusted_origins=["http://127.0.0.1:9000/anything", "not a url"],
+)
 
 
 def refused(connector: Any, config: dict[str, Any], setup: OAuthSetup = SETUP) -> str:
@@ -41,15 +43,24 @@ def test_the_provider_defaults_with_the_deployment_client() -> None:
 
 
 def test_overrides_on_a_trusted_or_the_providers_own_origin_are_honoured() -> None:
-    config = {"token_url": "http://127.0.0.1:9000/oauth2/token",
-              "authorization_url": "https://accounts.google.com/o/oauth2/auth"}
+    config = {
+        "token_url": "http://127.0.0.1:9000/oauth2/token",
+        "authorization_url": "https://accounts.google.com/o/oauth2/auth",
+    }
     endpoints = SETUP.endpoints(CALENDAR, config)
     assert endpoints.token_url == config["token_url"]
     assert endpoints.authorization_url == config["authorization_url"]
 
 
-@pytest.mark.parametrize("url", ["https://evil.example/token", "http://127.0.0.1:9001/token",
-                                 "https://oauth2.googleapis.com.evil.example/token", "nonsense"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/token",
+        "http://127.0.0.1:9001/token",
+        "https://oauth2.googleapis.com.evil.example/token",
+        "nonsense",
+    ],
+)
 def test_an_override_elsewhere_is_refused_before_any_secret_is_sent(url: str) -> None:
     assert refused(CALENDAR, {"token_url": url}) == "OAUTH_ENDPOINT_NOT_TRUSTED"
 
@@ -61,8 +72,9 @@ def test_connectors_without_oauth_and_deployments_without_a_client() -> None:
 
 
 def test_a_connector_may_declare_its_own_provider() -> None:
-    acme = OAuthProvider("acme", "https://id.acme.test/auth", "https://id.acme.test/token",
-                         ("read",))
+    acme = OAuthProvider(
+        "acme", "https://id.acme.test/auth", "https://id.acme.test/token", ("read",)
+    )
     setup = OAuthSetup({"acme": OAuthClient("a", "b")})
     assert setup.endpoints(Connector("acme_crm", acme), {}).provider is acme
 

@@ -25,8 +25,7 @@ def test_fresh_pairs_are_valid_unique_and_hide_the_verifier() -> None:
         assert pair.verifier not in repr(pair)
 
 
-@pytest.mark.parametrize("verifier", ["short", "x" * 129, "has space" + "x" * 40,
-                                      "é" * 43])
+@pytest.mark.parametrize("verifier", ["short", "x" * 129, "has space" + "x" * 40, "é" * 43])
 def test_invalid_verifiers_are_refused(verifier: str) -> None:
     with pytest.raises(ValueError):
         pkce.challenge_of(verifier)
@@ -40,11 +39,19 @@ def test_a_state_names_its_tenant_and_is_stored_as_a_digest(tenant: str) -> None
     assert state != pkce.new_state(tenant)
 
 
-@pytest.mark.parametrize("state", [
-    "", "no-dot", ".", "abc.", ".abc", "ZGVmYXVsdA.tooshort",
-    "ZGVmYXVsdA." + "A" * 44,  # random part of the wrong length
-    "!!!." + "A" * 43,  # tenant part not base64url
-    base64.urlsafe_b64encode(b"\xff\xfe").decode().rstrip("=") + "." + "A" * 43,  # not UTF-8
-])
+@pytest.mark.parametrize(
+    "state",
+    [
+        "",
+        "no-dot",
+        ".",
+        "abc.",
+        ".abc",
+        "ZGVmYXVsdA.tooshort",
+        "ZGVmYXVsdA." + "A" * 44,  # random part of the wrong length
+        "!!!." + "A" * 43,  # tenant part not base64url
+        base64.urlsafe_b64encode(b"\xff\xfe").decode().rstrip("=") + "." + "A" * 43,  # not UTF-8
+    ],
+)
 def test_anything_else_is_not_a_state(state: str) -> None:
     assert pkce.parse_state(state) is None

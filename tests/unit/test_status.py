@@ -23,39 +23,86 @@ T = Trigger
 # The whole lifecycle written out independently of the table, so a change to either one is
 # caught. None = the integration is deleted; absent = not allowed.
 EXPECTED: dict[Status, dict[Trigger, Status | None]] = {
-    S.DRAFT: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-              T.CREDENTIALS_SAVED: S.DRAFT, T.DELETE: None},
-    S.CONFIGURE: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-                  T.TEST: S.TESTING, T.CREDENTIALS_SAVED: S.CONFIGURE,
-                  T.REAUTHORIZE: S.TESTING, T.DELETE: None},
-    S.TESTING: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-                T.TEST: S.TESTING, T.REAUTHORIZE: S.TESTING, T.SUCCEEDED: S.ACTIVE,
-                T.FAILED: S.ERROR, T.CONFIG_REJECTED: S.CONFIGURE,
-                T.CREDENTIALS_REJECTED: S.DISCONNECTED, T.BREAKER_OPENED: S.ERROR,
-                T.REACTIVATED: S.ACTIVE, T.DELETE: None},
-    S.ACTIVE: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-               T.TEST: S.ACTIVE, T.SYNC: S.ACTIVE, T.SYNC_STOPPED: S.ACTIVE, T.PAUSE: S.PAUSED,
-               T.REAUTHORIZE: S.TESTING,
-               T.SUCCEEDED: S.ACTIVE, T.FAILED: S.ERROR, T.CONFIG_REJECTED: S.ERROR,
-               T.CREDENTIALS_REJECTED: S.DISCONNECTED, T.BREAKER_OPENED: S.ERROR,
-               T.DELETE: None},
-    S.PAUSED: {T.CONFIGURE_INCOMPLETE: S.PAUSED, T.CONFIGURE_COMPLETE: S.PAUSED,
-               T.TEST: S.PAUSED, T.RESUME: S.ACTIVE, T.RESUME_INCOMPLETE: S.CONFIGURE,
-               T.REAUTHORIZE: S.PAUSED, T.DELETE: None},
-    S.ERROR: {T.CONFIGURE_INCOMPLETE: S.CONFIGURE, T.CONFIGURE_COMPLETE: S.TESTING,
-              T.TEST: S.TESTING, T.SYNC: S.ERROR, T.SYNC_STOPPED: S.ERROR, T.PAUSE: S.PAUSED,
-              T.REAUTHORIZE: S.TESTING,
-              T.SUCCEEDED: S.ACTIVE, T.FAILED: S.ERROR, T.CONFIG_REJECTED: S.ERROR,
-              T.CREDENTIALS_REJECTED: S.DISCONNECTED, T.BREAKER_OPENED: S.ERROR,
-              T.REACTIVATED: S.ACTIVE, T.DELETE: None},
-    S.DISCONNECTED: {T.CONFIGURE_INCOMPLETE: S.DISCONNECTED,
-                     T.CONFIGURE_COMPLETE: S.DISCONNECTED, T.TEST: S.TESTING,
-                     T.REAUTHORIZE: S.TESTING, T.DELETE: None},
+    S.DRAFT: {
+        T.CONFIGURE_INCOMPLETE: S.CONFIGURE,
+        T.CONFIGURE_COMPLETE: S.TESTING,
+        T.CREDENTIALS_SAVED: S.DRAFT,
+        T.DELETE: None,
+    },
+    S.CONFIGURE: {
+        T.CONFIGURE_INCOMPLETE: S.CONFIGURE,
+        T.CONFIGURE_COMPLETE: S.TESTING,
+        T.TEST: S.TESTING,
+        T.CREDENTIALS_SAVED: S.CONFIGURE,
+        T.REAUTHORIZE: S.TESTING,
+        T.DELETE: None,
+    },
+    S.TESTING: {
+        T.CONFIGURE_INCOMPLETE: S.CONFIGURE,
+        T.CONFIGURE_COMPLETE: S.TESTING,
+        T.TEST: S.TESTING,
+        T.REAUTHORIZE: S.TESTING,
+        T.SUCCEEDED: S.ACTIVE,
+        T.FAILED: S.ERROR,
+        T.CONFIG_REJECTED: S.CONFIGURE,
+        T.CREDENTIALS_REJECTED: S.DISCONNECTED,
+        T.BREAKER_OPENED: S.ERROR,
+        T.REACTIVATED: S.ACTIVE,
+        T.DELETE: None,
+    },
+    S.ACTIVE: {
+        T.CONFIGURE_INCOMPLETE: S.CONFIGURE,
+        T.CONFIGURE_COMPLETE: S.TESTING,
+        T.TEST: S.ACTIVE,
+        T.SYNC: S.ACTIVE,
+        T.SYNC_STOPPED: S.ACTIVE,
+        T.PAUSE: S.PAUSED,
+        T.REAUTHORIZE: S.TESTING,
+        T.SUCCEEDED: S.ACTIVE,
+        T.FAILED: S.ERROR,
+        T.CONFIG_REJECTED: S.ERROR,
+        T.CREDENTIALS_REJECTED: S.DISCONNECTED,
+        T.BREAKER_OPENED: S.ERROR,
+        T.DELETE: None,
+    },
+    S.PAUSED: {
+        T.CONFIGURE_INCOMPLETE: S.PAUSED,
+        T.CONFIGURE_COMPLETE: S.PAUSED,
+        T.TEST: S.PAUSED,
+        T.RESUME: S.ACTIVE,
+        T.RESUME_INCOMPLETE: S.CONFIGURE,
+        T.REAUTHORIZE: S.PAUSED,
+        T.DELETE: None,
+    },
+    S.ERROR: {
+        T.CONFIGURE_INCOMPLETE: S.CONFIGURE,
+        T.CONFIGURE_COMPLETE: S.TESTING,
+        T.TEST: S.TESTING,
+        T.SYNC: S.ERROR,
+        T.SYNC_STOPPED: S.ERROR,
+        T.PAUSE: S.PAUSED,
+        T.REAUTHORIZE: S.TESTING,
+        T.SUCCEEDED: S.ACTIVE,
+        T.FAILED: S.ERROR,
+        T.CONFIG_REJECTED: S.ERROR,
+        T.CREDENTIALS_REJECTED: S.DISCONNECTED,
+        T.BREAKER_OPENED: S.ERROR,
+        T.REACTIVATED: S.ACTIVE,
+        T.DELETE: None,
+    },
+    S.DISCONNECTED: {
+        T.CONFIGURE_INCOMPLETE: S.DISCONNECTED,
+        T.CONFIGURE_COMPLETE: S.DISCONNECTED,
+        T.TEST: S.TESTING,
+        T.REAUTHORIZE: S.TESTING,
+        T.DELETE: None,
+    },
 }
 
 
-@pytest.mark.parametrize(("status", "trigger"), list(itertools.product(Status, Trigger)),
-                         ids=lambda v: v.value)
+@pytest.mark.parametrize(
+    ("status", "trigger"), list(itertools.product(Status, Trigger)), ids=lambda v: v.value
+)
 def test_every_status_and_trigger_pair(status: Status, trigger: Trigger) -> None:
     outcome = transition(status, trigger)
     expected = EXPECTED[status]
@@ -72,19 +119,52 @@ def test_the_table_has_no_rows_beyond_the_expected_ones() -> None:
     assert set(TRANSITIONS) == expected_rows
 
 
-@pytest.mark.parametrize(("status", "actions"), [
-    (S.DRAFT, (Action.CONFIGURE, Action.REAUTHORIZE, Action.DELETE)),
-    (S.CONFIGURE, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.REAUTHORIZE,
-                   Action.DELETE)),
-    (S.ACTIVE, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.SYNC, Action.PAUSE,
-                Action.REAUTHORIZE, Action.DELETE)),
-    (S.PAUSED, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.RESUME, Action.REAUTHORIZE,
-                Action.DELETE)),
-    (S.ERROR, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.SYNC, Action.PAUSE,
-               Action.REAUTHORIZE, Action.DELETE)),
-    (S.DISCONNECTED, (Action.CONFIGURE, Action.TEST_CONNECTION, Action.REAUTHORIZE,
-                      Action.DELETE)),
-])
+@pytest.mark.parametrize(
+    ("status", "actions"),
+    [
+        (S.DRAFT, (Action.CONFIGURE, Action.REAUTHORIZE, Action.DELETE)),
+        (
+            S.CONFIGURE,
+            (Action.CONFIGURE, Action.TEST_CONNECTION, Action.REAUTHORIZE, Action.DELETE),
+        ),
+        (
+            S.ACTIVE,
+            (
+                Action.CONFIGURE,
+                Action.TEST_CONNECTION,
+                Action.SYNC,
+                Action.PAUSE,
+                Action.REAUTHORIZE,
+                Action.DELETE,
+            ),
+        ),
+        (
+            S.PAUSED,
+            (
+                Action.CONFIGURE,
+                Action.TEST_CONNECTION,
+                Action.RESUME,
+                Action.REAUTHORIZE,
+                Action.DELETE,
+            ),
+        ),
+        (
+            S.ERROR,
+            (
+                Action.CONFIGURE,
+                Action.TEST_CONNECTION,
+                Action.SYNC,
+                Action.PAUSE,
+                Action.REAUTHORIZE,
+                Action.DELETE,
+            ),
+        ),
+        (
+            S.DISCONNECTED,
+            (Action.CONFIGURE, Action.TEST_CONNECTION, Action.REAUTHORIZE, Action.DELETE),
+        ),
+    ],
+)
 def test_allowed_actions_per_status(status: Status, actions: tuple[Action, ...]) -> None:
     assert allowed_actions(status) == actions
 
@@ -98,9 +178,12 @@ def test_pulse_pause_and_unpause_only_from_where_they_make_sense() -> None:
 
 
 def test_disconnected_is_left_only_by_new_credentials_or_deletion() -> None:
-    leaving = {t for t in Trigger
-               if transition(S.DISCONNECTED, t) not in (S.DISCONNECTED,)
-               and not isinstance(transition(S.DISCONNECTED, t), Disallowed)}
+    leaving = {
+        t
+        for t in Trigger
+        if transition(S.DISCONNECTED, t) not in (S.DISCONNECTED,)
+        and not isinstance(transition(S.DISCONNECTED, t), Disallowed)
+    }
     assert leaving == {T.REAUTHORIZE, T.TEST, T.DELETE}
 
 
@@ -108,5 +191,6 @@ def test_the_readme_diagram_is_the_table() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert mermaid() in readme, "README's state diagram is stale: paste " \
-        "`python -m service.domain.status` into it"
+    assert mermaid() in readme, (
+        "README's state diagram is stale: paste `python -m service.domain.status` into it"
+    )

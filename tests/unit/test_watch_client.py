@@ -19,8 +19,9 @@ NO_WAIT = Backoff(first=0, maximum=0)
 
 
 def snapshot(ident: str, status: int, revision: int) -> api.WatchStatusResponse:
-    return api.WatchStatusResponse(snapshot=pb.Integration(id=ident, status=status,
-                                                           revision=revision))
+    return api.WatchStatusResponse(
+        snapshot=pb.Integration(id=ident, status=status, revision=revision)
+    )
 
 
 def complete(revision: int) -> api.WatchStatusResponse:
@@ -30,13 +31,15 @@ def complete(revision: int) -> api.WatchStatusResponse:
 def change(ident: str, status: int, revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(
         change=pb.Integration(id=ident, status=status, revision=revision),
-        event=pb.IntegrationEvent(revision=revision, integration_id=ident))
+        event=pb.IntegrationEvent(revision=revision, integration_id=ident),
+    )
 
 
 def deleted(ident: str, revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(
         deleted=api.IntegrationDeleted(id=ident, revision=revision),
-        event=pb.IntegrationEvent(revision=revision, integration_id=ident))
+        event=pb.IntegrationEvent(revision=revision, integration_id=ident),
+    )
 
 
 def heartbeat(revision: int) -> api.WatchStatusResponse:
@@ -46,15 +49,20 @@ def heartbeat(revision: int) -> api.WatchStatusResponse:
 def rpc_error(error: Any) -> grpc.aio.AioRpcError:
     """The error a client sees when the server raises `error` (with its google.rpc details)."""
     status = to_grpc_status(error)
-    return grpc.aio.AioRpcError(status.code, grpc.aio.Metadata(),
-                                grpc.aio.Metadata(*status.trailing_metadata), status.details)
+    return grpc.aio.AioRpcError(
+        status.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(*status.trailing_metadata),
+        status.details,
+    )
 
 
 class Call:
     """A scripted server stream: its messages, then the error that ends it (if any)."""
 
-    def __init__(self, messages: list[api.WatchStatusResponse],
-                 error: grpc.aio.AioRpcError | None = None) -> None:
+    def __init__(
+        self, messages: list[api.WatchStatusResponse], error: grpc.aio.AioRpcError | None = None
+    ) -> None:
         self.messages, self.error = messages, error
         self.cancelled = False
 
@@ -93,14 +101,26 @@ async def read(watch: StatusWatch, count: int) -> list[str]:
 
 async def test_it_keeps_a_view_and_resumes_after_the_last_revision() -> None:
     stub = Stub(
-        Call([snapshot("a", pb.STATUS_ACTIVE, 3), snapshot("b", pb.STATUS_ACTIVE, 5),
-              complete(5), change("a", pb.STATUS_ACTIVE, 6)],
-             rpc_error(Unavailable("going away", reason="SHUTTING_DOWN"))),
+        Call(
+            [
+                snapshot("a", pb.STATUS_ACTIVE, 3),
+                snapshot("b", pb.STATUS_ACTIVE, 5),
+                complete(5),
+                change("a", pb.STATUS_ACTIVE, 6),
+            ],
+            rpc_error(Unavailable("going away", reason="SHUTTING_DOWN")),
+        ),
         Call([deleted("b", 7), heartbeat(9)]),
     )
     watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
-    assert await read(watch, 6) == ["snapshot", "snapshot", "snapshot_complete", "change",
-                                    "deleted", "heartbeat"]
+    assert await read(watch, 6) == [
+        "snapshot",
+        "snapshot",
+        "snapshot_complete",
+        "change",
+        "deleted",
+        "heartbeat",
+    ]
     assert [r.resume_after_revision for r in stub.requests] == [0, 6]
     assert stub.calls == [] and watch.connections == 2
     assert list(watch.view) == ["a"] and watch.view["a"].revision == 6
@@ -108,8 +128,9 @@ async def test_it_keeps_a_view_and_resumes_after_the_last_revision() -> None:
 
 
 async def test_a_status_filter_drops_an_integration_that_leaves_it() -> None:
-    stub = Stub(Call([snapshot("a", pb.STATUS_ERROR, 1), complete(1),
-                      change("a", pb.STATUS_ACTIVE, 2)]))
+    stub = Stub(
+        Call([snapshot("a", pb.STATUS_ERROR, 1), complete(1), change("a", pb.STATUS_ACTIVE, 2)])
+    )
     watch = StatusWatch(cast(Any, stub), statuses=[pb.STATUS_ERROR])
     await read(watch, 3)
     assert watch.view == {}

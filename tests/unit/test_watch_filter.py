@@ -16,18 +16,35 @@ NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ONE, TWO = uuid.uuid4(), uuid.uuid4()
 
 
-def integration(ident: uuid.UUID = ONE, status: Status = Status.ACTIVE,
-                connector_type: str = "google_calendar") -> Integration:
-    return Integration(tenant_id="t", id=ident, display_name="Cal",
-                       connector_type=connector_type, status=status, revision=7,
-                       created_at=NOW, updated_at=NOW, sync_interval=timedelta(minutes=15))
+def integration(
+    ident: uuid.UUID = ONE, status: Status = Status.ACTIVE, connector_type: str = "google_calendar"
+) -> Integration:
+    return Integration(
+        tenant_id="t",
+        id=ident,
+        display_name="Cal",
+        connector_type=connector_type,
+        status=status,
+        revision=7,
+        created_at=NOW,
+        updated_at=NOW,
+        sync_interval=timedelta(minutes=15),
+    )
 
 
 def change(before: Status | None, after: Integration | None, ident: uuid.UUID = ONE) -> Event:
-    return Event(tenant_id="t", revision=7, integration_id=ident,
-                 trigger="delete" if after is None else "pause", from_status=before,
-                 to_status=after.status if after else None, reason="", actor="test",
-                 occurred_at=NOW, state=after)
+    return Event(
+        tenant_id="t",
+        revision=7,
+        integration_id=ident,
+        trigger="delete" if after is None else "pause",
+        from_status=before,
+        to_status=after.status if after else None,
+        reason="",
+        actor="test",
+        occurred_at=NOW,
+        state=after,
+    )
 
 
 def test_an_empty_filter_selects_everything() -> None:
@@ -37,16 +54,20 @@ def test_an_empty_filter_selects_everything() -> None:
     assert everything.selects(change(Status.ACTIVE, None))
 
 
-@pytest.mark.parametrize(("before", "after", "sent"), [
-    (None, Status.ACTIVE, True),  # created into the selection
-    (Status.TESTING, Status.ACTIVE, True),  # enters
-    (Status.ACTIVE, Status.ACTIVE, True),  # stays (a rename, a sync)
-    (Status.ACTIVE, Status.PAUSED, True),  # leaves: sent once more, then dropped
-    (Status.PAUSED, Status.CONFIGURE, False),  # outside before and after
-    (None, Status.DRAFT, False),
-])
+@pytest.mark.parametrize(
+    ("before", "after", "sent"),
+    [
+        (None, Status.ACTIVE, True),  # created into the selection
+        (Status.TESTING, Status.ACTIVE, True),  # enters
+        (Status.ACTIVE, Status.ACTIVE, True),  # stays (a rename, a sync)
+        (Status.ACTIVE, Status.PAUSED, True),  # leaves: sent once more, then dropped
+        (Status.PAUSED, Status.CONFIGURE, False),  # outside before and after
+        (None, Status.DRAFT, False),
+    ],
+)
 def test_a_status_filter_sends_entering_staying_and_leaving(
-        before: Status | None, after: Status, sent: bool) -> None:
+    before: Status | None, after: Status, sent: bool
+) -> None:
     active = WatchFilter.of(statuses=[Status.ACTIVE, Status.ERROR])
     assert active.selects(change(before, integration(status=after))) is sent
 

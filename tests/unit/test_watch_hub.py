@@ -48,15 +48,31 @@ class History:
 
     def commit(self, status: Status = Status.ACTIVE, which: int = 0) -> Event:
         self.head += 1
-        state = Integration(tenant_id=TENANT, id=self.ids[which], display_name="Cal",
-                            connector_type="google_calendar", status=status,
-                            revision=self.head, created_at=NOW, updated_at=NOW,
-                            sync_interval=timedelta(minutes=15))
+        state = Integration(
+            tenant_id=TENANT,
+            id=self.ids[which],
+            display_name="Cal",
+            connector_type="google_calendar",
+            status=status,
+            revision=self.head,
+            created_at=NOW,
+            updated_at=NOW,
+            sync_interval=timedelta(minutes=15),
+        )
         before = self.statuses.get(state.id)
         self.statuses[state.id] = status
-        event = Event(tenant_id=TENANT, revision=self.head, integration_id=state.id,
-                      trigger="succeeded", from_status=before, to_status=status,
-                      reason="", actor="test", occurred_at=NOW, state=state)
+        event = Event(
+            tenant_id=TENANT,
+            revision=self.head,
+            integration_id=state.id,
+            trigger="succeeded",
+            from_status=before,
+            to_status=status,
+            reason="",
+            actor="test",
+            occurred_at=NOW,
+            state=state,
+        )
         self.events.append(event)
         return event
 
@@ -75,8 +91,7 @@ class InMemoryHub(WatchHub):
     it starts); the feed reads when `feed_gate` is open."""
 
     def __init__(self, history: History, **settings: object) -> None:
-        config = WatchSettings(poll_interval=timedelta(hours=1), page_size=3,
-                               **settings)  # type: ignore[arg-type]
+        config = WatchSettings(poll_interval=timedelta(hours=1), page_size=3, **settings)  # type: ignore[arg-type]
         super().__init__(cast(Database, SimpleNamespace(dsn="")), config)
         self.history = history
         self.stream_gate = asyncio.Event()
@@ -85,13 +100,15 @@ class InMemoryHub(WatchHub):
         self.feed_gate.set()
         self.fail_next_feed_read = False
 
-    async def snapshot(self, tenant_id: str,
-                       selection: WatchFilter) -> tuple[int, list[Integration]]:
+    async def snapshot(
+        self, tenant_id: str, selection: WatchFilter
+    ) -> tuple[int, list[Integration]]:
         latest = {e.integration_id: e.state for e in self.history.events if e.state}
         return self.history.head, [s for s in latest.values() if selection.matches(s)]
 
-    async def read(self, tenant_id: str, after: int, limit: int, *,
-                   through: int = NEWEST) -> HistoryPage:
+    async def read(
+        self, tenant_id: str, after: int, limit: int, *, through: int = NEWEST
+    ) -> HistoryPage:
         page = self.history.page(after, through, limit)
         await self.stream_gate.wait()
         return page
@@ -217,7 +234,8 @@ async def test_resuming_from_compacted_or_unwritten_history_fails(hub: InMemoryH
 
 
 async def test_a_feed_stuck_past_the_retention_window_ends_the_streams_it_failed(
-        hub: InMemoryHub) -> None:
+    hub: InMemoryHub,
+) -> None:
     hub.commit()
     behind = hub.stream(TENANT, WatchFilter(), resume_after=0)
     assert revisions(await take(behind, 1)) == [1]
