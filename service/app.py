@@ -11,21 +11,20 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from service.api.auth import Tenancy
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.connectors.http import HttpClient, HttpPolicy
 from service.connectors.registry import ConnectorRegistry
-from service.crypto import KeyRing
 from service.domain.model import Integration, TestOutcome
 from service.domain.schedule import Schedule
 from service.domain.status import Status
-from service.engine.lifecycle import Clock, Lifecycle, utc_now
+from service.engine.connection_tester import ConnectionTester
+from service.engine.lifecycle import Lifecycle
 from service.engine.probes import Prober
 from service.engine.providers import Providers
 from service.engine.retention import HistoryRetention
 from service.engine.scheduler import Scheduler, SchedulerSettings
 from service.engine.sync import SyncEngine
-from service.engine.testing import ConnectionTester
 from service.engine.watch import WatchHub, WatchSettings
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.reauthorization import Reauthorization
@@ -33,6 +32,8 @@ from service.oauth.refresh import TokenRefresher
 from service.oauth.sign_in import SignIns
 from service.oauth.token_endpoint import TokenEndpoint
 from service.storage.database import Database, EmbeddedPostgres
+from service.storage.sealing import KeyRing
+from service.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
 

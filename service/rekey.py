@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from service import config, logs
-from service.crypto import KeyRing, row_binding
 from service.storage.database import Database, EmbeddedPostgres
 from service.storage.queries import Q
+from service.storage.sealing import KeyRing, row_binding
 
 BATCH = 500
 

@@ -8,7 +8,6 @@ import grpc
 from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert
-from service.api.auth import metadata_of
 from service.app import App
 from service.domain.model import Integration
 
@@ -23,7 +22,7 @@ class RpcBase:
 
     def tenant(self, context: Context) -> str:
         """The caller's tenant (UNAUTHENTICATED without a valid key when keys are set)."""
-        return self.app.tenancy.tenant(metadata_of(context))
+        return self.app.tenancy.tenant(tuple(context.invocation_metadata() or ()))
 
     def out(self, integration: Integration) -> pb.Integration:
         """The API view of an integration, as of now."""

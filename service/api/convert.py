@@ -16,11 +16,11 @@ from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCategory, ErrorCode, IntegrationError
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
 from service.domain.status import Action, Status, SyncState, allowed_actions
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
 
 E = TypeVar("E", bound=enum.Enum)
 

@@ -1,7 +1,7 @@
 """Around every RPC: one log line (method, code, duration, integration id, request id), and
 the guarantee that no exception escapes as an opaque INTERNAL with a traceback.
 
-Domain errors become their gRPC status with details (service.api.errors); anything else is
+Domain errors become their gRPC status with details (service.api.error_status); anything else is
 logged with a support reference and answered INTERNAL quoting that reference.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import structlog
 
-from service.api.errors import to_grpc_status
+from service.api.error_status import to_grpc_status
 from service.domain.exceptions import Internal, ServiceError
 
 log = structlog.get_logger("rpc")

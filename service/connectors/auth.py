@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service.connectors.failures import ProviderFailure, from_status
+from service.connectors.provider_failures import ProviderFailure, from_status
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 

@@ -25,9 +25,9 @@ from service.connectors.base import (
     PageKind,
     Source,
 )
-from service.connectors.failures import ProviderFailure, from_status, malformed
 from service.connectors.http import Response, json_body, redact, retry_after
-from service.domain.errors import ErrorCode
+from service.connectors.provider_failures import ProviderFailure, from_status, malformed
+from service.domain.taxonomy import ErrorCode
 
 HTTP = ("http", "https")
 DEFAULT_API_BASE_URL = "https://www.googleapis.com/calendar/v3"

@@ -22,14 +22,14 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from service.connectors.failures import (
+from service.connectors.network import BlockedAddress, GuardedResolver, check_literal
+from service.connectors.provider_failures import (
     ProviderFailure,
     malformed,
     parse_retry_after,
     unavailable,
 )
-from service.connectors.network import BlockedAddress, GuardedResolver, check_literal
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

@@ -26,8 +26,8 @@ from service.connectors.base import (
     PageKind,
     Source,
 )
-from service.connectors.failures import from_status, malformed
 from service.connectors.http import Response, redact, retry_after
+from service.connectors.provider_failures import from_status, malformed
 
 ACCEPT = "text/calendar, text/plain;q=0.5, */*;q=0.1"
 

@@ -25,8 +25,8 @@ from service.connectors.base import (
     PageKind,
     Source,
 )
-from service.connectors.failures import from_status, malformed
 from service.connectors.http import Response, json_body, redact, retry_after
+from service.connectors.provider_failures import from_status, malformed
 from service.domain.exceptions import FieldViolation
 
 STYLES = (

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 
 
 class Pace(enum.Enum):
@@ -242,7 +242,7 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Breaker:
+class BreakerRules:
     """Applies a `BreakerPolicy` to a `BreakerState`; `rng` draws the jitter."""
 
     policy: BreakerPolicy = field(default_factory=BreakerPolicy)

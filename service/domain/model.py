@@ -13,8 +13,8 @@ from typing import Any
 from uuid import UUID
 
 from service.domain.breaker import BreakerState, Halt
-from service.domain.errors import IntegrationError
 from service.domain.status import Status, SyncState
+from service.domain.taxonomy import IntegrationError
 
 
 @dataclass(frozen=True)

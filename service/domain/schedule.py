@@ -19,12 +19,11 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from service.domain.breaker import Breaker as BreakerRules
-from service.domain.breaker import BreakerPolicy, BreakerState, Outcome
-from service.domain.errors import FAILURE_TRIGGERS, IntegrationError
+from service.domain.breaker import BreakerPolicy, BreakerRules, BreakerState, Outcome
 from service.domain.model import Breaker, Integration
 from service.domain.status import Status, Trigger, transition
 from service.domain.sync import SyncTrigger
+from service.domain.taxonomy import FAILURE_TRIGGERS, IntegrationError
 
 
 class Attempt(enum.Enum):

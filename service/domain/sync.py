@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from service.domain.errors import IntegrationError
+from service.domain.taxonomy import IntegrationError
 
 
 class SyncTrigger(enum.Enum):

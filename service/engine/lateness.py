@@ -14,10 +14,11 @@ from datetime import datetime
 
 import structlog
 
+from service.clock import Clock
 from service.domain.model import Integration
-from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.lifecycle import Lifecycle
+from service.storage import claims
 from service.storage import integrations as store
-from service.storage import scheduler as claims
 
 log = structlog.get_logger(__name__)
 

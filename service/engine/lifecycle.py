@@ -14,17 +14,16 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from service.clock import Clock, utc_now
 from service.connectors.registry import ConnectorRegistry
-from service.crypto import KeyRing, row_binding
 from service.domain import schedule
 from service.domain.credentials import Credentials
-from service.domain.errors import IntegrationError
 from service.domain.exceptions import Aborted, FieldViolation, InvalidArgument, TransitionNotAllowed
 from service.domain.model import Breaker, Event, Integration
 from service.domain.status import (
@@ -36,6 +35,7 @@ from service.domain.status import (
     Trigger,
     transition,
 )
+from service.domain.taxonomy import IntegrationError
 from service.domain.validation import (
     IntervalBounds,
     breaker_threshold,
@@ -46,12 +46,7 @@ from service.domain.validation import (
 )
 from service.storage import integrations as store
 from service.storage.database import Database
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from service.storage.sealing import KeyRing, row_binding
 
 
 @dataclass(frozen=True)

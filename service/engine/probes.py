@@ -17,16 +17,17 @@ from datetime import timedelta
 
 import structlog
 
+from service.clock import Clock
 from service.connectors.http import purpose
-from service.domain.errors import ErrorCode, IntegrationError
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
 from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Status
-from service.engine.lifecycle import Clock, Lifecycle
+from service.domain.taxonomy import ErrorCode, IntegrationError
+from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
-from service.storage import scheduler as claims
-from service.storage.scheduler import Claim
+from service.storage import claims
+from service.storage.claims import Claim
 
 log = structlog.get_logger(__name__)
 

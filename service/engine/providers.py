@@ -15,15 +15,16 @@ from dataclasses import dataclass
 
 import structlog
 
+from service.clock import Clock
 from service.connectors.auth import AccessTokens, StoredTokens
 from service.connectors.base import Connector, Source
-from service.connectors.failures import ProviderFailure
 from service.connectors.http import HttpClient
+from service.connectors.provider_failures import ProviderFailure
 from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCode, IntegrationError
 from service.domain.model import Integration
-from service.engine.lifecycle import Clock, Lifecycle
+from service.domain.taxonomy import ErrorCode, IntegrationError
+from service.engine.lifecycle import Lifecycle
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 import structlog
 
 from service.background import cancel_and_wait
-from service.engine.lifecycle import Clock, utc_now
+from service.clock import Clock, utc_now
 from service.storage import watch as store
 from service.storage.database import Database
 

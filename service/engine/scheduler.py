@@ -27,13 +27,14 @@ from datetime import timedelta
 import structlog
 
 from service.background import cancel_and_wait
+from service.clock import Clock
 from service.config import ConnectorLimits
 from service.engine.lateness import LateNotices
-from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.lifecycle import Lifecycle
 from service.engine.probes import Prober
 from service.engine.sync import SyncEngine
-from service.storage import scheduler as claims
-from service.storage.scheduler import Claim
+from service.storage import claims
+from service.storage.claims import Claim
 
 log = structlog.get_logger(__name__)
 

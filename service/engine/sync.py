@@ -22,20 +22,21 @@ from uuid import UUID, uuid4
 
 import structlog
 
+from service.clock import Clock
 from service.domain import schedule
 from service.domain.exceptions import NotFound, TransitionNotAllowed
 from service.domain.model import Integration
 from service.domain.schedule import Schedule
 from service.domain.status import Action, Disallowed, Status, SyncState, Trigger, transition
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
-from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
 from service.engine.sync_runner import SyncRunner
+from service.storage import claims
 from service.storage import integrations as integrations_store
-from service.storage import scheduler as claims
 from service.storage import sync as store
+from service.storage.claims import Claim
 from service.storage.database import Database
-from service.storage.scheduler import Claim
 
 log = structlog.get_logger(__name__)
 

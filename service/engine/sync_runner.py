@@ -33,6 +33,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from service.clock import Clock
 from service.connectors.base import Cursor, Page, PageKind
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
@@ -40,9 +41,9 @@ from service.domain.model import Integration
 from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Status, SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
-from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
-from service.storage import scheduler as claims
+from service.storage import claims
 from service.storage import sync as store
 from service.storage.database import Database
 

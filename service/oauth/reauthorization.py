@@ -20,11 +20,10 @@ from uuid import UUID
 
 import structlog
 
-from service.connectors.failures import ProviderFailure, malformed
+from service.clock import Clock
+from service.connectors.provider_failures import ProviderFailure, malformed
 from service.connectors.registry import ConnectorRegistry
-from service.crypto import row_binding
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCode, IntegrationError
 from service.domain.exceptions import (
     FailedPrecondition,
     FieldViolation,
@@ -35,15 +34,17 @@ from service.domain.exceptions import (
 )
 from service.domain.model import Breaker, Integration, TestOutcome
 from service.domain.status import Action, Disallowed, Status, Trigger, transition
+from service.domain.taxonomy import ErrorCode, IntegrationError
 from service.domain.validation import raise_if, return_url, scopes
-from service.engine.lifecycle import Clock, Lifecycle
+from service.engine.connection_tester import ConnectionTester
+from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
-from service.engine.testing import ConnectionTester
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
 from service.oauth.sign_in import SignIn, SignIns, Started
 from service.oauth.token_endpoint import TokenEndpoint, TokenGrant
 from service.storage import integrations as store
+from service.storage.sealing import row_binding
 
 log = structlog.get_logger(__name__)
 

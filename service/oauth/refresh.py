@@ -36,21 +36,21 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from service.clock import Clock
 from service.connectors.auth import AccessTokens, StoredTokens
-from service.connectors.failures import ProviderFailure, unavailable
+from service.connectors.provider_failures import ProviderFailure, unavailable
 from service.connectors.registry import ConnectorRegistry
-from service.crypto import KeyRing, row_binding
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCode
 from service.domain.exceptions import FailedPrecondition
 from service.domain.model import Integration
-from service.engine.lifecycle import Clock
+from service.domain.taxonomy import ErrorCode
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
 from service.oauth.token_endpoint import TokenEndpoint
 from service.storage import integrations as integration_store
 from service.storage import oauth as store
 from service.storage.database import Database
+from service.storage.sealing import KeyRing, row_binding
 
 log = structlog.get_logger(__name__)
 

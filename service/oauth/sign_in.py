@@ -14,13 +14,13 @@ from uuid import UUID
 
 from yarl import URL
 
-from service.crypto import KeyRing, row_binding
+from service.clock import Clock
 from service.domain.model import Integration
-from service.engine.lifecycle import Clock
 from service.oauth import pkce
 from service.oauth.providers import Endpoints
 from service.storage import oauth as store
 from service.storage.database import Database
+from service.storage.sealing import KeyRing, row_binding
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ import aiohttp
 from yarl import URL
 
 from service.connectors.auth import token_endpoint_failure
-from service.connectors.failures import (
+from service.connectors.http import HttpClient, redact
+from service.connectors.network import BlockedAddress, check_literal
+from service.connectors.provider_failures import (
     RETRYABLE,
     ProviderFailure,
     from_status,
@@ -32,9 +34,7 @@ from service.connectors.failures import (
     parse_retry_after,
     unavailable,
 )
-from service.connectors.http import HttpClient, redact
-from service.connectors.network import BlockedAddress, check_literal
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 from service.oauth.providers import Endpoints
 
 #: Token answers are a few hundred bytes; anything far bigger is not a token answer.

@@ -16,10 +16,10 @@ from uuid import UUID
 import asyncpg
 
 from service.domain.breaker import BreakerState, Halt
-from service.domain.errors import IntegrationError
 from service.domain.exceptions import NotFound
 from service.domain.model import Breaker, Event, Integration
 from service.domain.status import Status, SyncState
+from service.domain.taxonomy import IntegrationError
 from service.storage.queries import Q
 
 #: How long a writer holding its tenant's revision lock may keep the server waiting between

@@ -14,8 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
-from service.domain.errors import IntegrationError
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain.taxonomy import IntegrationError
 from service.storage.queries import Q
 
 

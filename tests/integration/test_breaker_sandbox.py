@@ -21,7 +21,7 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.datasets import AuthKind, DatasetAuth
 from service.app import App
 from service.config import Settings
-from service.storage.scheduler import Claim
+from service.storage.claims import Claim
 from tests.support.clock import FakeClock
 from tests.support.syncing import (
     CALENDAR,

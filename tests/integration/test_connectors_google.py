@@ -18,8 +18,8 @@ from service.app import App
 from service.config import Settings
 from service.connectors.auth import AccessTokens, StoredTokens
 from service.domain.credentials import Credentials
-from service.domain.errors import TAXONOMY, ErrorCode
 from service.domain.model import Integration
+from service.domain.taxonomy import TAXONOMY, ErrorCode
 from tests.support.syncing import (
     CALENDAR,
     TOKEN,

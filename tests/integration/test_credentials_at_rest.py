@@ -15,9 +15,9 @@ from integrations.v1 import service_pb2_grpc
 
 from service.app import App
 from service.config import Settings
-from service.crypto import KeyRing, SealError
 from service.rekey import rekey
 from service.storage.database import Database
+from service.storage.sealing import KeyRing, SealError
 from tests.support.clock import FakeClock
 
 CANARIES = (

@@ -22,8 +22,8 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
 from service.config import Settings
 from service.domain.status import Status
+from service.storage import claims
 from service.storage import integrations as integrations_store
-from service.storage import scheduler as claims
 from service.storage import sync as sync_store
 from tests.support.clock import FakeClock
 from tests.support.rpc import failure

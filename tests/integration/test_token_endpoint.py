@@ -11,10 +11,10 @@ import pytest
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
-from service.connectors.failures import ProviderFailure
 from service.connectors.google_calendar import GOOGLE_OAUTH as GOOGLE
 from service.connectors.http import HttpClient, HttpPolicy
-from service.domain.errors import ErrorCode
+from service.connectors.provider_failures import ProviderFailure
+from service.domain.taxonomy import ErrorCode
 from service.oauth import pkce
 from service.oauth.providers import Endpoints, OAuthClient
 from service.oauth.token_endpoint import TokenEndpoint

@@ -17,10 +17,10 @@ from sandbox.server import Sandbox
 from service.app import App
 from service.config import Settings
 from service.connectors.auth import StoredTokens
-from service.connectors.failures import ProviderFailure
+from service.connectors.provider_failures import ProviderFailure
 from service.domain.credentials import Credentials
-from service.domain.errors import ErrorCode
 from service.domain.model import Integration
+from service.domain.taxonomy import ErrorCode
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.refresh import RefreshingTokens, TokenRefresher

@@ -8,7 +8,7 @@ from google.rpc import error_details_pb2, status_pb2
 from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert, page_tokens
-from service.api.errors import DOMAIN, to_grpc_status
+from service.api.error_status import DOMAIN, to_grpc_status
 from service.domain import exceptions as exc
 from service.domain.status import Action, Status
 

@@ -11,14 +11,14 @@ import pytest
 from service.domain.breaker import (
     HANDLING,
     AttemptKind,
-    Breaker,
     BreakerPolicy,
+    BreakerRules,
     BreakerState,
     Decision,
     Halt,
     Outcome,
 )
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -45,13 +45,13 @@ class FixedRandom(random.Random):
         return self.value
 
 
-def exact(**settings: Any) -> Breaker:
+def exact(**settings: Any) -> BreakerRules:
     """A breaker without jitter, so schedules are exact."""
-    return Breaker(BreakerPolicy(jitter=0, **settings), FixedRandom(0.0))
+    return BreakerRules(BreakerPolicy(jitter=0, **settings), FixedRandom(0.0))
 
 
 def fail_times(
-    breaker: Breaker, code: ErrorCode, times: int, state: BreakerState | None = None
+    breaker: BreakerRules, code: ErrorCode, times: int, state: BreakerState | None = None
 ) -> list[Decision]:
     """`times` consecutive failures, each reported at NOW; every decision in order."""
     decisions = []
@@ -68,7 +68,7 @@ def delay(decision: Decision) -> timedelta:
     return decision.next_attempt_at - NOW
 
 
-def open_state(breaker: Breaker) -> BreakerState:
+def open_state(breaker: BreakerRules) -> BreakerState:
     return fail_times(breaker, ErrorCode.INTERNAL, breaker.policy.threshold)[-1].state
 
 
@@ -160,7 +160,7 @@ def test_threshold_override_per_integration() -> None:
     overridden = default.with_overrides(threshold=2)
     assert overridden.threshold == 2
     assert overridden.backoff_initial == default.backoff_initial
-    decisions = fail_times(Breaker(overridden, FixedRandom(0.0)), ErrorCode.INTERNAL, 2)
+    decisions = fail_times(BreakerRules(overridden, FixedRandom(0.0)), ErrorCode.INTERNAL, 2)
     assert [d.outcome for d in decisions] == [Outcome.RETRY_SCHEDULED, Outcome.BREAKER_OPENED]
 
 
@@ -288,7 +288,7 @@ def test_multiplier_one_keeps_delays_constant() -> None:
 def test_jitter_stays_within_its_fraction_below_the_delay(
     jitter: float, low: timedelta, high: timedelta
 ) -> None:
-    breaker = Breaker(BreakerPolicy(jitter=jitter), random.Random(20250301))
+    breaker = BreakerRules(BreakerPolicy(jitter=jitter), random.Random(20250301))
     delays = [
         delay(breaker.record_failure(BreakerState(), ErrorCode.INTERNAL, NOW)) for _ in range(500)
     ]
@@ -300,13 +300,13 @@ def test_jitter_stays_within_its_fraction_below_the_delay(
 
 @pytest.mark.parametrize(("draw", "expected"), [(0.0, 30 * S), (0.5, 27 * S), (0.999999, 24 * S)])
 def test_jitter_draw_maps_linearly_onto_the_range(draw: float, expected: timedelta) -> None:
-    breaker = Breaker(BreakerPolicy(), FixedRandom(draw))
+    breaker = BreakerRules(BreakerPolicy(), FixedRandom(draw))
     actual = delay(breaker.record_failure(BreakerState(), ErrorCode.INTERNAL, NOW))
     assert abs(actual - expected) < timedelta(milliseconds=1)
 
 
 def test_jittered_probes_never_exceed_the_cap() -> None:
-    breaker = Breaker(BreakerPolicy(), random.Random(7))
+    breaker = BreakerRules(BreakerPolicy(), random.Random(7))
     decisions = fail_times(breaker, ErrorCode.INTERNAL, 40)
     probes = [delay(d) for d in decisions if d.state.open]
     assert all(
@@ -333,7 +333,7 @@ def test_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
 
 
 def test_retry_after_is_a_floor_even_after_jitter() -> None:
-    breaker = Breaker(BreakerPolicy(), FixedRandom(0.999999))  # jitter takes off ~6 s
+    breaker = BreakerRules(BreakerPolicy(), FixedRandom(0.999999))  # jitter takes off ~6 s
     decision = breaker.record_failure(
         BreakerState(), ErrorCode.RATE_LIMITED, NOW, retry_after=29 * S
     )

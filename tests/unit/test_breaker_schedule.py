@@ -11,11 +11,11 @@ import pytest
 
 from service.domain import schedule
 from service.domain.breaker import BreakerPolicy, BreakerState, Halt, Outcome
-from service.domain.errors import ErrorCode, IntegrationError
 from service.domain.model import Breaker, Integration
 from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Status, Trigger, transition
 from service.domain.sync import SyncTrigger
+from service.domain.taxonomy import ErrorCode, IntegrationError
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 INTERVAL = timedelta(minutes=15)

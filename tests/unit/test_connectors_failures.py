@@ -12,11 +12,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from service.connectors.auth import token_endpoint_failure
-from service.connectors.failures import MAX_RETRY_AFTER, ProviderFailure, from_status
-from service.connectors.failures import parse_retry_after as retry_after
 from service.connectors.google_calendar import _failure as google_failure
 from service.connectors.http import Response
-from service.domain.errors import ErrorCode
+from service.connectors.provider_failures import MAX_RETRY_AFTER, ProviderFailure, from_status
+from service.connectors.provider_failures import parse_retry_after as retry_after
+from service.domain.taxonomy import ErrorCode
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.crypto import KeyRing, SealError
+from service.storage.sealing import KeyRing, SealError
 
 
 def ring(*ids: str) -> KeyRing:

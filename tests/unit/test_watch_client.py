@@ -12,7 +12,7 @@ from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.watch import Backoff, StatusWatch
 
-from service.api.errors import to_grpc_status
+from service.api.error_status import to_grpc_status
 from service.domain.exceptions import FailedPrecondition, InvalidArgument, Unavailable
 
 NO_WAIT = Backoff(first=0, maximum=0)

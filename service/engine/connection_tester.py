@@ -14,13 +14,14 @@ import time
 from datetime import timedelta
 from uuid import UUID
 
+from service.clock import Clock
 from service.connectors.http import purpose
-from service.domain.errors import IntegrationError
 from service.domain.exceptions import FailedPrecondition, TransitionNotAllowed
 from service.domain.model import Integration, TestOutcome
 from service.domain.schedule import Attempt, Schedule
 from service.domain.status import Action, Disallowed, Status, Trigger, transition
-from service.engine.lifecycle import Clock, Lifecycle
+from service.domain.taxonomy import IntegrationError
+from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
 
 #: What to do instead, when a status does not allow a connection test.

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from service.domain.errors import ErrorCode
+from service.domain.taxonomy import ErrorCode
 
 #: The longest Retry-After we honour; a provider asking for more gets retried after this.
 MAX_RETRY_AFTER = timedelta(days=1)

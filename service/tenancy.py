@@ -1,11 +1,11 @@
-"""Who is calling: per-tenant API keys, or the default tenant when no keys are configured."""
+"""Who is calling: per-tenant API keys, or the default tenant when no keys are configured.
+
+Transport-neutral: the API layer hands in the call's metadata as (name, value) pairs."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-
-import grpc
 
 from service.domain.exceptions import Unauthenticated
 
@@ -50,9 +50,3 @@ class Tenancy:
                 reason="API_KEY_INVALID",
             )
         return tenant
-
-
-def metadata_of(
-    context: grpc.aio.ServicerContext[object, object],
-) -> Sequence[tuple[str, str | bytes]]:
-    return tuple(context.invocation_metadata() or ())
