@@ -1,5 +1,6 @@
 """The running application: settings, database, connectors and engines, wired once at
-start-up and closed in reverse order. The API layer reaches everything through it."""
+start-up and closed in reverse order. The composition root: it builds everything and holds
+it for the API layer, and does nothing else."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.connectors.http import HttpClient, HttpPolicy
 from service.connectors.registry import ConnectorRegistry
-from service.domain.model import Integration, TestOutcome
 from service.domain.schedule import Schedule
-from service.domain.status import Status
 from service.engine.connection_tester import ConnectionTester
 from service.engine.lifecycle import Lifecycle
+from service.engine.outcomes import Outcomes
 from service.engine.probes import Prober
 from service.engine.providers import Providers
 from service.engine.retention import HistoryRetention
@@ -32,7 +32,6 @@ from service.oauth.refresh import TokenRefresher
 from service.oauth.sign_in import SignIns
 from service.oauth.token_endpoint import TokenEndpoint
 from service.storage.database import Database, EmbeddedPostgres
-from service.storage.sealing import KeyRing
 from service.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
@@ -55,8 +54,9 @@ class App:
     refresher: TokenRefresher
     reauthorization: Reauthorization
     scheduler: Scheduler
+    #: The breaker policy every attempt is judged by (and each integration's threshold).
+    schedule: Schedule
     clock: Clock = utc_now
-    breaker_threshold: int = 5
     embedded: EmbeddedPostgres | None = field(default=None)
 
     @classmethod
@@ -69,21 +69,15 @@ class App:
             embedded = EmbeddedPostgres(settings.data_dir)
             dsn = await embedded.start()
         try:
-            db = await Database.open(dsn, pool_size=settings.db_pool_size)
+            db = await Database.open(dsn, keys=settings.key_ring(), pool_size=settings.db_pool_size)
         except BaseException:
             if embedded is not None:
                 await embedded.stop()
             raise
-        keys = (
-            KeyRing.parse(settings.encryption_keys)
-            if settings.encryption_keys
-            else KeyRing.local(settings.data_dir / "encryption.keys")
-        )
         connectors = ConnectorRegistry.discover()
         lifecycle = Lifecycle(
             db,
             connectors,
-            keys,
             settings.interval_bounds,
             request_id_ttl=settings.request_id_ttl,
             clock=clock,
@@ -111,7 +105,6 @@ class App:
         # A refresh waits for another replica's at most as long as that one may take.
         refresher = TokenRefresher(
             db,
-            keys,
             token_endpoint,
             oauth,
             connectors,
@@ -122,28 +115,23 @@ class App:
         providers = Providers(
             connectors,
             http,
-            lifecycle,
+            db,
             clock,
             page_size=settings.sync_page_size,
             tokens=refresher.tokens_for,
         )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)
+        outcomes = Outcomes(schedule)
         worker = worker_name()
-        tester = ConnectionTester(lifecycle, providers, clock, schedule=schedule)
+        tester = ConnectionTester(db, providers, outcomes, clock)
         syncs = SyncEngine(
-            db,
-            lifecycle,
-            providers,
-            lease=settings.sync_lease,
-            clock=clock,
-            schedule=schedule,
-            worker=worker,
+            db, providers, outcomes, lease=settings.sync_lease, clock=clock, worker=worker
         )
         scheduler = Scheduler(
-            lifecycle,
+            db,
             syncs,
-            Prober(lifecycle, providers, schedule, clock),
+            Prober(db, providers, outcomes, clock),
             connectors.types,
             SchedulerSettings(
                 sweep_interval=settings.scheduler_sweep_interval,
@@ -156,12 +144,12 @@ class App:
             worker=worker,
         )
         reauthorization = Reauthorization(
-            lifecycle,
+            db,
             connectors,
             providers,
             tester,
             oauth,
-            SignIns(db, keys, clock, settings.sign_in_ttl),
+            SignIns(db, clock, settings.sign_in_ttl),
             token_endpoint,
             clock,
         )
@@ -180,7 +168,7 @@ class App:
             reauthorization=reauthorization,
             syncs=syncs,
             scheduler=scheduler,
-            breaker_threshold=settings.breaker_threshold,
+            schedule=schedule,
             embedded=embedded,
         )
         if settings.scheduler:
@@ -203,15 +191,6 @@ class App:
         await self.db.close()
         if self.embedded is not None:
             await self.embedded.stop()
-
-    async def verify_if_testing(
-        self, integration: Integration
-    ) -> tuple[Integration, TestOutcome | None]:
-        """Run the connection test of an integration that a change put in TESTING (its
-        outcome moves it on: ACTIVE, or the classified error)."""
-        if integration.status is not Status.TESTING:
-            return integration, None
-        return await self.tester.verify(integration, actor="api")
 
 
 def oauth_clients(settings: Settings) -> dict[str, OAuthClient]:

@@ -21,6 +21,7 @@ from service.domain.validation import (
     MIN_BREAKER_THRESHOLD,
     IntervalBounds,
 )
+from service.storage.sealing import KeyRing
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -344,6 +345,13 @@ class Settings:
             probe_max=self.breaker_probe_interval_max,
             probe_timeout=self.breaker_probe_timeout,
         )
+
+    def key_ring(self) -> KeyRing:
+        """The credential key ring: the configured keys, or the laptop default, a key file in
+        the data directory made on first use."""
+        if self.encryption_keys:
+            return KeyRing.parse(self.encryption_keys)
+        return KeyRing.local(self.data_dir / "encryption.keys")
 
     @property
     def connector_limits(self) -> ConnectorLimits:

@@ -27,5 +27,7 @@ class RpcBase:
     def out(self, integration: Integration) -> pb.Integration:
         """The API view of an integration, as of now."""
         return convert.integration_out(
-            integration, now=self.app.clock(), default_threshold=self.app.breaker_threshold
+            integration,
+            now=self.app.clock(),
+            threshold=self.app.schedule.threshold(integration),
         )

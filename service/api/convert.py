@@ -173,7 +173,7 @@ def error_out(error: IntegrationError | None) -> pb.IntegrationError | None:
     )
 
 
-def integration_out(i: Integration, *, now: datetime, default_threshold: int) -> pb.Integration:
+def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:
     """The API view of an integration (credentials reduced to whether they are set)."""
     b = i.breaker
     return pb.Integration(
@@ -192,7 +192,7 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
         breaker=pb.Breaker(
             state=pb.BREAKER_STATE_OPEN if b.open else pb.BREAKER_STATE_CLOSED,
             consecutive_failures=b.consecutive_failures,
-            threshold=b.threshold or default_threshold,
+            threshold=threshold,
             open_time=timestamp(b.opened_at),
             next_attempt_time=timestamp(b.next_attempt_at),
         ),

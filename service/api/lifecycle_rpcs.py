@@ -31,7 +31,7 @@ class LifecycleRpcs(RpcBase):
             breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.create(tenant, spec)
-        integration, _ = await self.app.verify_if_testing(integration)
+        integration, _ = await self.app.tester.verify_if_testing(integration)
         return api.CreateResponse(integration=self.out(integration))
 
     async def Get(self, request: api.GetRequest, context: Context) -> api.GetResponse:
@@ -83,7 +83,7 @@ class LifecycleRpcs(RpcBase):
             breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag, spec)
-        integration, outcome = await self.app.verify_if_testing(integration)
+        integration, outcome = await self.app.tester.verify_if_testing(integration)
         test = convert.test_out(outcome, self.out(integration)) if outcome else None
         return api.ConfigureResponse(integration=self.out(integration), test=test)
 

@@ -160,6 +160,22 @@ class Connector(ABC):
             violations.extend(_check_value(f, path, value))
         return ConfigCheck(tuple(violations), tuple(missing))
 
+    def check_credentials(
+        self, credentials: Credentials, field: str = "credentials"
+    ) -> list[FieldViolation]:
+        """A violation when this connector does not accept this kind of credentials."""
+        if credentials.kind in self.credential_kinds:
+            return []
+        accepted = ", ".join(sorted(self.credential_kinds))
+        return [
+            FieldViolation(
+                field,
+                f"{credentials.kind} credentials are not accepted by the {self.type} "
+                f"connector; use one of {accepted}",
+                "UNSUPPORTED_CREDENTIALS",
+            )
+        ]
+
     @abstractmethod
     async def fetch(self, source: Source, cursor: Cursor | None) -> Page:
         """One page from `cursor` (None: from scratch). Raises ProviderFailure."""

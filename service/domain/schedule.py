@@ -126,6 +126,19 @@ class Schedule:
         return BreakerRules(policy, self.rng)
 
 
+#: Statuses a sync may write in; any other means a person stopped it (Pause, Configure…).
+SYNCABLE = frozenset({Status.ACTIVE, Status.ERROR})
+
+
+def probing(integration: Integration) -> bool:
+    """Whether the integration is waiting on probes: in ERROR with its breaker open."""
+    return (
+        integration.status is Status.ERROR
+        and integration.breaker.open
+        and integration.breaker.halt is None
+    )
+
+
 def paused(breaker: Breaker) -> Breaker:
     """A person paused: nothing is attempted, not even probes; the streak stays visible."""
     return breaker.with_state(BreakerRules().on_pause(breaker.state).state)

@@ -161,6 +161,21 @@ TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
 }
 
 
+#: What to do instead, when the table does not allow an action from a status (shown with
+#: FAILED_PRECONDITION beside the allowed actions).
+HINTS: dict[tuple[Action, Status], str] = {
+    (Action.SYNC, Status.PAUSED): "Resume it: it continues from where it left off.",
+    (
+        Action.SYNC,
+        Status.DISCONNECTED,
+    ): "Its credentials are no longer valid: Reauthorize it first.",
+    (Action.SYNC, Status.DRAFT): "Configure it first.",
+    (Action.SYNC, Status.CONFIGURE): "Complete its configuration with Configure first.",
+    (Action.SYNC, Status.TESTING): "Its connection is being verified; sync once it is ACTIVE.",
+    (Action.TEST_CONNECTION, Status.DRAFT): "Configure it first: there is nothing to test yet.",
+}
+
+
 @dataclass(frozen=True)
 class Disallowed:
     """Why a trigger cannot apply: where the integration is and what it could do instead."""

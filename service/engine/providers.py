@@ -24,7 +24,7 @@ from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import ErrorCode, IntegrationError
-from service.engine.lifecycle import Lifecycle
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ class Providers:
 
     connectors: ConnectorRegistry
     http: HttpClient
-    lifecycle: Lifecycle
+    db: Database
     clock: Clock
     page_size: int = 250
     tokens: TokensFactory = stored_tokens
@@ -58,7 +58,9 @@ class Providers:
                 f"the connector {integration.connector_type!r} is not installed in this deployment",
                 context={"connector_type": integration.connector_type},
             )
-        credentials = await self.lifecycle.credentials(integration.tenant_id, integration.id)
+        async with self.db.connection() as tx:
+            stored = await tx.credentials.get(integration.tenant_id, integration.id)
+        credentials = stored.credentials if stored else None
         source = Source(
             config=integration.config,
             credentials=credentials,

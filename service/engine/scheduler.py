@@ -30,11 +30,10 @@ from service.background import cancel_and_wait
 from service.clock import Clock
 from service.config import ConnectorLimits
 from service.engine.lateness import LateNotices
-from service.engine.lifecycle import Lifecycle
 from service.engine.probes import Prober
 from service.engine.sync import SyncEngine
-from service.storage import claims
 from service.storage.claims import Claim
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +64,7 @@ class Scheduler:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        db: Database,
         syncs: SyncEngine,
         prober: Prober,
         types: tuple[str, ...],
@@ -75,7 +74,7 @@ class Scheduler:
         worker: str,
         rng: random.Random | None = None,
     ) -> None:
-        self.lifecycle = lifecycle
+        self.db = db
         self.syncs = syncs
         self.prober = prober
         self.types = types
@@ -83,7 +82,7 @@ class Scheduler:
         self.clock = clock
         self.worker = worker
         self.rng = rng or random.Random()
-        self.late = LateNotices(lifecycle, clock)
+        self.late = LateNotices(db, clock)
         #: Claims being worked on by this process, per connector type.
         self.in_flight: Counter[str] = Counter()
         #: Work in flight, and the claim each one works on.
@@ -188,7 +187,7 @@ class Scheduler:
         order = self.types[self._turn :] + self.types[: self._turn]
         found: list[Claim] = []
         self._backlog = False
-        async with self.lifecycle.db.transaction() as conn:
+        async with self.db.transaction() as tx:
             for connector_type in order:
                 slots = min(
                     free,
@@ -197,8 +196,7 @@ class Scheduler:
                 )
                 if slots <= 0:
                     continue
-                got = await claims.claim_due(
-                    conn,
+                got = await tx.claims.claim_due(
                     now=now,
                     connector_type=connector_type,
                     limit=slots,
@@ -224,10 +222,14 @@ class Scheduler:
             if self._stopping:  # claimed just before the stop: another replica takes it
                 await self._release(claim)
             elif claim.probe:
-                await self.prober.probe(claim)
+                if await self.prober.probe(claim) is None:
+                    # Nothing recorded (no longer braked, a person acted…): free it at once.
+                    await self._release(claim)
             else:
                 started = await self.syncs.start_claimed(claim)
-                if started is not None and started.started:
+                if started is None:
+                    await self._release(claim)  # paused since the sweep, or gone
+                elif started.started:
                     await self.syncs.wait(started.run)
         except asyncio.CancelledError:
             # Stopping: a claim whose run did not start is given back at once (one that did
@@ -248,10 +250,9 @@ class Scheduler:
                 self.wake()
 
     async def _release(self, claim: Claim) -> None:
+        """Give a claim back (if it is still ours) so any replica's next sweep can take it."""
         try:
-            async with self.lifecycle.db.connection() as conn:
-                await claims.release_claim(
-                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
-                )
+            async with self.db.connection() as tx:
+                await tx.claims.release(claim)
         except Exception:
             log.warning("claim_not_released", exc_info=True)  # it expires by itself

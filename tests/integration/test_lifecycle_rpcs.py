@@ -435,7 +435,7 @@ async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
     ).code is grpc.StatusCode.NOT_FOUND
     again = await fails(stub.Delete(api.DeleteRequest(id=i.id)))
     assert again.code is grpc.StatusCode.NOT_FOUND
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         assert await conn.fetchval("SELECT count(*) FROM credentials") == 0
         kept = await conn.fetch(
             "SELECT trigger FROM events WHERE integration_id = $1", app_uuid(i.id)

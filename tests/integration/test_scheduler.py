@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import grpc
 import pytest
@@ -22,9 +22,10 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
 from service.config import Settings
 from service.domain.status import Status
-from service.storage import claims
-from service.storage import integrations as integrations_store
-from service.storage import sync as sync_store
+from service.domain.sync import SyncTrigger
+from service.storage.database import Tx
+from service.storage.errors import LeaseLost
+from service.storage.sync import PageWrite
 from tests.support.clock import FakeClock
 from tests.support.rpc import failure
 from tests.support.syncing import (
@@ -201,9 +202,8 @@ async def test_replicas_never_claim_the_same_work_and_a_dead_replicas_claim_expi
     settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
 ) -> None:
     created = await calendar(stub, sb)
-    async with app.db.transaction() as conn:  # a replica claims, then dies before starting
-        [claim] = await claims.claim_due(
-            conn,
+    async with app.db.transaction() as tx:  # a replica claims, then dies before starting
+        [claim] = await tx.claims.claim_due(
             now=clock.now,
             connector_type="google_calendar",
             limit=10,
@@ -293,13 +293,23 @@ async def test_a_write_with_a_stale_lease_version_is_refused_by_the_database(
 ) -> None:
     created = await calendar(stub, sb)
     ident = UUID(created.id)
-    async with app.db.transaction() as conn:
-        version = await claims.claim_now(conn, TENANT, ident)
-    with pytest.raises(sync_store.LeaseLost):
-        async with app.db.transaction() as conn:
-            await sync_store.put_cursor(
-                conn, TENANT, ident, {"position": None}, 5, lease_version=version - 1
-            )
+    now = app.clock()
+    async with app.db.transaction() as tx:
+        version = await tx.claims.claim_now(TENANT, ident)
+        run = await tx.sync.insert_run(
+            TENANT, ident, uuid4(), SyncTrigger.MANUAL, now, now, lease_version=version - 1
+        )
+    page = PageWrite(
+        records={"e1": {"summary": "stale"}},
+        deleted=[],
+        listing=None,
+        ends_listing=False,
+        cursor={"position": None},
+        full=False,
+    )
+    with pytest.raises(LeaseLost):
+        async with app.db.transaction() as tx:
+            await tx.sync.commit_page(run, page, now=now, lease_expires_at=now)
     assert (await get(stub, created.id)).record_count == 0
 
 
@@ -417,11 +427,11 @@ async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(
     app: App, stub: Stub, sb: Sandbox
 ) -> None:
     created = await calendar(stub, sb)
-    async with app.db.transaction() as conn:
+    async with app.db.raw() as conn, conn.transaction():
+        tx = Tx(conn, app.db.keys)
         before = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
-        current = await app.lifecycle.lock(conn, TENANT, UUID(created.id))
-        await integrations_store.record_change(
-            conn,
+        current = await tx.integrations.lock(TENANT, UUID(created.id))
+        await tx.integrations.record_change(
             before=current,
             after=current,
             trigger="test",
@@ -430,6 +440,6 @@ async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(
             occurred_at=current.updated_at,
         )
         during = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         after = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
     assert (before, during, after) == ("0", "5s", "0")

@@ -167,7 +167,7 @@ async def test_cancelled_streams_leave_no_task_or_connection_behind(app: App, st
     )
     pool = app.db.pool
     await eventually(lambda: pool.get_idle_size() == pool.get_size())
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         busy = await conn.fetch(
             "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND state <> 'idle'"

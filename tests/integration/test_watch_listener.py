@@ -41,7 +41,7 @@ async def rename(app: App, integration: Integration, count: int, tag: str) -> in
 
 async def terminate(app: App, where: str) -> int:
     """pg_terminate_backend on this database's backends matching `where`; returns how many."""
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         killed = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"

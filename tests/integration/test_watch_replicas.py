@@ -122,7 +122,7 @@ async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
     writers += [Writer(other, other_stub, 100 + seed) for seed in range(WRITERS_PER_REPLICA)]
     await asyncio.gather(*(w.run(CHANGES_PER_WRITER) for w in writers))
 
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         head = await conn.fetchval("SELECT revision FROM tenant_revisions")
         kept = [
             r["revision"] for r in await conn.fetch("SELECT revision FROM events ORDER BY revision")

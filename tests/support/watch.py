@@ -108,7 +108,7 @@ class Recorder:
 
 async def database_view(app: App, tenant: str = "default") -> dict[str, tuple[int, int]]:
     """id -> (status number, revision) of every integration of the tenant, from the table."""
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         rows = await conn.fetch(
             "SELECT id, status, revision FROM integrations WHERE tenant_id = $1", tenant
         )

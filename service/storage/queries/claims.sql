@@ -50,9 +50,6 @@ RETURNING lease_version
 UPDATE integrations SET claim_expires_at = NULL, claimed_by = NULL
 WHERE tenant_id = $1 AND id = $2 AND lease_version = $3
 
--- name: lease_version
-SELECT lease_version FROM integrations WHERE tenant_id = $1 AND id = $2
-
 -- name: late_due
 -- Integrations that became late at or before $1 and whose lateness has not been recorded.
 SELECT tenant_id, id, late_at FROM integrations

@@ -20,18 +20,6 @@ RETURNING *
 -- name: sync_run_get
 SELECT * FROM sync_runs WHERE tenant_id = $1 AND id = $2
 
--- name: sync_run_get_for_update
-SELECT * FROM sync_runs WHERE tenant_id = $1 AND id = $2 FOR UPDATE
-
--- name: sync_run_progress
--- One more committed page; the lease is renewed with it.
-UPDATE sync_runs SET
-    pages = pages + 1, records_upserted = records_upserted + $3,
-    records_deleted = records_deleted + $4, full_resync = full_resync OR $5,
-    lease_expires_at = $6
-WHERE tenant_id = $1 AND id = $2 AND outcome = 'RUNNING'
-RETURNING *
-
 -- name: sync_run_renew
 -- The runner's sign of life between pages (a slow provider can take a while per page).
 UPDATE sync_runs SET lease_expires_at = $3
@@ -53,18 +41,25 @@ LIMIT $4
 -- name: sync_cursor_get
 SELECT cursor FROM integrations WHERE tenant_id = $1 AND id = $2
 
--- name: sync_cursor_put
--- The cursor and the record count move together with the page that changed them. The fence:
--- only while the integration still has the run's lease version $5 (no row: taken over).
-UPDATE integrations SET cursor = $3, record_count = record_count + $4
-WHERE tenant_id = $1 AND id = $2 AND lease_version = $5
-RETURNING record_count
+-- name: records_list
+-- Ordered by id; $3 is the previous page's last id.
+SELECT record_id, data, updated_at FROM records
+WHERE tenant_id = $1 AND integration_id = $2 AND ($3::text IS NULL OR record_id > $3)
+ORDER BY record_id
+LIMIT $4
 
--- name: records_upsert
--- One page of records ($3 ids, $4 data, each id once). New and changed records get the data
--- and the update time $6; unchanged ones are only marked as seen by the listing $5 (NULL for
--- a page of changes), so an unchanged feed rewrites nothing. Returns how many records are new
--- and how many were written (new or changed).
+-- name: sync_page_commit
+-- One page of a sync run, in one statement: its records ($3 ids, $4 data, each id once), the
+-- records the provider reported deleted ($7), at the end of a full listing ($8) the records
+-- the listing did not see, the cursor ($9) with the record count, and the run's counters and
+-- lease ($10 run, $11 full_resync, $12 lease expiry).
+-- New and changed records get the data and the update time $6; unchanged ones are only
+-- marked as seen by the listing $5 (NULL for a page of changes), so an unchanged feed rewrites
+-- nothing. No record is touched by two parts (a page id is in `written` or `marked`, never in
+-- `gone`), and PostgreSQL runs every data-modifying part whether or not it is read.
+-- The fence: the cursor moves only while the integration has the run's lease version $13, and
+-- the counters only while the run is RUNNING; no row back means the claim was lost and the
+-- caller must roll back.
 WITH page AS (
     SELECT record_id, data FROM unnest($3::text[], $4::jsonb[]) AS p (record_id, data)
 ), existing AS (
@@ -80,30 +75,33 @@ WITH page AS (
         SET data = excluded.data, listing = excluded.listing, updated_at = excluded.updated_at
     RETURNING 1
 ), marked AS (
-    -- Disjoint from `written` (equal data here, different data there), so no row is touched
-    -- twice; PostgreSQL runs a data-modifying WITH whether or not it is read.
     UPDATE records r SET listing = $5
     FROM existing e JOIN page p ON p.record_id = e.record_id
     WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = e.record_id
       AND e.data = p.data AND r.listing IS DISTINCT FROM $5
     RETURNING 1
+), gone AS (
+    DELETE FROM records r
+    WHERE r.tenant_id = $1 AND r.integration_id = $2
+      AND (r.record_id = ANY($7::text[])
+           OR ($8 AND r.listing IS DISTINCT FROM $5 AND r.record_id <> ALL($3::text[])))
+    RETURNING 1
+), counts AS (
+    SELECT (SELECT count(*) FROM page) - (SELECT count(*) FROM existing) AS inserted,
+           (SELECT count(*) FROM written) AS written,
+           (SELECT count(*) FROM gone) AS deleted
+), moved AS (
+    UPDATE integrations i SET cursor = $9, record_count = i.record_count + c.inserted - c.deleted
+    FROM counts c
+    WHERE i.tenant_id = $1 AND i.id = $2 AND i.lease_version = $13
+    RETURNING i.record_count
+), progress AS (
+    UPDATE sync_runs s SET
+        pages = s.pages + 1, records_upserted = s.records_upserted + c.written,
+        records_deleted = s.records_deleted + c.deleted, full_resync = s.full_resync OR $11,
+        lease_expires_at = $12
+    FROM counts c
+    WHERE s.tenant_id = $1 AND s.id = $10 AND s.outcome = 'RUNNING'
+    RETURNING s.*
 )
-SELECT (SELECT count(*) FROM page) - (SELECT count(*) FROM existing) AS inserted,
-       (SELECT count(*) FROM written) AS written
-
--- name: records_delete
--- Records the provider reported deleted; returns how many existed.
-DELETE FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND record_id = ANY($3::text[])
-
--- name: records_delete_unlisted
--- The end of a full listing: what it did not see is gone at the provider.
-DELETE FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND listing IS DISTINCT FROM $3
-
--- name: records_list
--- Ordered by id; $3 is the previous page's last id.
-SELECT record_id, data, updated_at FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND ($3::text IS NULL OR record_id > $3)
-ORDER BY record_id
-LIMIT $4
+SELECT m.record_count AS integration_record_count, p.* FROM moved m CROSS JOIN progress p
