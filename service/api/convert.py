@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
+from service.domain.breaker import BreakerState
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
@@ -190,7 +191,7 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
         sync_state=SYNC_STATE.out(i.sync_state),
         last_error=error_out(i.last_error),
         breaker=pb.Breaker(
-            state=pb.BREAKER_STATE_OPEN if b.open else pb.BREAKER_STATE_CLOSED,
+            state=_breaker_state(b.state),
             consecutive_failures=b.consecutive_failures,
             threshold=threshold,
             open_time=timestamp(b.opened_at),
@@ -208,6 +209,12 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
         allowed_actions=[ACTION.to_pb[a] for a in allowed_actions(i.status)],
         late=i.late(now),
     )
+
+
+def _breaker_state(state: BreakerState) -> Any:
+    if state.trial:
+        return pb.BREAKER_STATE_HALF_OPEN
+    return pb.BREAKER_STATE_OPEN if state.open else pb.BREAKER_STATE_CLOSED
 
 
 def event_out(e: Event) -> pb.IntegrationEvent:
@@ -252,6 +259,9 @@ def sync_run_out(run: SyncRun) -> pb.SyncRun:
         records_deleted=run.records_deleted,
         full_resync=run.full_resync,
         error=error_out(run.error),
+        records_rejected=run.records_rejected,
+        rejected_example=run.rejected_example,
+        reason=run.note or (run.error.message if run.error else ""),
     )
 
 

@@ -67,6 +67,7 @@ class Breaker:
             next_attempt_at=None if halt else next_at,
             slow_steps=data.get("slow_steps", 0),
             halt=halt,
+            trial=data.get("trial", False) and opened_at is not None,
         )
         return cls(state=state, threshold=data.get("threshold"))
 
@@ -190,6 +191,8 @@ class Event:
     error: IntegrationError | None = None
     #: The integration's full state after the change; None for a deletion.
     state: Integration | None = None
+    #: The integration's connector type (what a deletion's filter can still be told).
+    connector_type: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

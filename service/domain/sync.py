@@ -54,7 +54,7 @@ class SyncRun:
     #: It listed everything from scratch (first sync, or the provider asked to start over).
     full_resync: bool = False
     error: IntegrationError | None = None
-    #: Why it was cancelled (for operators; not part of the API).
+    #: Why it was cancelled (shown as the API's `reason`).
     note: str = ""
     #: Until when the runner owns it; an expired lease on a RUNNING run means its runner died.
     lease_expires_at: datetime | None = None
@@ -63,6 +63,10 @@ class SyncRun:
     lease_version: int = 0
     #: The worker (process) that runs it, for operators.
     worker: str = ""
+    #: Records skipped so that the others could be stored (see the proto's SyncRun).
+    records_rejected: int = 0
+    #: One rejected record and why.
+    rejected_example: str = ""
 
     @property
     def running(self) -> bool:

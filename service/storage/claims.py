@@ -30,7 +30,7 @@ class Claim:
     connector_type: str
     #: The fencing token: writes of this attempt count only while the integration has it.
     lease_version: int
-    #: The breaker is open: the attempt is a connection probe, not a sync.
+    #: The breaker is open (and no probe passed yet): the attempt is a probe, not a sync.
     probe: bool
 
 
@@ -65,9 +65,7 @@ class ClaimRows:
             Q["claim_due"], now, connector_type, limit, sync_claim_until, probe_claim_until, worker
         )
         return [
-            Claim(
-                r["tenant_id"], r["id"], r["connector_type"], r["lease_version"], r["breaker_open"]
-            )
+            Claim(r["tenant_id"], r["id"], r["connector_type"], r["lease_version"], r["probe"])
             for r in rows
         ]
 

@@ -56,6 +56,7 @@ def integration_from_row(row: Row) -> Integration:
                 next_attempt_at=row["next_attempt_at"],
                 slow_steps=row["breaker_slow_steps"],
                 halt=Halt(row["breaker_halt"]) if row["breaker_halt"] else None,
+                trial=row["breaker_trial"],
             ),
             threshold=row["breaker_threshold"],
         ),
@@ -79,11 +80,12 @@ def event_from_row(row: Row) -> Event:
         occurred_at=row["occurred_at"],
         error=IntegrationError.from_json(row["error"]) if row["error"] else None,
         state=Integration.from_json(row["state"]) if row["state"] else None,
+        connector_type=row["connector_type"],
     )
 
 
 def _columns(i: Integration) -> tuple[Any, ...]:
-    """The state of `i` as the parameters $1-$23 of change_insert / change_update."""
+    """The state of `i` as the parameters $1-$24 of change_insert / change_update."""
     b = i.breaker
     return (
         i.tenant_id,
@@ -109,6 +111,7 @@ def _columns(i: Integration) -> tuple[Any, ...]:
         i.record_count,
         i.created_at,
         i.updated_at,
+        b.state.trial,
     )
 
 
@@ -185,7 +188,14 @@ class IntegrationRows:
         args: tuple[Any, ...]
         if stored is None:
             query = Q["change_delete"]
-            args = (subject.tenant_id, subject.id, REVISION_HOLD_LIMIT, *event, occurred_at)
+            args = (
+                subject.tenant_id,
+                subject.id,
+                REVISION_HOLD_LIMIT,
+                *event,
+                occurred_at,
+                subject.connector_type,
+            )
         else:
             query = Q["change_insert"] if before is None else Q["change_update"]
             args = (*_columns(stored), REVISION_HOLD_LIMIT, *event, stored.to_json())
@@ -204,6 +214,7 @@ class IntegrationRows:
             occurred_at=occurred_at,
             error=error,
             state=stored,
+            connector_type=subject.connector_type,
         )
 
     async def delete(self, tenant_id: str, integration_id: UUID) -> int:

@@ -43,6 +43,8 @@ def run_from_row(row: Row) -> SyncRun:
         lease_expires_at=row["lease_expires_at"],
         lease_version=row["lease_version"],
         worker=row["worker"],
+        records_rejected=row["records_rejected"],
+        rejected_example=row["rejected_example"],
     )
 
 

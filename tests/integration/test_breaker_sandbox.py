@@ -187,23 +187,34 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
 
     integration = await next_attempt(app, clock, stub, integration.id)  # the probe
 
+    # The probe passing only half-opens the brake: the sync that failed must work first.
+    assert integration.status == pb.STATUS_ERROR
+    assert integration.breaker.state == pb.BREAKER_STATE_HALF_OPEN
+    assert moment(integration.next_sync_time) == clock.now  # the trial sync is due at once
+    latest = (await events(stub, integration.id))[0]
+    assert (latest.trigger, latest.from_status, latest.to_status, latest.actor) == (
+        "probe_succeeded",
+        pb.STATUS_ERROR,
+        pb.STATUS_ERROR,
+        "probe",
+    )
+    sb.state.log.clear()
+
+    assert len(await sweep(app)) == 1  # the trial sync, from the cursor
+
+    integration = await get(stub, integration.id)
     assert integration.status == pb.STATUS_ACTIVE
     assert integration.breaker.state == pb.BREAKER_STATE_CLOSED
     assert integration.breaker.consecutive_failures == 0
     assert not integration.HasField("last_error")
-    assert moment(integration.next_sync_time) == clock.now  # a sync is due at once
     latest = (await events(stub, integration.id))[0]
     assert (latest.trigger, latest.from_status, latest.to_status, latest.actor) == (
         "reactivated",
         pb.STATUS_ERROR,
         pb.STATUS_ACTIVE,
-        "probe",
+        "scheduler",
     )
     assert "reactivated itself" in latest.reason
-    sb.state.log.clear()
-
-    assert len(await sweep(app)) == 1  # the next sync
-
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=integration.id))).runs
     run = runs[0]
     assert (run.trigger, run.outcome) == (
@@ -216,6 +227,37 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
     assert await summaries(stub, integration.id) == provider_events(sb.state)
     actors = {e.actor for e in await events(stub, integration.id)}
     assert actors <= {"api", "scheduler", "probe"}  # "api" only for the Create
+
+
+async def test_a_probe_that_passes_while_the_sync_still_fails_never_flaps_the_brake(
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
+    integration = await opened(app, clock, stub, sb)
+    sb.state.clear_faults()
+    # The cheap check works, the work that failed does not (as with data the service cannot
+    # store, or a listing that breaks after its first page).
+    sb.state.inject(
+        Provider.GOOGLE,
+        Fault(FaultKind.SERVER_ERROR, purpose="sync"),
+        resource=CALENDAR,
+        times=None,
+    )
+    delays = []
+    for _ in range(3):
+        integration = await next_attempt(app, clock, stub, integration.id)  # the probe passes
+        assert integration.status == pb.STATUS_ERROR
+        assert integration.breaker.state == pb.BREAKER_STATE_HALF_OPEN
+        integration = await next_attempt(app, clock, stub, integration.id)  # the sync fails
+        assert integration.status == pb.STATUS_ERROR
+        assert integration.breaker.state == pb.BREAKER_STATE_OPEN
+        delays.append(moment(integration.next_sync_time) - clock.now)
+
+    assert delays == sorted(delays) and delays[0] < delays[-1]  # the probes keep slowing down
+    history = [e.trigger for e in reversed(await events(stub, integration.id))]
+    assert "reactivated" not in history and history.count("breaker_opened") == 1
+    assert history[-6:] == ["probe_succeeded", "sync", "failed"] * 2
+    latest = (await events(stub, integration.id))[0]
+    assert "the probe had passed but the sync still fails" in latest.reason
 
 
 async def test_pause_stops_everything_including_probes_and_resume_continues_from_the_cursor(
@@ -451,4 +493,5 @@ async def test_a_second_replica_claims_nothing_an_unexpired_claim_holds(
     finally:
         await other.close()
     assert claim.probe and claim.integration_id == UUID(integration.id)
-    assert (await get(stub, integration.id)).status == pb.STATUS_ACTIVE
+    # The one probe passed: the brake is half-open and the trial sync is due.
+    assert (await get(stub, integration.id)).breaker.state == pb.BREAKER_STATE_HALF_OPEN

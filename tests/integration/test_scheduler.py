@@ -277,8 +277,8 @@ async def test_a_probe_claim_fences_a_stalled_sync_of_the_same_integration(
     [probe] = await replica.scheduler.sweep()  # the run's lease expired: a probe is claimed
     await finish(replica)
     assert probe.probe
-    reactivated = await get(stub, created.id)
-    assert reactivated.status == pb.STATUS_ACTIVE  # the probe worked and reopened the way
+    probed = await get(stub, created.id)
+    assert probed.breaker.state == pb.BREAKER_STATE_HALF_OPEN  # the probe worked: trial next
     sb.state.gates.open("stalled")
     await app.syncs.wait(await app.syncs.get_run(TENANT, UUID(started.run.id)), SAFETY)
 

@@ -175,11 +175,12 @@ async def test_ids_and_connector_type_filters(stub: Stub, app: App) -> None:
         ("change", feed.id),
         ("deleted", feed.id),
     ]
-    # A tombstone carries no connector type: it goes to every stream its ids allow.
+    # A tombstone names its connector type: a stream of calendars never sees a feed's.
     assert [(m.WhichOneof("kind"), m.event.integration_id) for m in by_type.changes] == [
         ("change", calendar.id),
-        ("deleted", feed.id),
     ]
+    [deleted] = [m.deleted for m in by_id.changes if m.HasField("deleted")]
+    assert deleted.connector_type == "ics_feed"
     assert list(by_type.view) == [calendar.id]
     for r in (by_id, by_type):
         await r.stop()

@@ -181,11 +181,11 @@ def test_a_successful_sync_closes_and_puts_the_jittered_interval_back(rules: Sch
     assert NOW + INTERVAL * 0.9 <= verdict.next_sync_at <= NOW + INTERVAL
 
 
-@pytest.mark.parametrize("attempt", [Attempt.PROBE, Attempt.TEST])
-def test_a_success_while_open_reactivates_and_a_sync_from_the_cursor_is_due_at_once(
-    rules: Schedule, attempt: Attempt
+def test_a_test_that_succeeds_while_open_reactivates_and_a_sync_from_the_cursor_is_due(
+    rules: Schedule,
 ) -> None:
     current = failing(rules, 3)
+    attempt = Attempt.TEST
 
     verdict = rules.succeeded(
         current, NOW, what=f"{attempt.value} succeeded in 0.10s", attempt=attempt
@@ -282,3 +282,49 @@ def test_late_after_twice_the_interval_without_a_successful_sync() -> None:
     assert integration(Status.PAUSED, last_synced_at=NOW).late_at is None
     never = integration(Status.ERROR)
     assert never.late_at == never.created_at + 2 * INTERVAL
+
+
+def test_a_probe_that_succeeds_while_open_only_half_opens_the_brake(rules: Schedule) -> None:
+    current = failing(rules, 3)
+
+    verdict = rules.succeeded(current, NOW, what="probe succeeded in 0.10s", attempt=Attempt.PROBE)
+
+    assert verdict.trigger is Trigger.PROBE_SUCCEEDED and verdict.outcome is Outcome.PROBE_PASSED
+    assert transition(Status.ERROR, verdict.trigger) is Status.ERROR  # still braked
+    assert verdict.breaker.open and verdict.breaker.state.trial
+    assert verdict.breaker.consecutive_failures == current.breaker.consecutive_failures
+    assert verdict.next_sync_at == NOW  # the trial sync is due at once
+    assert "released once that sync succeeds" in verdict.reason
+    trial = verdict.apply(current)
+    assert schedule.sync_trigger(trial) is SyncTrigger.REACTIVATION
+    assert not schedule.probing(trial)  # the next attempt is the sync, not another probe
+
+
+def test_the_trial_sync_succeeding_reactivates(rules: Schedule) -> None:
+    current = failing(rules, 3)
+    trial = rules.succeeded(current, NOW, what="probe", attempt=Attempt.PROBE).apply(current)
+
+    verdict = rules.succeeded(trial, NOW, what="sync run #4 succeeded", attempt=Attempt.SYNC)
+
+    assert verdict.trigger is Trigger.REACTIVATED
+    assert not verdict.breaker.open and verdict.breaker.consecutive_failures == 0
+
+
+def test_the_trial_sync_failing_keeps_the_brake_on_and_the_probes_slowing(
+    rules: Schedule,
+) -> None:
+    current = failing(rules, 3)
+    opened_at = current.breaker.opened_at
+    delays = []
+    for _ in range(3):  # probe passes, the sync fails again with the same error: no flapping
+        trial = rules.succeeded(current, NOW, what="probe", attempt=Attempt.PROBE).apply(current)
+        verdict = rules.failed(trial, error(ErrorCode.INTERNAL), NOW, what="sync run #5")
+        assert verdict.trigger is Trigger.FAILED and verdict.outcome is Outcome.TRIAL_FAILED
+        assert transition(Status.ERROR, verdict.trigger) is Status.ERROR
+        assert verdict.breaker.open and not verdict.breaker.state.trial
+        assert verdict.breaker.opened_at == opened_at
+        assert "the probe had passed but the sync still fails" in verdict.reason
+        assert verdict.next_sync_at is not None
+        delays.append(verdict.next_sync_at - NOW)
+        current = verdict.apply(trial)
+    assert delays == sorted(delays) and delays[0] < delays[-1]  # the probe interval grows

@@ -218,6 +218,11 @@ class _BreakerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakerS
     """Normal operation: regular syncs run (failures are retried with backoff)."""
     BREAKER_STATE_OPEN: _BreakerState.ValueType  # 2
     """Auto-paused after repeated failures: only connection probes run until one succeeds."""
+    BREAKER_STATE_HALF_OPEN: _BreakerState.ValueType  # 3
+    """A probe succeeded while open: a sync from where it left off is running (or due) to prove
+    the connection; the brake is released only when that sync succeeds, and stays on (with
+    the next probe further out) when it fails.
+    """
 
 class BreakerState(_BreakerState, metaclass=_BreakerStateEnumTypeWrapper):
     """BreakerState is the safety brake: consecutive failures auto-pause the integration."""
@@ -228,6 +233,11 @@ BREAKER_STATE_CLOSED: BreakerState.ValueType  # 1
 """Normal operation: regular syncs run (failures are retried with backoff)."""
 BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
 """Auto-paused after repeated failures: only connection probes run until one succeeds."""
+BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
+"""A probe succeeded while open: a sync from where it left off is running (or due) to prove
+the connection; the brake is released only when that sync succeeds, and stays on (with
+the next probe further out) when it fails.
+"""
 Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
 
 class _RestPaginationStyle:
@@ -424,7 +434,9 @@ class Breaker(_message.Message):
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     state: Global___BreakerState.ValueType
-    """Whether regular syncs run (CLOSED) or only probes (OPEN)."""
+    """Whether regular syncs run (CLOSED), only probes (OPEN), or the trial sync that decides
+    (HALF_OPEN).
+    """
     consecutive_failures: _builtins.int
     """Failures in a row since the last success."""
     threshold: _builtins.int
@@ -940,6 +952,9 @@ class SyncRun(_message.Message):
     RECORDS_DELETED_FIELD_NUMBER: _builtins.int
     FULL_RESYNC_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RECORDS_REJECTED_FIELD_NUMBER: _builtins.int
+    REJECTED_EXAMPLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier."""
     integration_id: _builtins.str
@@ -956,6 +971,18 @@ class SyncRun(_message.Message):
     """Records removed (deleted at the provider, or gone after a full resync)."""
     full_resync: _builtins.bool
     """Whether it started over from scratch (no cursor, or the provider asked for it)."""
+    records_rejected: _builtins.int
+    """Records the run could not store and skipped, so that one bad record never blocks the
+    others: records PostgreSQL cannot hold (after sanitising what can be sanitised without
+    changing meaning), records over the size limit, and earlier records that a later record
+    with the same id replaced on the same page.
+    """
+    rejected_example: _builtins.str
+    """One of the rejected records and why, e.g. "record 'evt-9': a number is NaN or infinite"."""
+    reason: _builtins.str
+    """Why the run was cancelled (Pause, a new configuration, a shutdown, a lost claim…), or
+    what the failure was about; empty for a run that succeeded.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When it started."""
@@ -982,10 +1009,13 @@ class SyncRun(_message.Message):
         records_deleted: _builtins.int = ...,
         full_resync: _builtins.bool = ...,
         error: Global___IntegrationError | None = ...,
+        records_rejected: _builtins.int = ...,
+        rejected_example: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "full_resync", b"full_resync", "id", b"id", "integration_id", b"integration_id", "outcome", b"outcome", "pages", b"pages", "records_deleted", b"records_deleted", "records_upserted", b"records_upserted", "start_time", b"start_time", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "full_resync", b"full_resync", "id", b"id", "integration_id", b"integration_id", "outcome", b"outcome", "pages", b"pages", "reason", b"reason", "records_deleted", b"records_deleted", "records_rejected", b"records_rejected", "records_upserted", b"records_upserted", "rejected_example", b"rejected_example", "start_time", b"start_time", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

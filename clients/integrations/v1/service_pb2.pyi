@@ -757,19 +757,25 @@ class IntegrationDeleted(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CONNECTOR_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The deleted integration's id."""
     revision: _builtins.int
     """The revision of the deletion."""
+    connector_type: _builtins.str
+    """The deleted integration's connector type (empty for deletions recorded before it was
+    kept), so a subscriber filtering by connector type knows whether it is one of its own.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         revision: _builtins.int = ...,
+        connector_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_type", b"connector_type", "id", b"id", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

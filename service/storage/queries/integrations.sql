@@ -33,9 +33,9 @@ LIMIT $6
 -- revision row until commit, which orders commits by revision (see 0001): it must be the
 -- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
 -- transaction should this process stall while holding that lock (is_local: this transaction
--- only). $1-$23 are the state (see IntegrationRows), $24 the hold limit, $25-$31 the event.
+-- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event.
 WITH hold AS (
-    SELECT set_config('idle_in_transaction_session_timeout', $24, true)
+    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
 ), rev AS (
     INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
     ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
@@ -47,15 +47,16 @@ WITH hold AS (
         breaker_open = $11, breaker_opened_at = $12, next_attempt_at = $13,
         breaker_threshold = $14, breaker_slow_steps = $15, breaker_halt = $16,
         sync_interval = $17, last_synced_at = $18, next_sync_at = $19, late_at = $20,
-        record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23
+        record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23,
+        breaker_trial = $24
     FROM rev
     WHERE i.tenant_id = $1 AND i.id = $2
     RETURNING 1
 ), event AS (
     INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at)
-    SELECT $1, rev.revision, $2, $25, $26, $27, $28, $29, $30,
-           jsonb_set($31::jsonb, '{revision}', to_jsonb(rev.revision)), $23
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
+           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
     FROM rev
     RETURNING 1
 )
@@ -64,7 +65,7 @@ SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FR
 -- name: change_insert
 -- A new integration: like change_update, inserting the state.
 WITH hold AS (
-    SELECT set_config('idle_in_transaction_session_timeout', $24, true)
+    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
 ), rev AS (
     INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
     ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
@@ -75,16 +76,16 @@ WITH hold AS (
         missing_config_fields, last_error, consecutive_failures, breaker_open,
         breaker_opened_at, next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt,
         sync_interval, last_synced_at, next_sync_at, late_at, record_count, revision,
-        created_at, updated_at)
+        created_at, updated_at, breaker_trial)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, rev.revision, $22, $23
+           $19, $20, $21, rev.revision, $22, $23, $24
     FROM rev
     RETURNING 1
 ), event AS (
     INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at)
-    SELECT $1, rev.revision, $2, $25, $26, $27, $28, $29, $30,
-           jsonb_set($31::jsonb, '{revision}', to_jsonb(rev.revision)), $23
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
+           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
     FROM rev
     RETURNING 1
 )
@@ -93,7 +94,7 @@ SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FR
 -- name: change_delete
 -- The tombstone of a deleted integration (its row is gone already): the integration's
 -- history goes with it, but for this event. The DELETE cannot see the tombstone it sits
--- beside (one statement, one snapshot). $3 is the hold limit, $4-$10 the event.
+-- beside (one statement, one snapshot). $3 is the hold limit, $4-$11 the event.
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $3, true)
 ), history AS (
@@ -104,8 +105,8 @@ WITH hold AS (
     RETURNING revision
 ), event AS (
     INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at)
-    SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10, $11
     FROM rev
     RETURNING 1
 )
