@@ -96,6 +96,7 @@ class App:
         http = HttpClient.open(
             HttpPolicy(
                 timeout=settings.provider_timeout,
+                max_body_bytes=settings.max_response_bytes,
                 allow_private_networks=settings.allow_private_networks,
                 purpose_header=settings.purpose_header,
             )
@@ -126,7 +127,14 @@ class App:
         worker = worker_name()
         tester = ConnectionTester(db, providers, outcomes, clock)
         syncs = SyncEngine(
-            db, providers, outcomes, lease=settings.sync_lease, clock=clock, worker=worker
+            db,
+            providers,
+            outcomes,
+            lease=settings.sync_lease,
+            clock=clock,
+            worker=worker,
+            limits=settings.record_limits,
+            commit_records=settings.sync_commit_records,
         )
         scheduler = Scheduler(
             db,

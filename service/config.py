@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.domain.breaker import BreakerPolicy
+from service.domain.records import RecordLimits
 from service.domain.validation import (
     MAX_BREAKER_THRESHOLD,
     MIN_BREAKER_THRESHOLD,
@@ -200,6 +201,27 @@ class Settings:
         "Records per page asked of providers that let the client choose (Google: 1-2500)",
         250,
     )
+    max_response_bytes: int = _setting(
+        "INTEGRATIONS_MAX_RESPONSE_BYTES",
+        "--max-response-bytes",
+        "Largest answer read from a provider (a feed, a page of records); a bigger one fails "
+        "the sync as a malformed answer instead of exhausting memory",
+        32 * 1024 * 1024,
+    )
+    max_record_bytes: int = _setting(
+        "INTEGRATIONS_MAX_RECORD_BYTES",
+        "--max-record-bytes",
+        "Largest synced record stored (its JSON); a bigger one is skipped and counted on the "
+        "sync run (records_rejected) while the rest of the page is stored",
+        1024 * 1024,
+    )
+    sync_commit_records: int = _setting(
+        "INTEGRATIONS_SYNC_COMMIT_RECORDS",
+        "--sync-commit-records",
+        "Most records written in one transaction: a bigger page (a whole iCalendar feed) is "
+        "committed in parts of this size, each with its place in the sync",
+        2500,
+    )
     sync_lease: timedelta = _setting(
         "INTEGRATIONS_SYNC_LEASE",
         "--sync-lease",
@@ -359,6 +381,11 @@ class Settings:
         return ConnectorLimits.parse(self.connector_concurrency)
 
     @property
+    def record_limits(self) -> RecordLimits:
+        """What one synced record may be."""
+        return RecordLimits(max_bytes=self.max_record_bytes)
+
+    @property
     def interval_bounds(self) -> IntervalBounds:
         return IntervalBounds(
             self.min_sync_interval, self.max_sync_interval, self.default_sync_interval
@@ -378,6 +405,10 @@ class Settings:
             raise ValueError("provider timeout and sync lease must be positive")
         if self.sync_page_size < 1:
             raise ValueError("sync page size must be at least 1")
+        if self.sync_commit_records < 1:
+            raise ValueError("sync commit records must be at least 1")
+        if min(self.max_response_bytes, self.max_record_bytes) < 1024:
+            raise ValueError("response and record size limits must be at least 1024 bytes")
         if min(
             self.watch_heartbeat_interval, self.watch_poll_interval, self.history_retention
         ) <= timedelta(0):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert, page_tokens
 from service.api.base import Context, RpcBase
 from service.domain import validation
+from service.domain.sync import StoredRecord
 
 #: With `wait`, answer this long before the caller's deadline rather than miss it.
 DEADLINE_MARGIN = 0.25
+#: A page of ListRecords ends early once its records add up to this many bytes, so it stays
+#: well under gRPC's default 4 MiB message limit whatever the page size.
+MAX_RECORDS_PAGE_BYTES = 2 * 1024 * 1024
 
 
 class SyncRpcs(RpcBase):
@@ -61,7 +67,20 @@ class SyncRpcs(RpcBase):
         filters = {"id": request.id}
         after = page_tokens.decode_one(request.page_token, "records", filters, str)
         found = await self.app.syncs.records(tenant, integration_id, after_id=after, limit=size + 1)
-        records, token = page_tokens.page(found, size, "records", filters, lambda r: [r.id])
+        size = min(size, _fitting(found, MAX_RECORDS_PAGE_BYTES))
+        records, token = page_tokens.page(
+            found[: size + 1], size, "records", filters, lambda r: [r.id]
+        )
         return api.ListRecordsResponse(
             records=[convert.record_out(r) for r in records], next_page_token=token
         )
+
+
+def _fitting(records: Sequence[StoredRecord], budget: int) -> int:
+    """How many of the first records add up to at most `budget` bytes (at least one)."""
+    total = 0
+    for n, record in enumerate(records):
+        total += record.size
+        if total > budget:
+            return max(n, 1)
+    return len(records)

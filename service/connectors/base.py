@@ -90,6 +90,10 @@ class Page:
     cursor: Cursor
     #: Nothing more to fetch in this sync.
     last: bool
+    #: Mentions of a record that a later mention with the same id replaced on this page.
+    superseded: int = 0
+    #: One of them, for the sync run's example of what was not stored.
+    superseded_example: str = ""
 
     @classmethod
     def of(
@@ -100,11 +104,18 @@ class Page:
         *,
         last: bool,
     ) -> Page:
-        """A page from (id, data) pairs in the provider's order, None data meaning deleted; a
-        record mentioned twice counts as its last mention."""
+        """A page from (id, data) pairs in the provider's order, None data meaning deleted. A
+        record mentioned twice counts as its last mention (the provider's latest word); the
+        earlier mentions are counted as superseded."""
         latest: dict[str, Mapping[str, Any] | None] = {}
+        superseded, example = 0, ""
         for record_id, data in items:
-            latest.pop(record_id, None)
+            if latest.pop(record_id, _ABSENT) is not _ABSENT:
+                superseded += 1
+                example = example or (
+                    f"record {str(record_id)[:80]!r}: a later record with the same id on the "
+                    "same page replaced it"
+                )
             latest[record_id] = data
         return cls(
             kind,
@@ -112,12 +123,17 @@ class Page:
             [k for k, v in latest.items() if v is None],
             cursor,
             last,
+            superseded,
+            example,
         )
 
     @property
     def full(self) -> bool:
         """Whether the page belongs to a full listing."""
         return self.kind is not PageKind.CHANGES
+
+
+_ABSENT: Any = object()
 
 
 class Connector(ABC):

@@ -8,6 +8,7 @@ again, and its end removes the events Google no longer has.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -151,26 +152,8 @@ class GoogleCalendarConnector(Connector):
             params["syncToken"] = position.sync_token
         url = _calendar_url(source.config).joinpath("events").with_query(params)
         response = await self._get(source, url)
-        body = json_body(response, WHAT)
-        if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
-            raise malformed(
-                f"{WHAT} answered events.list without a list of events",
-                url=redact(response.url),
-                excerpt=response.excerpt(),
-            )
-        entries = [_entry(item, response) for item in body.get("items", [])]
-        next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
-        if isinstance(next_page, str) and next_page:
-            after = _Position(full=position.full, page_token=next_page)
-            return Page.of(position.kind, entries, after.cursor(), last=False)
-        if isinstance(next_sync, str) and next_sync:
-            after = _Position(full=False, sync_token=next_sync)
-            return Page.of(position.kind, entries, after.cursor(), last=True)
-        raise malformed(
-            f"{WHAT} answered events.list with neither a next page nor a sync token",
-            url=redact(response.url),
-            excerpt=response.excerpt(),
-        )
+        # Decoding a page of up to 2500 events is CPU work: off the event loop.
+        return await asyncio.to_thread(_events_page, response, position)
 
     async def _get(self, source: Source, url: URL) -> Response:
         """GET with the access token; a rejected token is renewed once if it can be."""
@@ -255,3 +238,27 @@ def _google_error(response: Response) -> tuple[str, str]:
     reason = first.get("reason") if isinstance(first, dict) else None
     message = error.get("message")
     return (reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")
+
+
+def _events_page(response: Response, position: _Position) -> Page:
+    """An events.list answer as a page (runs in a worker thread)."""
+    body = json_body(response, WHAT)
+    if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+        raise malformed(
+            f"{WHAT} answered events.list without a list of events",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
+    entries = [_entry(item, response) for item in body.get("items", [])]
+    next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
+    if isinstance(next_page, str) and next_page:
+        after = _Position(full=position.full, page_token=next_page)
+        return Page.of(position.kind, entries, after.cursor(), last=False)
+    if isinstance(next_sync, str) and next_sync:
+        after = _Position(full=False, sync_token=next_sync)
+        return Page.of(position.kind, entries, after.cursor(), last=True)
+    raise malformed(
+        f"{WHAT} answered events.list with neither a next page nor a sync token",
+        url=redact(response.url),
+        excerpt=response.excerpt(),
+    )

@@ -80,3 +80,5 @@ class StoredRecord:
     id: str
     data: dict[str, Any]
     updated_at: datetime
+    #: The size of its JSON in bytes (what a page of records costs a client to receive).
+    size: int = 0

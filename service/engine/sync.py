@@ -26,6 +26,7 @@ from service.clock import Clock
 from service.domain import schedule
 from service.domain.exceptions import NotFound, TransitionNotAllowed
 from service.domain.model import Integration
+from service.domain.records import RecordLimits
 from service.domain.status import SyncState, Trigger
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.engine import changes
@@ -62,8 +63,13 @@ class SyncEngine:
         lease: timedelta,
         clock: Clock,
         worker: str = "",
+        limits: RecordLimits | None = None,
+        commit_records: int = 2500,
     ) -> None:
         self.db = db
+        #: What one record may be, and how many are written per transaction.
+        self.limits = limits or RecordLimits()
+        self.commit_records = commit_records
         self.providers = providers
         self.outcomes = outcomes
         self.lease = lease
@@ -178,6 +184,8 @@ class SyncEngine:
             lease=self.lease,
             clock=self.clock,
             stopping=self.stopping,
+            limits=self.limits,
+            commit_records=self.commit_records,
         )
         task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
         self._tasks[run.id] = task

@@ -38,6 +38,7 @@ from service.connectors.base import Cursor, Page, PageKind
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
+from service.domain.records import PreparedPage, RecordLimits, prepare
 from service.domain.schedule import Attempt
 from service.domain.status import SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
@@ -95,7 +96,11 @@ class SyncRunner:
         lease: timedelta,
         clock: Clock,
         stopping: asyncio.Event | None = None,
+        limits: RecordLimits | None = None,
+        commit_records: int = 2500,
     ) -> None:
+        self.limits = limits or RecordLimits()
+        self.commit_records = commit_records
         #: Set when the process stops: hand the run back after the current page.
         self.stopping = stopping or asyncio.Event()
         self.db = db
@@ -161,28 +166,55 @@ class SyncRunner:
 
     async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
         """Write one page with its cursor; the ended run when this was the last page (or the
-        run had to stop)."""
+        run had to stop). The records are made storable first (off the event loop: it walks
+        every one), and a page bigger than `commit_records` is written in parts: each part
+        but the last keeps the cursor before the page, so a crash in between fetches the page
+        again and loses nothing."""
+        prepared = await asyncio.to_thread(
+            prepare,
+            page.records,
+            page.deleted,
+            self.limits,
+            superseded=page.superseded,
+            superseded_example=page.superseded_example,
+        )
+        listing = _listing(page, cursor)
+        after = SyncCursor(page.cursor, None if page.last else listing)
+        parts = _parts(prepared, self.commit_records)
+        for n, (records, deleted) in enumerate(parts):
+            final = n == len(parts) - 1
+            write = PageWrite(
+                records=records,
+                deleted=deleted,
+                listing=listing,
+                ends_listing=final and page.last and page.full and listing is not None,
+                cursor=(after if final else SyncCursor(cursor.position, listing)).dump(
+                    self.integration.config
+                ),
+                full=page.full,
+                ends_page=final,
+                rejected=prepared.rejected if n == 0 else 0,
+                rejected_example=prepared.example if n == 0 else "",
+            )
+            ended = await self._write(write, last=final and page.last)
+            if ended is not None:
+                return cursor, ended
+        return after, None
+
+    async def _write(self, write: PageWrite, *, last: bool) -> SyncRun | None:
+        """Commit one write; with `last`, end the run SUCCEEDED with it. The ended run when
+        the run ended (or had to stop)."""
         async with self.db.transaction() as tx:
             current = await self._hold(tx)
             if isinstance(current, SyncRun):
-                return cursor, current
+                return current
             now = self.clock()  # once the lock is ours (see SyncEngine._start)
-            listing = _listing(page, cursor)
-            after = SyncCursor(page.cursor, None if page.last else listing)
-            write = PageWrite(
-                records=page.records,
-                deleted=page.deleted,
-                listing=listing,
-                ends_listing=page.last and page.full and listing is not None,
-                cursor=after.dump(self.integration.config),
-                full=page.full,
-            )
             committed = await tx.sync.commit_page(
                 self.sync_run, write, now=now, lease_expires_at=now + self.lease
             )
             self.sync_run = committed.run
-            if not page.last:
-                return after, None
+            if not last:
+                return None
             ended = await tx.sync.finish_run(self.sync_run, SyncOutcome.SUCCEEDED, now)
             assert ended is not None
             await self.outcomes.record(
@@ -199,7 +231,7 @@ class SyncRunner:
                     last_synced_at=now,
                 ),
             )
-            return after, ended
+            return ended
 
     async def _fail(self, exc: Exception) -> SyncRun:
         """End the run FAILED with the classified error, and move the integration by it."""
@@ -306,6 +338,20 @@ class SyncRunner:
                     await tx.sync.renew_lease(self.sync_run, self.clock() + self.lease)
             except Exception:
                 self.log.warning("sync_lease_not_renewed", exc_info=True)
+
+
+def _parts(prepared: PreparedPage, size: int) -> list[tuple[dict[str, str], list[str]]]:
+    """The page's records and deletions in parts of at most `size` (at least one part)."""
+    items = list(prepared.records.items())
+    parts: list[tuple[dict[str, str], list[str]]] = [
+        (dict(items[i : i + size]), []) for i in range(0, len(items), size)
+    ] or [({}, [])]
+    deleted = prepared.deleted
+    last_records, _ = parts[-1]
+    parts[-1] = (last_records, deleted[: max(0, size - len(last_records))])
+    rest = deleted[max(0, size - len(last_records)) :]
+    parts += [({}, rest[i : i + size]) for i in range(0, len(rest), size)]
+    return parts
 
 
 def _listing(page: Page, cursor: SyncCursor) -> UUID | None:

@@ -50,10 +50,10 @@ def run_from_row(row: Row) -> SyncRun:
 
 @dataclass(frozen=True)
 class PageWrite:
-    """One page as the sync engine commits it."""
+    """One page (or a part of one) as the sync engine commits it."""
 
-    #: Records to insert or update, by the provider's id.
-    records: Mapping[str, Mapping[str, Any]]
+    #: Records to insert or update: the provider's id -> the record's JSON text.
+    records: Mapping[str, str]
     #: Ids the provider reported deleted.
     deleted: Sequence[str]
     #: The full listing the page belongs to (None: a page of changes).
@@ -64,6 +64,11 @@ class PageWrite:
     cursor: Mapping[str, Any]
     #: The page belongs to a full listing (the run counts as a full resync).
     full: bool
+    #: This write ends a provider page (the run counts pages, not parts).
+    ends_page: bool = True
+    #: Records of the page that could not be stored, and an example.
+    rejected: int = 0
+    rejected_example: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ class SyncRows:
             run.tenant_id,
             run.integration_id,
             list(page.records),
-            [dict(data) for data in page.records.values()],
+            list(page.records.values()),
             page.listing,
             now,
             list(page.deleted),
@@ -141,6 +146,9 @@ class SyncRows:
             page.full,
             lease_expires_at,
             run.lease_version,
+            page.rejected,
+            page.rejected_example,
+            page.ends_page,
         )
         if row is None:
             raise LeaseLost(
@@ -195,7 +203,12 @@ class SyncRows:
         """An integration's records ordered by id, after `after_id`."""
         rows = await self._conn.fetch(Q["records_list"], tenant_id, integration_id, after_id, limit)
         return [
-            StoredRecord(id=r["record_id"], data=_as_dict(r["data"]), updated_at=r["updated_at"])
+            StoredRecord(
+                id=r["record_id"],
+                data=_as_dict(r["data"]),
+                updated_at=r["updated_at"],
+                size=r["size"],
+            )
             for r in rows
         ]
 

@@ -43,16 +43,17 @@ SELECT cursor FROM integrations WHERE tenant_id = $1 AND id = $2
 
 -- name: records_list
 -- Ordered by id; $3 is the previous page's last id.
-SELECT record_id, data, updated_at FROM records
+SELECT record_id, data, updated_at, octet_length(data::text) AS size FROM records
 WHERE tenant_id = $1 AND integration_id = $2 AND ($3::text IS NULL OR record_id > $3)
 ORDER BY record_id
 LIMIT $4
 
 -- name: sync_page_commit
--- One page of a sync run, in one statement: its records ($3 ids, $4 data, each id once), the
--- records the provider reported deleted ($7), at the end of a full listing ($8) the records
--- the listing did not see, the cursor ($9) with the record count, and the run's counters and
--- lease ($10 run, $11 full_resync, $12 lease expiry).
+-- One page (or part of a page) of a sync run, in one statement: its records ($3 ids, $4 their
+-- JSON text, each id once), the records the provider reported deleted ($7), at the end of a
+-- full listing ($8) the records the listing did not see, the cursor ($9) with the record
+-- count, and the run's counters and lease ($10 run, $11 full_resync, $12 lease expiry, $14
+-- records rejected with $15 an example, $16 whether this ends a provider page).
 -- New and changed records get the data and the update time $6; unchanged ones are only
 -- marked as seen by the listing $5 (NULL for a page of changes), so an unchanged feed rewrites
 -- nothing. No record is touched by two parts (a page id is in `written` or `marked`, never in
@@ -61,7 +62,7 @@ LIMIT $4
 -- the counters only while the run is RUNNING; no row back means the claim was lost and the
 -- caller must roll back.
 WITH page AS (
-    SELECT record_id, data FROM unnest($3::text[], $4::jsonb[]) AS p (record_id, data)
+    SELECT record_id, data::jsonb AS data FROM unnest($3::text[], $4::text[]) AS p (record_id, data)
 ), existing AS (
     SELECT r.record_id, r.data
     FROM records r JOIN page p ON p.record_id = r.record_id
@@ -97,9 +98,11 @@ WITH page AS (
     RETURNING i.record_count
 ), progress AS (
     UPDATE sync_runs s SET
-        pages = s.pages + 1, records_upserted = s.records_upserted + c.written,
+        pages = s.pages + CASE WHEN $16 THEN 1 ELSE 0 END,
+        records_upserted = s.records_upserted + c.written,
         records_deleted = s.records_deleted + c.deleted, full_resync = s.full_resync OR $11,
-        lease_expires_at = $12
+        lease_expires_at = $12, records_rejected = s.records_rejected + $14,
+        rejected_example = CASE WHEN s.rejected_example = '' THEN $15 ELSE s.rejected_example END
     FROM counts c
     WHERE s.tenant_id = $1 AND s.id = $10 AND s.outcome = 'RUNNING'
     RETURNING s.*
