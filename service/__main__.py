@@ -11,6 +11,7 @@ import structlog
 from service import config, logs
 from service.api.server import serve
 from service.app import App
+from service.observability import tracing
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -19,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = structlog.get_logger("service")
 
     async def run() -> None:
+        tracing.configure()
         app = await App.start(settings)
         await serve(app, on_started=lambda port: log.info("ready", port=port))
 

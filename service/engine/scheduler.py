@@ -33,6 +33,7 @@ from service.engine.lateness import LateNotices
 from service.engine.lifecycle import Lifecycle
 from service.engine.probes import Prober
 from service.engine.sync import SyncEngine
+from service.observability import metrics
 from service.storage import claims
 from service.storage.claims import Claim
 
@@ -213,6 +214,7 @@ class Scheduler:
                     break
         for claim in found:
             self.in_flight[claim.connector_type] += 1
+            metrics.SCHEDULER_CLAIMS.labels("probe" if claim.probe else "sync").inc()
         if found:
             log.debug(
                 "scheduler_claimed", count=len(found), probes=sum(1 for c in found if c.probe)
@@ -224,7 +226,8 @@ class Scheduler:
             if self._stopping:  # claimed just before the stop: another replica takes it
                 await self._release(claim)
             elif claim.probe:
-                await self.prober.probe(claim)
+                with metrics.in_flight("probe"):
+                    await self.prober.probe(claim)
             else:
                 started = await self.syncs.start_claimed(claim)
                 if started is not None and started.started:

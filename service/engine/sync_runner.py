@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from service.domain.status import Status, SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
 from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
+from service.observability import metrics, tracing
 from service.storage import claims
 from service.storage import sync as store
 from service.storage.database import Database
@@ -116,8 +118,15 @@ class SyncRunner:
 
     async def run(self) -> SyncRun:
         heartbeat = asyncio.create_task(self._heartbeat())
+        started = time.monotonic()
         try:
-            with purpose("sync"):
+            with (
+                purpose("sync"),
+                metrics.in_flight("sync"),
+                tracing.span(
+                    "sync_run", connector=self.integration.connector_type, **self._trace_ids()
+                ),
+            ):
                 ended = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._stop("the service shut down before it finished"))
@@ -132,7 +141,12 @@ class SyncRunner:
             records_deleted=ended.records_deleted,
             note=ended.note or None,
         )
+        metrics.sync_run_ended(self.integration.connector_type, ended, time.monotonic() - started)
         return ended
+
+    def _trace_ids(self) -> dict[str, str]:
+        run = self.sync_run
+        return {"sync_run_id": str(run.id), "trigger": run.trigger.value}
 
     async def _run(self) -> SyncRun:
         try:
@@ -146,8 +160,9 @@ class SyncRunner:
             return await self._fail(exc)
         while True:
             try:
-                page = await connector.fetch(source, cursor.position)
-                cursor, ended = await self._commit(page, cursor)
+                with tracing.span("sync_page", page=self.sync_run.pages + 1):
+                    page = await connector.fetch(source, cursor.position)
+                    cursor, ended = await self._commit(page, cursor)
             except asyncpg.ForeignKeyViolationError:
                 return self._gone()  # deleted under us (the row lock makes this a last resort)
             except store.LeaseLost:
@@ -168,6 +183,9 @@ class SyncRunner:
         async with self.db.transaction() as conn:
             claimed = await self._claim(conn)
             if isinstance(claimed, SyncRun):
+                metrics.SYNC_RECORDS.labels(self.integration.connector_type, "rejected").inc(
+                    len(page.records) + len(page.deleted)
+                )
                 return cursor, claimed
             now = self.clock()  # once the lock is ours (see SyncEngine._start)
             listing = _listing(page, cursor)
