@@ -409,9 +409,8 @@ async def _follow(client: IntegrationsClient, integration_id: str, run: pb.SyncR
         took = views.duration(timedelta(seconds=time.monotonic() - started))
         outcome = views.word(pb.SyncRunOutcome, run.outcome)
         style = "green" if run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED else "red"
-        console.print(
-            Text(f"sync run {run.id} {outcome}: {views.run_line(run)} in {took}", style=style)
-        )
+        line = f"sync run {run.id} {outcome}: {views.run_line(run)} in {took}"
+        console.print(Text(line, style=style), soft_wrap=True)
         if run.HasField("error"):
             console.print(views.test_view(api.TestConnectionResponse(ok=False, error=run.error)))
     return run
