@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard protos/integrations/v1/*.proto)
+PROMTOOL := .tools/prometheus/usr/bin/promtool
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox bench ci clean
+.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox demo bench ci clean promtool
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,8 +32,8 @@ run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DAT
 sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
 	$(BIN)/python -m sandbox $(ARGS)
 
-test: $(VENV)/.dev-installed ## Run the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(VENV)/.dev-installed $(PROMTOOL) ## Run the whole test suite
+	PROMTOOL="$(CURDIR)/$(PROMTOOL)" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -46,6 +47,22 @@ lint: $(VENV)/.dev-installed ## ruff check and ruff format --check
 
 typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
 	$(BIN)/mypy
+
+# Debian's prometheus package ships promtool (the alert rules' unit tests run it). The package
+# is unpacked, never installed: installing it would start a Prometheus server, unpacking runs
+# none of its scripts. apt-get refreshes its lists only when it cannot find the package.
+$(PROMTOOL):
+	@mkdir -p .tools/deb
+	cd .tools/deb && (apt-get download -qq prometheus 2>/dev/null \
+		|| (apt-get update -qq && apt-get download -qq prometheus))
+	dpkg-deb -x .tools/deb/prometheus_*.deb .tools/prometheus
+	rm -rf .tools/deb
+	$(PROMTOOL) --version
+
+promtool: $(PROMTOOL) ## Fetch promtool (from Debian's prometheus package) into .tools/
+
+demo: $(VENV)/.run-installed ## The service and the sandbox: sync, break the provider, watch it recover
+	$(BIN)/python -m sandbox.walkthrough $(ARGS)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's fork handlers can crash a child forked while gRPC threads run (pg_ctl of the
+# embedded PostgreSQL is started and stopped through a fork): off, before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncio
 import sys
 from collections.abc import Sequence
@@ -11,6 +17,7 @@ import structlog
 from service import config, logs
 from service.api.server import serve
 from service.app import App
+from service.observability import tracing
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -19,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = structlog.get_logger("service")
 
     async def run() -> None:
+        tracing.configure()
         app = await App.start(settings)
         await serve(app, on_started=lambda port: log.info("ready", port=port))
 

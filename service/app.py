@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from service.background import cancel_and_wait
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.connectors.http import HttpClient, HttpPolicy
@@ -31,6 +32,7 @@ from service.oauth.reauthorization import Reauthorization
 from service.oauth.refresh import TokenRefresher
 from service.oauth.sign_in import SignIns
 from service.oauth.token_endpoint import TokenEndpoint
+from service.observability import gauges, metrics
 from service.storage.database import Database, EmbeddedPostgres
 from service.tenancy import Tenancy
 
@@ -58,6 +60,8 @@ class App:
     schedule: Schedule
     clock: Clock = utc_now
     embedded: EmbeddedPostgres | None = field(default=None)
+    #: Keeps the fleet gauges (integrations by status, breakers, scheduler lag) fresh.
+    fleet_gauges: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Clock = utc_now) -> App:
@@ -74,6 +78,7 @@ class App:
             if embedded is not None:
                 await embedded.stop()
             raise
+        metrics.pool_gauges(db.pool.get_size, db.pool.get_idle_size, settings.db_pool_size)
         connectors = ConnectorRegistry.discover()
         lifecycle = Lifecycle(
             db,
@@ -91,6 +96,7 @@ class App:
             ),
         )
         await watch.start()
+        metrics.WATCH_SUBSCRIBERS.set_function(lambda: len(watch.streams))
         retention = HistoryRetention(db, settings.history_retention, clock=clock)
         retention.start()
         http = HttpClient.open(
@@ -102,7 +108,7 @@ class App:
             )
         )
         oauth = OAuthSetup(oauth_clients(settings), settings.oauth_trusted_origins.split(","))
-        token_endpoint = TokenEndpoint(http)
+        token_endpoint = TokenEndpoint(http.for_connector("oauth"))
         # A refresh waits for another replica's at most as long as that one may take.
         refresher = TokenRefresher(
             db,
@@ -166,7 +172,9 @@ class App:
             db=db,
             connectors=connectors,
             lifecycle=lifecycle,
-            tenancy=Tenancy(settings.default_tenant, settings.api_keys),
+            tenancy=Tenancy(
+                settings.default_tenant, settings.api_keys, settings.tls_client_tenants
+            ),
             clock=clock,
             watch=watch,
             retention=retention,
@@ -181,11 +189,13 @@ class App:
         )
         if settings.scheduler:
             scheduler.start()
+        app.fleet_gauges = asyncio.create_task(gauges.keep_fresh(db, clock), name="fleet-gauges")
         return app
 
     async def close(self) -> None:
         """Close the pool, then stop the embedded server if this process started it."""
         # Watch streams and background jobs first: they read through the pool.
+        await cancel_and_wait(self.fleet_gauges)
         await self.watch.stop()
         await self.retention.stop()
         # Background work stops while the pool is still open: no more claims; probes and

@@ -7,6 +7,7 @@ is the same list. Durations accept "90s", "15m", "1h" or plain seconds.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -355,6 +356,76 @@ class Settings:
         "",
     )
 
+    tls_cert: str = _setting(
+        "INTEGRATIONS_TLS_CERT",
+        "--tls-cert",
+        "PEM file with the server's certificate (and its chain): serve gRPC over TLS; set with "
+        "--tls-key. Reloaded on SIGHUP and when the file changes",
+        "",
+    )
+    tls_key: str = _setting(
+        "INTEGRATIONS_TLS_KEY",
+        "--tls-key",
+        "PEM file with the private key of --tls-cert",
+        "",
+    )
+    tls_client_ca: str = _setting(
+        "INTEGRATIONS_TLS_CLIENT_CA",
+        "--tls-client-ca",
+        "PEM file with the CA certificates that sign client certificates: turns on mutual TLS "
+        "(every gRPC client must present a valid certificate they signed)",
+        "",
+    )
+    tls_client_tenants: str = _setting(
+        "INTEGRATIONS_TLS_CLIENT_TENANTS",
+        "--tls-client-tenants",
+        "Under mutual TLS, tenants by client certificate common name, 'cn=tenant,...': a listed "
+        "certificate acts for its tenant; an unlisted one needs an API key (or is refused "
+        "when no keys are set)",
+        "",
+    )
+    tls_reload_interval: timedelta = _setting(
+        "INTEGRATIONS_TLS_RELOAD_INTERVAL",
+        "--tls-reload-interval",
+        "How often the TLS files are checked for changes (SIGHUP reloads at once); new "
+        "connections get the new certificate, a broken file keeps the old one",
+        timedelta(minutes=1),
+    )
+    http_tls: bool = _setting(
+        "INTEGRATIONS_HTTP_TLS",
+        "--http-tls",
+        "Serve the callback and ops HTTP listeners over TLS too, with --tls-cert/--tls-key "
+        "(true/false)",
+        False,
+    )
+    insecure_plaintext: bool = _setting(
+        "INTEGRATIONS_INSECURE_PLAINTEXT",
+        "--insecure-plaintext",
+        "Allow API keys over plaintext gRPC on a non-loopback address (true/false). Without "
+        "it such a deployment refuses to start: keys would cross the network in clear text. "
+        "Only behind a TLS-terminating proxy or mesh on the same host",
+        False,
+    )
+    ops_listen: str = _setting(
+        "INTEGRATIONS_OPS_LISTEN",
+        "--ops-listen",
+        "HTTP listen address (host:port) of /metrics (Prometheus), /healthz and /readyz; "
+        "port 0 picks a free port, 'off' serves none",
+        "off",
+    )
+    readiness_interval: timedelta = _setting(
+        "INTEGRATIONS_READINESS_INTERVAL",
+        "--readiness-interval",
+        "How often readiness (database, migrations, LISTEN connection) is checked for the gRPC "
+        "health service; /readyz checks on every request",
+        timedelta(seconds=2),
+    )
+
+    @property
+    def tls(self) -> bool:
+        """Whether gRPC is served over TLS."""
+        return bool(self.tls_cert)
+
     @property
     def breaker_policy(self) -> BreakerPolicy:
         """The deployment's breaker policy (ValueError when the settings contradict)."""
@@ -416,6 +487,37 @@ class Settings:
         if self.watch_buffer_size < 1:
             raise ValueError("watch buffer size must be at least 1")
         self._check_scheduler()
+        self._check_transport()
+
+    def _check_transport(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("set both --tls-cert and --tls-key, or neither")
+        if self.tls_client_ca and not self.tls:
+            raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.tls_client_tenants and not self.tls_client_ca:
+            raise ValueError("--tls-client-tenants needs mutual TLS (--tls-client-ca)")
+        from service.tenancy import Tenancy
+
+        Tenancy(self.default_tenant, self.api_keys, self.tls_client_tenants)  # checks both
+        if self.http_tls and not self.tls:
+            raise ValueError("--http-tls needs --tls-cert and --tls-key")
+        if self.tls_reload_interval <= timedelta(0) or self.readiness_interval <= timedelta(0):
+            raise ValueError("TLS reload and readiness intervals must be positive")
+        if self.ops_listen != "off" and not _HOST_PORT.match(self.ops_listen):
+            raise ValueError("ops listen address must be host:port or off")
+        if not _HOST_PORT.match(self.listen):
+            raise ValueError("listen address must be host:port")
+        if self.keys_in_clear_text and not self.insecure_plaintext:
+            raise ValueError(
+                f"API keys are set but gRPC on {self.listen} is plaintext: they would cross the "
+                "network in clear text. Set --tls-cert and --tls-key, listen on a loopback "
+                "address, or (behind a TLS-terminating proxy on this host) --insecure-plaintext"
+            )
+
+    @property
+    def keys_in_clear_text(self) -> bool:
+        """API keys on a plaintext gRPC listener that other machines can reach."""
+        return bool(self.api_keys) and not self.tls and not is_loopback(self.listen)
 
     def _check_scheduler(self) -> None:
         if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:
@@ -451,6 +553,19 @@ _BOOLEANS = {
     "no": False,
     "off": False,
 }
+
+
+def is_loopback(address: str) -> bool:
+    """Whether host:port only accepts connections from this machine."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: reachable from elsewhere
+
+
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")
 _BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 

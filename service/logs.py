@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from service.observability.tracing import add_trace_ids
+
 
 def configure(fmt: str = "auto", level: str = "info") -> None:
     """Route structlog and the standard library's logging through one renderer."""
@@ -23,6 +25,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

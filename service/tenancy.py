@@ -1,6 +1,8 @@
-"""Who is calling: per-tenant API keys, or the default tenant when no keys are configured.
+"""Who is calling: a client certificate mapped to a tenant (mutual TLS), per-tenant API keys,
+or the default tenant when neither is configured.
 
-Transport-neutral: the API layer hands in the call's metadata as (name, value) pairs."""
+Transport-neutral: the API layer hands in the call's metadata as (name, value) pairs and the
+common name of the client certificate, if any."""
 
 from __future__ import annotations
 
@@ -13,8 +15,15 @@ from service.domain.exceptions import Unauthenticated
 class Tenancy:
     """Resolves the caller's tenant from `authorization: Bearer <key>` metadata."""
 
-    def __init__(self, default_tenant: str, api_keys: str = "") -> None:
+    def __init__(self, default_tenant: str, api_keys: str = "", certificates: str = "") -> None:
         self.default_tenant = default_tenant
+        #: Client certificate common name -> tenant ("cn=tenant,cn2=tenant2").
+        self._certificates: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in certificates.split(","))):
+            name, _, tenant = part.rpartition("=")
+            if not name.strip() or not tenant.strip():
+                raise ValueError("client certificate tenants must look like 'cn=tenant,cn2=t2'")
+            self._certificates[name.strip()] = tenant.strip()
         # "key=tenant,key2=tenant2"; kept as bytes for constant-time comparison.
         self._keys: list[tuple[bytes, str]] = []
         for part in filter(None, (p.strip() for p in api_keys.split(","))):
@@ -27,8 +36,24 @@ class Tenancy:
     def required(self) -> bool:
         return bool(self._keys)
 
-    def tenant(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
-        """The caller's tenant, or Unauthenticated when keys are required and none matches."""
+    def tenant(
+        self,
+        metadata: Sequence[tuple[str, str | bytes]] | None,
+        certificate_name: str | None = None,
+    ) -> str:
+        """The caller's tenant, or Unauthenticated when keys are required and none matches.
+        A client certificate listed in the mapping decides the tenant by itself."""
+        if self._certificates:
+            owner = self._certificates.get(certificate_name or "")
+            if owner is not None:
+                return owner
+            if not self._keys:
+                raise Unauthenticated(
+                    f"the client certificate {certificate_name or '(none)'!r} is not mapped to "
+                    "a tenant; ask the operator to add its common name to "
+                    "INTEGRATIONS_TLS_CLIENT_TENANTS",
+                    reason="CLIENT_CERTIFICATE_UNKNOWN",
+                )
         if not self._keys:
             return self.default_tenant
         presented = b""

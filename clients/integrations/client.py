@@ -4,15 +4,20 @@ It wraps the generated stub with what every caller otherwise rewrites: the API k
 call, a request id on Create so retries are safe, retries of idempotent calls when a replica
 is unavailable, iteration over every page, and errors decoded from google.rpc details into
 one exception a caller can branch on (`error.reason`, `error.violations`).
+
+TLS: pass `credentials=tls_credentials(ca_file=..., cert_file=..., key_file=...)` (the CA that
+signed the server's certificate, and for mutual TLS this client's certificate and key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -76,6 +81,24 @@ class IntegrationsError(Exception):
         return result
 
 
+def tls_credentials(
+    *,
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for TLS: `ca_file` is the CA that signed the server's certificate
+    (None: the system's trusted CAs); `cert_file` and `key_file` are this client's certificate
+    and key, for a server that requires mutual TLS."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs its key, and a key its certificate")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
+
+
 def _duration(value: timedelta | None) -> duration_pb2.Duration | None:
     if value is None:
         return None
@@ -93,11 +116,18 @@ class IntegrationsClient:
         *,
         api_key: str | None = None,
         channel: grpc.aio.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
         retries: int = 3,
         retry_delay: timedelta = timedelta(milliseconds=200),
     ) -> None:
+        """`credentials` (see `tls_credentials`) connect over TLS; without them the channel
+        is plaintext, for a service on this machine."""
         self._own_channel = channel is None
-        self.channel = channel or grpc.aio.insecure_channel(target)
+        self.channel = channel or (
+            grpc.aio.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target)
+        )
         self.stub = service_pb2_grpc.IntegrationServiceStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
@@ -324,6 +354,49 @@ class IntegrationsClient:
             "runs",
         ):
             yield item
+
+    async def sync_runs_page(
+        self, integration_id: str, *, page_size: int = 20, page_token: str = ""
+    ) -> tuple[builtins.list[pb.SyncRun], str]:
+        """One page of sync runs, newest first, and the token of the next ("" at the end)."""
+        page = await self._call(
+            self.stub.ListSyncRuns,
+            api.ListSyncRunsRequest(id=integration_id, page_size=page_size, page_token=page_token),
+            idempotent=True,
+        )
+        return list(page.runs), page.next_page_token
+
+    async def records_page(
+        self, integration_id: str, *, page_size: int = 50, page_token: str = ""
+    ) -> tuple[builtins.list[pb.Record], str]:
+        """One page of synced records and the token of the next ("" at the end)."""
+        page = await self._call(
+            self.stub.ListRecords,
+            api.ListRecordsRequest(id=integration_id, page_size=page_size, page_token=page_token),
+            idempotent=True,
+        )
+        return list(page.records), page.next_page_token
+
+    async def list_page(
+        self,
+        *,
+        statuses: Sequence[pb.Status.ValueType] = (),
+        connector_type: str = "",
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[builtins.list[pb.Integration], str]:
+        """One page of integrations, newest first, and the token of the next."""
+        page = await self._call(
+            self.stub.List,
+            api.ListRequest(
+                page_size=page_size,
+                page_token=page_token,
+                statuses=list(statuses),
+                connector_type=connector_type,
+            ),
+            idempotent=True,
+        )
+        return list(page.integrations), page.next_page_token
 
     async def records(self, integration_id: str, page_size: int = 500) -> AsyncIterator[pb.Record]:
         """The integration's synced records."""

@@ -14,6 +14,12 @@ from service.domain.model import Integration
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+def certificate_name(context: Context) -> str | None:
+    """The common name of the caller's client certificate (mutual TLS), if any."""
+    names = list(context.auth_context().get("x509_common_name") or ())
+    return names[0].decode(errors="replace") if names else None
+
+
 class RpcBase:
     """Base of the servicer mixins."""
 
@@ -22,7 +28,9 @@ class RpcBase:
 
     def tenant(self, context: Context) -> str:
         """The caller's tenant (UNAUTHENTICATED without a valid key when keys are set)."""
-        return self.app.tenancy.tenant(tuple(context.invocation_metadata() or ()))
+        return self.app.tenancy.tenant(
+            tuple(context.invocation_metadata() or ()), certificate_name(context)
+        )
 
     def out(self, integration: Integration) -> pb.Integration:
         """The API view of an integration, as of now."""

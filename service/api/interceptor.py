@@ -1,8 +1,10 @@
-"""Around every RPC: one log line (method, code, duration, integration id, request id), and
-the guarantee that no exception escapes as an opaque INTERNAL with a traceback.
+"""Around every RPC: one log line (method, code, duration, integration id, request id), the
+gRPC server metrics, and the guarantee that no exception escapes as an opaque INTERNAL with a
+traceback.
 
-Domain errors become their gRPC status with details (service.api.error_status); anything else is
-logged with a support reference and answered INTERNAL quoting that reference.
+Domain errors become their gRPC status with details (service.api.error_status); a database
+outage becomes UNAVAILABLE with a RetryInfo (the caller retries; it is not a bug); anything
+else is logged with a support reference and answered INTERNAL quoting that reference.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 
 from service.api.error_status import to_grpc_status
 from service.domain.exceptions import Internal, ServiceError
+from service.observability import metrics
 
 log = structlog.get_logger("rpc")
 
@@ -42,7 +45,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             inner: Any = handler.unary_unary  # the stubs type handlers as synchronous
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                call = _Call(method, request, context, quiet)
+                call = _Call(method, request, context, quiet, "unary")
                 try:
                     return await inner(request, context)
                 except BaseException as exc:
@@ -61,7 +64,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                call = _Call(method, request, context, quiet)
+                call = _Call(method, request, context, quiet, "server_stream")
                 try:
                     async for item in inner_stream(request, context):
                         yield item
@@ -75,13 +78,41 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream is not None:
+            inner_bidi: Any = handler.stream_stream
+
+            async def bidi(
+                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                call = _Call(method, None, context, quiet, "bidi_stream")
+                try:
+                    async for item in inner_bidi(requests, context):
+                        yield item
+                except BaseException as exc:
+                    await call.fail(exc)
+                finally:
+                    call.done()
+
+            return grpc.stream_stream_rpc_method_handler(
+                bidi,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
 
 class _Call:
     def __init__(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any], quiet: bool
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        quiet: bool,
+        kind: str,
     ) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self.labels = (kind, service, name)
+        metrics.GRPC_STARTED.labels(*self.labels).inc()
         self.method = method
         self.context = context
         self.quiet = quiet
@@ -117,11 +148,16 @@ class _Call:
         await self.context.abort(status.code, status.details, trailing)
 
     def done(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.code == "OK":  # a handler may set a status without raising (health does)
+            self.code = _code_name(self.context.code() or grpc.StatusCode.OK)
+        metrics.GRPC_HANDLED.labels(*self.labels, self.code).inc()
+        metrics.GRPC_HANDLING.labels(*self.labels).observe(elapsed)
         fields = dict(
             method=self.method,
             code=self.code,
             request_id=self.request_id,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 2),
+            duration_ms=round(elapsed * 1000, 2),
             integration_id=self.integration_id,
         )
         if self.quiet:
@@ -130,5 +166,10 @@ class _Call:
             log.info("rpc", **fields)
 
 
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def _code_name(code: grpc.StatusCode | int | None) -> str:
+    if isinstance(code, int) and code in _BY_NUMBER:
+        code = _BY_NUMBER[code]
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

@@ -30,6 +30,7 @@ from service.connectors.provider_failures import (
     unavailable,
 )
 from service.domain.taxonomy import ErrorCode
+from service.observability import metrics
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -90,9 +91,17 @@ class Response:
 class HttpClient:
     """Makes connectors' requests; see the module docstring."""
 
-    def __init__(self, session: aiohttp.ClientSession, policy: HttpPolicy) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, policy: HttpPolicy, connector: str = "other"
+    ) -> None:
         self.session = session
         self.policy = policy
+        #: Which connector's requests these are, for the metrics (a bounded label).
+        self.connector = connector
+
+    def for_connector(self, connector: str) -> HttpClient:
+        """The same client (session, pool, policy), its requests counted for `connector`."""
+        return HttpClient(self.session, self.policy, connector)
 
     @classmethod
     def open(cls, policy: HttpPolicy) -> HttpClient:
@@ -141,6 +150,12 @@ class HttpClient:
         )
 
     async def _once(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
+        with metrics.provider_request(self.connector) as answered:
+            response = await self._request(url, headers, what)
+            answered(response.status)
+            return response
+
+    async def _request(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
         host = url.host or ""
         timeout = self.policy.timeout.total_seconds()
         try:

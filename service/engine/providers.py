@@ -64,7 +64,7 @@ class Providers:
         source = Source(
             config=integration.config,
             credentials=credentials,
-            http=self.http,
+            http=self.http.for_connector(integration.connector_type),
             tokens=await self.tokens(integration, credentials),
             page_size=self.page_size,
         )

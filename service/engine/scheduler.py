@@ -32,6 +32,7 @@ from service.config import ConnectorLimits
 from service.engine.lateness import LateNotices
 from service.engine.probes import Prober
 from service.engine.sync import SyncEngine
+from service.observability import metrics
 from service.storage.claims import Claim
 from service.storage.database import Database
 
@@ -211,6 +212,7 @@ class Scheduler:
                     break
         for claim in found:
             self.in_flight[claim.connector_type] += 1
+            metrics.SCHEDULER_CLAIMS.labels("probe" if claim.probe else "sync").inc()
         if found:
             log.debug(
                 "scheduler_claimed", count=len(found), probes=sum(1 for c in found if c.probe)
@@ -222,7 +224,9 @@ class Scheduler:
             if self._stopping:  # claimed just before the stop: another replica takes it
                 await self._release(claim)
             elif claim.probe:
-                if await self.prober.probe(claim) is None:
+                with metrics.in_flight("probe"):
+                    probed = await self.prober.probe(claim)
+                if probed is None:
                     # Nothing recorded (no longer braked, a person acted…): free it at once.
                     await self._release(claim)
             else:

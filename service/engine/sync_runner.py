@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from service.domain.sync import SyncOutcome, SyncRun
 from service.engine import changes
 from service.engine.outcomes import Attempted, Outcomes, stale
 from service.engine.providers import Providers
+from service.observability import metrics, tracing
 from service.storage.database import Database, Tx
 from service.storage.errors import Gone, LeaseLost
 from service.storage.sync import PageWrite
@@ -120,8 +122,15 @@ class SyncRunner:
 
     async def run(self) -> SyncRun:
         heartbeat = asyncio.create_task(self._heartbeat())
+        started = time.monotonic()
         try:
-            with purpose("sync"):
+            with (
+                purpose("sync"),
+                metrics.in_flight("sync"),
+                tracing.span(
+                    "sync_run", connector=self.integration.connector_type, **self._trace_ids()
+                ),
+            ):
                 ended = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._stop("the service shut down before it finished"))
@@ -136,7 +145,12 @@ class SyncRunner:
             records_deleted=ended.records_deleted,
             note=ended.note or None,
         )
+        metrics.sync_run_ended(self.integration.connector_type, ended, time.monotonic() - started)
         return ended
+
+    def _trace_ids(self) -> dict[str, str]:
+        run = self.sync_run
+        return {"sync_run_id": str(run.id), "trigger": run.trigger.value}
 
     async def _run(self) -> SyncRun:
         try:
@@ -150,8 +164,9 @@ class SyncRunner:
             return await self._fail(exc)
         while True:
             try:
-                page = await connector.fetch(source, cursor.position)
-                cursor, ended = await self._commit(page, cursor)
+                with tracing.span("sync_page", page=self.sync_run.pages + 1):
+                    page = await connector.fetch(source, cursor.position)
+                    cursor, ended = await self._commit(page, cursor)
             except Gone:
                 return self._gone()  # deleted under us (the row lock makes this a last resort)
             except LeaseLost:

@@ -43,6 +43,7 @@ from service.domain.watch import (
     WatchMessage,
 )
 from service.engine.watch_feed import Inbox, TenantFeed
+from service.observability import metrics
 from service.storage import watch as store
 from service.storage.database import Database
 from service.storage.watch import NEWEST, HistoryPage
@@ -320,6 +321,7 @@ class WatchStream:
         self._resume_after = None  # checked on the first page only
 
     def _deliver(self, message: WatchMessage) -> WatchMessage:
+        metrics.WATCH_DELIVERIES.inc()
         if isinstance(message, (SnapshotComplete, Change, Heartbeat)):
             self.position = max(self.position, message.revision)
         return message

@@ -11,6 +11,7 @@ and what to do. Query strings carry the code and the state, so nothing here logs
 from __future__ import annotations
 
 import socket
+import ssl
 
 import structlog
 from aiohttp import web
@@ -36,8 +37,16 @@ def parse_listen(address: str) -> tuple[str, int]:
 class CallbackServer:
     """Serves the callback while the gRPC server serves."""
 
-    def __init__(self, reauthorization: Reauthorization, listen: str, public_url: str) -> None:
+    def __init__(
+        self,
+        reauthorization: Reauthorization,
+        listen: str,
+        public_url: str,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.reauthorization = reauthorization
+        #: Serve HTTPS with this context (None: plain HTTP).
+        self.ssl_context = ssl_context
         self.listen = listen
         #: The base URL browsers reach this endpoint at; empty: derived from the bound address.
         self.public_url = public_url.rstrip("/")
@@ -53,7 +62,8 @@ class CallbackServer:
         # A wildcard address is not one a browser can go to; this machine's loopback is.
         shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
         shown = f"[{shown}]" if ":" in shown else shown
-        return f"http://{shown}:{self.port}{PATH}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{shown}:{self.port}{PATH}"
 
     async def start(self) -> str:
         """Bind and serve; returns the callback's public URL."""
@@ -68,7 +78,7 @@ class CallbackServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         except BaseException:
             sock.close()
             await runner.cleanup()

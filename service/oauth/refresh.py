@@ -45,6 +45,7 @@ from service.domain.taxonomy import ErrorCode
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
 from service.oauth.token_endpoint import TokenEndpoint
+from service.observability import metrics
 from service.storage.credentials import StoredCredentials
 from service.storage.database import Database, Tx
 from service.storage.errors import LockTimeout
@@ -172,12 +173,15 @@ class TokenRefresher:
                         and tokens.refresh_token_of(latest.credentials) != refresh_token
                     ):
                         log.info("token_refresh_lost_race", **where)
+                        metrics.TOKEN_REFRESHES.labels("lost_race").inc()
                         return latest.credentials
                 log.info("token_refresh_failed", code=failure.code.value, **where)
+                metrics.TOKEN_REFRESHES.labels("failed").inc()
                 raise
             renewed = tokens.from_grant(grant, self.clock(), current)
             stored = await self._store(tx, key, row, renewed, refresh_token)
         # Committed: the rotated refresh token is durable before the access token is used.
+        metrics.TOKEN_REFRESHES.labels("ok").inc()
         log.info(
             "token_refreshed",
             rotated=grant.refresh_token is not None,

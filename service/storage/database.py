@@ -26,6 +26,7 @@ from service.storage.credentials import CredentialRows
 from service.storage.errors import Conflict, DatabaseUnavailable, Gone, LockTimeout
 from service.storage.integrations import IntegrationRows
 from service.storage.migrations import migrate
+from service.storage.outages import is_outage
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
 from service.storage.sync import SyncRows
@@ -34,13 +35,13 @@ log = structlog.get_logger(__name__)
 
 Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 
-# The database went away (restart, failover, pg_terminate_backend) or is not back yet. Not
-# the driver's InterfaceError: that is also what misuse says (a closed pool, an operation in
-# progress), which is our fault, not the database's.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# What the driver or the socket raise; `outages.is_outage` tells which of them mean the
+# database went away (restart, failover, pg_terminate_backend) rather than a query gone wrong
+# or our own misuse (a closed pool).
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
     OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
 )
 
 
@@ -144,8 +145,10 @@ async def translated() -> AsyncIterator[None]:
         raise Conflict(str(exc)) from exc
     except asyncpg.LockNotAvailableError as exc:
         raise LockTimeout(str(exc)) from exc
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable() from exc
+    except _DRIVER_ERRORS as exc:
+        if is_outage(exc):
+            raise DatabaseUnavailable() from exc
+        raise
 
 
 class EmbeddedPostgres:

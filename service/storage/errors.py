@@ -37,5 +37,7 @@ class DatabaseUnavailable(Unavailable):
     """The database is unreachable (restart, failover, a dropped connection): retry shortly.
     A ServiceError, so an RPC that meets it answers UNAVAILABLE with RetryInfo."""
 
-    def __init__(self, message: str = "the database is unreachable; retry shortly") -> None:
+    def __init__(
+        self, message: str = "the database cannot be reached right now; retry shortly"
+    ) -> None:
         super().__init__(message, reason="DATABASE_UNAVAILABLE", retry_after=timedelta(seconds=1))

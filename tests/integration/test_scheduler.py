@@ -300,7 +300,7 @@ async def test_a_write_with_a_stale_lease_version_is_refused_by_the_database(
             TENANT, ident, uuid4(), SyncTrigger.MANUAL, now, now, lease_version=version - 1
         )
     page = PageWrite(
-        records={"e1": {"summary": "stale"}},
+        records={"e1": '{"summary": "stale"}'},
         deleted=[],
         listing=None,
         ends_listing=False,
