@@ -25,6 +25,7 @@ from service.config import Settings
 from service.storage.database import EmbeddedPostgres
 from tests.support import postgres
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +97,7 @@ async def channel(server: Server) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> service_pb2_grpc.IntegrationServiceStub:
+def stub(channel: grpc.aio.Channel) -> Stub:
     return service_pb2_grpc.IntegrationServiceStub(channel)
 
 

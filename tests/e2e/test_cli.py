@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 from service.api.server import Server
 
@@ -78,17 +79,18 @@ async def test_watch_follows_changes(server: Server) -> None:
         stdout=asyncio.subprocess.PIPE,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
-    assert watcher.stdout is not None
+    output = watcher.stdout
+    assert output is not None
 
-    async def next_message() -> dict[str, object]:
-        line = await asyncio.wait_for(watcher.stdout.readline(), 30)  # safety bound only
-        message: dict[str, object] = json.loads(line)
+    async def next_message() -> dict[str, Any]:
+        line = await asyncio.wait_for(output.readline(), 30)  # safety bound only
+        message: dict[str, Any] = json.loads(line)
         return message
 
-    assert (await next_message())["snapshot"]["id"] == ident  # type: ignore[index]
+    assert (await next_message())["snapshot"]["id"] == ident
     assert "snapshotComplete" in await next_message()
     # Subscribed: now the change happens, and the watcher sees it and stops (--limit 1).
     code, _, _ = await ctl(server, "delete", ident, "--yes")
     assert code == 0
-    assert (await next_message())["deleted"]["id"] == ident  # type: ignore[index]
+    assert (await next_message())["deleted"]["id"] == ident
     assert await asyncio.wait_for(watcher.wait(), 30) == 0

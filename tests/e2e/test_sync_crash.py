@@ -25,9 +25,9 @@ from service.app import App
 from service.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.process import ServiceProcess
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
     bearer,
     create,
     get,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from google.protobuf import timestamp_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
@@ -23,9 +24,9 @@ from service.app import App
 from service.config import Settings
 from service.storage.claims import Claim
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
     bearer,
     events,
     get,
@@ -76,8 +77,8 @@ async def sweep(app: App) -> list[Claim]:
     return claimed
 
 
-def moment(ts: object) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined,no-any-return]
+def moment(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 async def next_attempt(app: App, clock: FakeClock, stub: Stub, ident: str) -> pb.Integration:

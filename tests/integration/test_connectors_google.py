@@ -20,10 +20,10 @@ from service.connectors.auth import AccessTokens, StoredTokens
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import TAXONOMY, ErrorCode
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
     TOKEN,
-    Stub,
     bearer,
     create,
     events,

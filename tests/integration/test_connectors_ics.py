@@ -15,7 +15,8 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.credentials import BasicAuth
 from sandbox.feeds import FeedEvent
 from service.config import Settings
-from tests.support.syncing import Stub, create, events, ics, records, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import create, events, ics, records, sandbox_settings
 
 FEED = "team"
 

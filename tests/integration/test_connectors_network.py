@@ -11,7 +11,8 @@ from integrations.v1 import integration_pb2 as pb
 
 from sandbox import Provider, Sandbox
 from service.config import Settings
-from tests.support.syncing import Stub, create, ics, rest
+from tests.support.rpc import Stub
+from tests.support.syncing import create, ics, rest
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.credentials import BasicAuth
 from sandbox.datasets import AuthKind, DatasetAuth, Pagination
 from service.config import Settings
-from tests.support.syncing import Stub, create, records, rest, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import create, records, rest, sandbox_settings
 
 PEOPLE = [
     {"id": f"p{n}", "name": name, "team": {"name": "core"}}

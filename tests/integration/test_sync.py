@@ -20,10 +20,9 @@ from service.config import Settings
 from service.domain.status import Trigger
 from service.domain.sync import SyncTrigger
 from tests.support.clock import FakeClock
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
     bearer,
     create,
     events,

@@ -15,10 +15,9 @@ from sandbox.datasets import AuthKind, DatasetAuth
 from service.app import App
 from service.config import Settings
 from service.domain.status import Trigger
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
     bearer,
     create,
     events,

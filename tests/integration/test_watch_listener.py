@@ -12,16 +12,14 @@ from datetime import timedelta
 
 import pytest
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from service.app import App
 from service.config import Settings
 from service.domain.model import Integration
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
 from service.storage.watch_listener import APPLICATION_NAME
+from tests.support.rpc import Stub
 from tests.support.watch import Recorder, database_view, eventually, view_of
-
-Stub = service_pb2_grpc.IntegrationServiceStub
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ from typing import Any
 from google.protobuf import json_format
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from sandbox import Sandbox
 from sandbox.state import SandboxState
 from service.config import Settings
+from tests.support.rpc import Stub
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 TOKEN = "sandbox-access-token"
 CALENDAR = "team@group.calendar.google.com"
 
