@@ -28,6 +28,7 @@ from tests.support.process import ServiceProcess
 from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
+    SANDBOX_DEPLOYMENT,
     bearer,
     create,
     get,
@@ -35,15 +36,11 @@ from tests.support.syncing import (
     provider_events,
     put_event,
     records,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

@@ -27,13 +27,13 @@ from tests.support.clock import FakeClock
 from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
+    SANDBOX_DEPLOYMENT,
     bearer,
     events,
     get,
     google,
     provider_events,
     rest,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
@@ -43,9 +43,7 @@ PURPOSE_HEADER = "X-Sandbox-Purpose"
 SAFETY = 20.0
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, purpose_header=PURPOSE_HEADER)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, purpose_header=PURPOSE_HEADER)
 
 
 @pytest.fixture

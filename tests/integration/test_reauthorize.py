@@ -18,14 +18,12 @@ from integrations.v1 import service_pb2 as api
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
-from service.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
     SAFETY,
     calendar_config,
     running_sandbox,
     sandbox_tokens,
-    with_oauth,
 )
 from tests.support.rpc import RpcFailure, Stub, failure
 
@@ -36,9 +34,7 @@ async def sb() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def settings(settings: Settings, sb: Sandbox) -> Settings:
-    return with_oauth(settings, sb)
+pytestmark = pytest.mark.sign_in_at_sandbox
 
 
 async def fails(call: Awaitable[object]) -> RpcFailure:

@@ -20,7 +20,6 @@ from yarl import URL
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
-from service.config import Settings
 from service.connectors.google_calendar import GOOGLE_OAUTH as GOOGLE
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
@@ -30,7 +29,6 @@ from tests.support.oauth import (
     calendar_config,
     running_sandbox,
     sandbox_tokens,
-    with_oauth,
 )
 from tests.support.rpc import Stub
 
@@ -43,9 +41,7 @@ async def sb() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def settings(settings: Settings, sb: Sandbox) -> Settings:
-    return with_oauth(settings, sb)
+pytestmark = pytest.mark.sign_in_at_sandbox
 
 
 async def disconnected_calendar(stub: Stub, sb: Sandbox) -> pb.Integration:

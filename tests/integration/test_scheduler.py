@@ -32,12 +32,12 @@ from tests.support.clock import FakeClock
 from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
+    SANDBOX_DEPLOYMENT,
     bearer,
     events,
     get,
     google,
     provider_events,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
@@ -54,9 +54,7 @@ class Limits(TypedDict):
     connector_concurrency: str
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, purpose_header="X-Sandbox-Purpose")
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, purpose_header="X-Sandbox-Purpose")
 
 
 @pytest.fixture

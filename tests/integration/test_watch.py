@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -17,17 +16,13 @@ from integrations.v1 import service_pb2 as api
 from service.api.convert import STATUS
 from service.api.server import Server
 from service.app import App
-from service.config import Settings
 from service.domain.status import TRANSITIONS, Status, Trigger
 from tests.support.clock import FakeClock
 from tests.support.rpc import Stub, failure
 from tests.support.watch import Recorder, database_view, view_of
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    # Heartbeats every 50 ms, so the heartbeat test waits for one instead of sleeping.
-    return replace(settings, watch_heartbeat_interval=timedelta(milliseconds=50))
+# Heartbeats every 50 ms, so the heartbeat test waits for one instead of sleeping.
+pytestmark = pytest.mark.settings(watch_heartbeat_interval=timedelta(milliseconds=50))
 
 
 def watch(

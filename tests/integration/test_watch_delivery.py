@@ -4,7 +4,6 @@ others, resumes without gaps, and streams that go away leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import grpc
 import pytest
@@ -13,7 +12,6 @@ from integrations.watch import Backoff, StatusWatch
 
 from service.api.server import Server
 from service.app import App
-from service.config import Settings
 from service.domain.exceptions import ResourceExhausted
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
@@ -29,9 +27,7 @@ NAME = "x" * 190
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, watch_buffer_size=BUFFER)
+pytestmark = pytest.mark.settings(watch_buffer_size=BUFFER)
 
 
 async def rename(app: App, integration: Integration, count: int) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -29,10 +28,8 @@ CHANGES_PER_WRITER = 125
 WRITERS_PER_REPLICA = 4  # 2 replicas x 4 writers x 125 = 1,000 changes
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    # Filtered subscribers learn they are at the head from heartbeats: make them frequent.
-    return replace(settings, watch_heartbeat_interval=timedelta(milliseconds=100))
+# Filtered subscribers learn they are at the head from heartbeats: make them frequent.
+pytestmark = pytest.mark.settings(watch_heartbeat_interval=timedelta(milliseconds=100))
 
 
 @pytest.fixture
