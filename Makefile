@@ -45,7 +45,7 @@ lint: $(VENV)/.dev-installed ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
+typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/, sandbox/, tests/, benchmarks/
 	$(BIN)/mypy
 
 # Debian's prometheus package ships promtool (the alert rules' unit tests run it). The package

@@ -20,6 +20,7 @@ from service.api.server import Server
 from service.app import App
 from service.config import Settings
 from service.storage.database import EmbeddedPostgres
+from tests.support.rpc import Stub
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class Running:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.data_dir = data_dir
-        self.stub: service_pb2_grpc.IntegrationServiceStub
+        self.stub: Stub
         self.app: App
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

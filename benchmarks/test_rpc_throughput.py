@@ -33,7 +33,10 @@ async def create_many(service: Running, n: int) -> list[pb.Integration]:
 
 
 def test_concurrent_creates(benchmark: BenchmarkFixture, service: Running) -> None:
-    created = benchmark.pedantic(lambda: service.run(create_many(service, 100)), rounds=5)
+    # pytest-benchmark leaves `pedantic` unannotated.
+    created = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        lambda: service.run(create_many(service, 100)), rounds=5
+    )
     assert len(created) == 100
     assert benchmark.stats is not None
     assert benchmark.stats.stats.median < 1.0, "100 concurrent Creates should take < 1 s"

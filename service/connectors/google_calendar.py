@@ -42,6 +42,7 @@ GOOGLE_OAUTH = OAuthProvider(
     authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
     token_url="https://oauth2.googleapis.com/token",
     default_scopes=("https://www.googleapis.com/auth/calendar.readonly",),
+    revocation_url="https://oauth2.googleapis.com/revoke",
     authorization_params=(
         ("access_type", "offline"),
         ("prompt", "consent"),

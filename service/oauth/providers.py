@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from service.connectors.auth import OAuthProvider
 from service.domain.exceptions import FailedPrecondition
 
@@ -35,6 +37,8 @@ class Endpoints:
     client: OAuthClient
     authorization_url: str
     token_url: str
+    #: Where tokens are revoked (RFC 7009); None when the provider does not say.
+    revocation_url: str | None = None
 
 
 def provider_of(connector: Any) -> OAuthProvider | None:
@@ -82,11 +86,17 @@ class OAuthSetup:
                 reason="OAUTH_CLIENT_NOT_CONFIGURED",
                 metadata={"provider": provider.name, "setting": env},
             )
+        token_url = self._url(config, "token_url", provider.token_url)
+        revocation_url = provider.revocation_url
+        if revocation_url and token_url != provider.token_url:
+            # An overridden token endpoint (a sandbox, a region) revokes beside itself.
+            revocation_url = str(URL(token_url).parent / "revoke")
         return Endpoints(
             provider,
             client,
             self._url(config, "authorization_url", provider.authorization_url),
-            self._url(config, "token_url", provider.token_url),
+            token_url,
+            revocation_url,
         )
 
     def _url(self, config: Mapping[str, Any], key: str, default: str) -> str:

@@ -81,6 +81,22 @@ class TokenEndpoint:
             endpoints, {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
 
+    async def revoke(self, endpoints: Endpoints, token: str, hint: str) -> None:
+        """Revoke `token` (RFC 7009; `hint` is refresh_token or access_token). A provider
+        answers 200 for a token it no longer knows, too: either way it is dead."""
+        if endpoints.revocation_url is None:
+            return
+        url = URL(endpoints.revocation_url)
+        form = {
+            "token": token,
+            "token_type_hint": hint,
+            "client_id": endpoints.client.client_id,
+            "client_secret": endpoints.client.client_secret,
+        }
+        status, headers, body = await self._post(url, form)
+        if status != 200:
+            raise _failure(status, headers, body, self.http, {"url": redact(url)})
+
     async def _grant(self, endpoints: Endpoints, form: dict[str, str]) -> TokenGrant:
         # client_secret_post (RFC 6749 §2.3.1): what Google documents, and every provider we
         # know accepts it.

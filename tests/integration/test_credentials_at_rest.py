@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from service.app import App
 from service.config import Settings
@@ -19,6 +18,7 @@ from service.rekey import rekey
 from service.storage.database import Database
 from service.storage.sealing import KeyRing, SealError
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
 from tests.support.storage import credentials_of
 
 CANARIES = (
@@ -46,7 +46,7 @@ async def pg_dump(database_url: str) -> str:
 
 
 async def test_no_secret_reaches_the_database_in_plain_text_or_the_logs(
-    stub: service_pb2_grpc.IntegrationServiceStub,
+    stub: Stub,
     database_url: str,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,

@@ -8,8 +8,10 @@ google.rpc details a client acts on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 import grpc
 import pytest
@@ -22,12 +24,11 @@ from service.app import App
 from service.config import Settings
 from service.domain.status import Trigger
 from service.engine.lifecycle import CreateSpec
-from tests.support.rpc import RpcFailure, failure
+from tests.support.clock import FakeClock
+from tests.support.rpc import RpcFailure, Stub, failure
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 
-
-async def fails(call: Any) -> RpcFailure:
+async def fails(call: Awaitable[object]) -> RpcFailure:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
     return failure(raised.value)
@@ -194,7 +195,7 @@ async def test_a_request_id_reused_for_another_body_is_refused(stub: Stub) -> No
     assert "request_id" in f.violations
 
 
-async def test_a_request_id_is_forgotten_after_its_ttl(stub: Stub, clock: Any) -> None:
+async def test_a_request_id_is_forgotten_after_its_ttl(stub: Stub, clock: FakeClock) -> None:
     first = await create(stub, request_id="req-3")
     clock.advance(hours=25)
     second = await create(stub, request_id="req-3")
@@ -219,7 +220,7 @@ async def test_get_unknown_and_malformed_ids(stub: Stub) -> None:
 # -- List --------------------------------------------------------------------------------
 
 
-async def test_list_pages_newest_first_with_opaque_tokens(stub: Stub, clock: Any) -> None:
+async def test_list_pages_newest_first_with_opaque_tokens(stub: Stub, clock: FakeClock) -> None:
     ids = []
     for n in range(7):
         clock.advance(seconds=1)
@@ -268,7 +269,7 @@ async def test_list_refuses_a_changed_filter_and_bad_paging(stub: Stub) -> None:
     assert "page_token" in garbage.violations
     negative = await fails(stub.List(api.ListRequest(page_size=-1)))
     assert "page_size" in negative.violations
-    unknown_status = await fails(stub.List(api.ListRequest(statuses=[99])))
+    unknown_status = await fails(stub.List(api.ListRequest(statuses=[pb.Status.ValueType(99)])))
     assert "statuses[0]" in unknown_status.violations
 
 
@@ -443,10 +444,8 @@ async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
     assert [r["trigger"] for r in kept] == ["delete"]  # only the tombstone for watchers
 
 
-def app_uuid(text: str) -> Any:
-    import uuid
-
-    return uuid.UUID(text)
+def app_uuid(text: str) -> UUID:
+    return UUID(text)
 
 
 # -- ListEvents and revisions ------------------------------------------------------------
@@ -492,7 +491,7 @@ async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub, a
 
 
 @pytest.fixture
-async def keyed_stub(settings: Settings, clock: Any) -> Any:
+async def keyed_stub(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub]:
     from service.api.server import Server
 
     keyed = await App.start(

@@ -24,12 +24,10 @@ from service.app import App
 from service.config import Settings
 from service.observability import gauges, tracing
 from tests.support.clock import FakeClock
-from tests.support.syncing import Stub, bearer, create, google, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, bearer, create, google
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, ops_listen="127.0.0.1:0")
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, ops_listen="127.0.0.1:0")
 
 
 async def scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -208,7 +206,8 @@ async def test_traces_show_an_rpc_with_its_queries_and_provider_calls(
 
 def _id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    span_id: int = span.context.span_id
+    return span_id
 
 
 def _trace_of(spans: tuple[ReadableSpan, ...], root: ReadableSpan) -> list[ReadableSpan]:

@@ -18,11 +18,11 @@ from integrations.v1 import service_pb2 as api
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.datasets import Pagination
 from sandbox.feeds import FeedEvent
-from service.config import Settings
 from service.connectors import ics_feed
 from service.domain.records import REPLACEMENT
 from service.engine import sync_runner
-from tests.support.syncing import Stub, create, ics, records, rest, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, create, ics, records, rest
 
 MAX_RECORD_BYTES = 4096
 
@@ -38,9 +38,9 @@ POISON: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, max_record_bytes=MAX_RECORD_BYTES, sync_commit_records=100)
+pytestmark = pytest.mark.settings(
+    **SANDBOX_DEPLOYMENT, max_record_bytes=MAX_RECORD_BYTES, sync_commit_records=100
+)
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from yarl import URL
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
-from service.config import Settings
+from service.app import App
 from service.connectors.google_calendar import GOOGLE_OAUTH as GOOGLE
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
@@ -30,10 +29,9 @@ from tests.support.oauth import (
     calendar_config,
     running_sandbox,
     sandbox_tokens,
-    with_oauth,
 )
+from tests.support.rpc import Stub
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 RETURN = "https://app.example/settings/integrations?tab=calendars"
 
 
@@ -43,9 +41,7 @@ async def sb() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def settings(settings: Settings, sb: Sandbox) -> Settings:
-    return with_oauth(settings, sb)
+pytestmark = pytest.mark.sign_in_at_sandbox
 
 
 async def disconnected_calendar(stub: Stub, sb: Sandbox) -> pb.Integration:
@@ -284,7 +280,7 @@ async def test_the_state_and_verifier_are_not_stored_in_clear(
 
 
 async def test_sign_in_is_refused_when_no_callback_is_served(
-    stub: Stub, sb: Sandbox, app: Any
+    stub: Stub, sb: Sandbox, app: App
 ) -> None:
     integration = await disconnected_calendar(stub, sb)
     served = app.reauthorization.callback_url

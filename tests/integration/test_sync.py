@@ -16,14 +16,13 @@ from integrations.v1 import service_pb2 as api
 
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
-from service.config import Settings
 from service.domain.status import Trigger
 from service.domain.sync import SyncTrigger
 from tests.support.clock import FakeClock
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     create,
     events,
@@ -31,14 +30,10 @@ from tests.support.syncing import (
     google,
     provider_events,
     put_event,
-    sandbox_settings,
     summaries,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

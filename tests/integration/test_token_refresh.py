@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
-from service.config import Settings
 from service.connectors.auth import StoredTokens
 from service.connectors.provider_failures import ProviderFailure
 from service.domain.credentials import Credentials
@@ -39,9 +37,7 @@ from tests.support.storage import credentials_of
 TENANT = "default"
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, allow_private_networks=True)
+pytestmark = pytest.mark.settings(allow_private_networks=True)
 
 
 @pytest.fixture

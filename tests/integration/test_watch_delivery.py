@@ -4,25 +4,21 @@ others, resumes without gaps, and streams that go away leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import grpc
 import pytest
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from integrations.watch import Backoff, StatusWatch
 
 from service.api.server import Server
 from service.app import App
-from service.config import Settings
 from service.domain.exceptions import ResourceExhausted
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
-from tests.support.rpc import failure
-from tests.support.watch import Recorder, database_view, eventually, view_of
+from tests.support.rpc import Stub, failure
+from tests.support.watch import Recorder, database_view, eventually, messages_of, view_of
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 BUFFER = 20
 #: Long names make big messages, so a client that stops reading fills gRPC's flow-control
 #: window (64 KiB without BDP probing) after a couple of hundred changes.
@@ -31,9 +27,7 @@ NAME = "x" * 190
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, watch_buffer_size=BUFFER)
+pytestmark = pytest.mark.settings(watch_buffer_size=BUFFER)
 
 
 async def rename(app: App, integration: Integration, count: int) -> int:
@@ -81,6 +75,15 @@ async def test_a_stalled_stream_is_cut_off_without_delaying_the_others(app: App)
         fast.close()
 
 
+async def next_message(
+    call: grpc.aio.UnaryStreamCall[api.WatchStatusRequest, api.WatchStatusResponse],
+) -> api.WatchStatusResponse:
+    """The stream's next message, read by hand (the stream must not have ended)."""
+    message = await call.read()
+    assert isinstance(message, api.WatchStatusResponse), message
+    return message
+
+
 async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps(
     app: App, server: Server, stub: Stub
 ) -> None:
@@ -90,7 +93,7 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
     ) as channel:
         stalled = Stub(channel).WatchStatus(api.WatchStatusRequest())
         received: list[int] = []
-        while (message := await stalled.read()).WhichOneof("kind") != "snapshot_complete":
+        while (await next_message(stalled)).WhichOneof("kind") != "snapshot_complete":
             pass
         fast = Recorder(stub.WatchStatus(api.WatchStatusRequest()))
         await fast.until_snapshot()
@@ -103,7 +106,7 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async with asyncio.timeout(10):
                 while True:
-                    message = await stalled.read()
+                    message = await next_message(stalled)
                     if message.WhichOneof("kind") == "change":
                         received.append(message.event.revision)
         problem = failure(raised.value)
@@ -129,7 +132,7 @@ async def test_the_client_watch_recovers_from_falling_behind_by_itself(
         f"127.0.0.1:{server.port}", options=SMALL_WINDOW
     ) as channel:
         watch = StatusWatch(Stub(channel), backoff=Backoff(first=0.01))
-        messages = aiter(watch)
+        messages = messages_of(watch)
         while (await anext(messages)).WhichOneof("kind") != "snapshot_complete":
             pass
         last = await rename(app, first, 400)  # while the subscriber is not reading
@@ -139,7 +142,7 @@ async def test_the_client_watch_recovers_from_falling_behind_by_itself(
                 message = await anext(messages)
                 if message.WhichOneof("kind") == "change":
                     seen.append(message.event.revision)
-        await messages.aclose()  # type: ignore[attr-defined]
+        await messages.aclose()
     assert watch.connections >= 2  # it was cut off, and resumed by itself
     assert seen == list(range(first.revision + 1, last + 1))
     assert view_of(watch.view) == await database_view(app)

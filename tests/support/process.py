@@ -58,9 +58,12 @@ class ServiceProcess:
 
     def _parse(self, line: bytes) -> dict[str, object]:
         try:
-            entry = json.loads(line)
+            parsed = json.loads(line)
         except ValueError:
-            entry = {"raw": line.decode(errors="replace").rstrip()}
+            parsed = None
+        entry: dict[str, object] = (
+            parsed if isinstance(parsed, dict) else {"raw": line.decode(errors="replace").rstrip()}
+        )
         self.log_lines.append(entry)
         return entry
 

@@ -1,9 +1,21 @@
-"""Reading google.rpc details off a failed call, exactly as the Python client does."""
+"""Talking to the service over gRPC in tests: the stub type, and reading google.rpc details off
+a failed call exactly as the Python client does."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 from integrations.client import IntegrationsError
+
+if TYPE_CHECKING:
+    # The asyncio stub type exists for the type checker only (its calls are awaitable, its
+    # streams async-iterable); at run time one generated class serves both channel kinds.
+    from integrations.v1.service_pb2_grpc import IntegrationServiceAsyncStub as Stub
+else:
+    from integrations.v1.service_pb2_grpc import IntegrationServiceStub as Stub
+
+__all__ = ["RpcFailure", "Stub", "failure"]
 
 #: The decoded parts of a failed call a client acts on.
 RpcFailure = IntegrationsError

@@ -4,11 +4,12 @@ and lets a test wait for a condition on what arrived (never for a length of time
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 
 import grpc
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
+from integrations.watch import StatusWatch
 
 from service.api.convert import STATUS
 from service.app import App
@@ -124,3 +125,11 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None
     """Wait until `condition` holds: for state that has no event to wait on (tasks
     finishing, connections being returned)."""
     await until(condition, "the condition", timeout=timeout, every=0.005)
+
+
+def messages_of(watch: StatusWatch) -> AsyncGenerator[api.WatchStatusResponse, None]:
+    """The watch's messages as the async generator they are, so a test can close them
+    (StatusWatch declares only an AsyncIterator)."""
+    messages = aiter(watch)
+    assert isinstance(messages, AsyncGenerator)
+    return messages
