@@ -8,6 +8,7 @@ import grpc
 from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert
+from service.api.page_tokens import PageTokens
 from service.app import App
 from service.domain.model import Integration
 
@@ -19,6 +20,7 @@ class RpcBase:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.page_tokens = PageTokens.from_key_ring(app.lifecycle.keys)
 
     def tenant(self, context: Context) -> str:
         """The caller's tenant (UNAUTHENTICATED without a valid key when keys are set)."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
-
 from google.protobuf.message import Message
 from integrations.v1 import service_pb2 as api
 
-from service.api import convert, page_tokens
+from service.api import convert
 from service.api.base import Context, RpcBase
 from service.domain import validation
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
@@ -56,16 +53,21 @@ class LifecycleRpcs(RpcBase):
             "statuses": sorted(s.value for s in statuses),
             "connector_type": request.connector_type,
         }
-        position = page_tokens.decode(request.page_token, "integrations", filters)
+        after = self.page_tokens.decode_keyset(request.page_token, tenant, "integrations", filters)
         found = await self.app.lifecycle.list_page(
             tenant,
             statuses=statuses,
             connector_type=request.connector_type,
-            after=_keyset(position),
+            after=after,
             limit=size + 1,
         )
-        page, token = page_tokens.page(
-            found, size, "integrations", filters, lambda i: [i.created_at.isoformat(), str(i.id)]
+        page, token = self.page_tokens.page(
+            found,
+            size,
+            tenant,
+            "integrations",
+            filters,
+            lambda i: [i.created_at.isoformat(), str(i.id)],
         )
         return api.ListResponse(integrations=[self.out(i) for i in page], next_page_token=token)
 
@@ -119,30 +121,16 @@ class LifecycleRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        before = page_tokens.decode_one(request.page_token, "events", filters, int)
+        before = self.page_tokens.decode_one(request.page_token, tenant, "events", filters, int)
         found = await self.app.lifecycle.events(
             tenant, integration_id, before_revision=before, limit=size + 1
         )
-        events, token = page_tokens.page(found, size, "events", filters, lambda e: [e.revision])
+        events, token = self.page_tokens.page(
+            found, size, tenant, "events", filters, lambda e: [e.revision]
+        )
         return api.ListEventsResponse(
             events=[convert.event_out(e) for e in events], next_page_token=token
         )
-
-
-def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
-    if position is None:
-        return None
-    try:
-        created, ident = position
-        return datetime.fromisoformat(str(created)), UUID(str(ident))
-    except (ValueError, TypeError):
-        raise validation.InvalidArgument(
-            [
-                validation.FieldViolation(
-                    "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN"
-                )
-            ]
-        ) from None
 
 
 def _optional(request: Message, field: str) -> int | None:

@@ -129,8 +129,8 @@ async def test_create_with_an_incomplete_config_asks_for_what_is_missing(stub: S
                     google_calendar=pb.GoogleCalendarConfig(calendar_id="c" * 3000)
                 )
             },
-            "config.calendar_id",
-            "at most 2048",
+            "config.google_calendar.calendar_id",
+            "at most 1024",
         ),
         ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
         (
