@@ -164,6 +164,7 @@ class App:
             SignIns(db, keys, clock, settings.sign_in_ttl),
             token_endpoint,
             clock,
+            return_origins=settings.return_origins,
         )
         app = cls(
             settings=settings,

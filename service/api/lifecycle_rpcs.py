@@ -16,13 +16,17 @@ class LifecycleRpcs(RpcBase):
 
     async def Create(self, request: api.CreateRequest, context: Context) -> api.CreateResponse:
         tenant = self.tenant(context)
+        connector = self.app.connectors.get(request.connector_type)
+        config = convert.config_in(request.connector_type, request.config) if connector else None
+        if config is not None:
+            validation.raise_if(
+                self.app.reauthorization.setup.override_violations(connector, config)
+            )
         spec = CreateSpec(
             display_name=request.display_name,
             connector_type=request.connector_type,
             request_id=request.request_id,
-            config=convert.config_in(request.connector_type, request.config)
-            if self.app.connectors.get(request.connector_type)
-            else None,
+            config=config,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
@@ -77,9 +81,15 @@ class LifecycleRpcs(RpcBase):
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         current = await self.app.lifecycle.get(tenant, integration_id)
+        config = convert.config_in(current.connector_type, request.config)
+        if config is not None:
+            connector = self.app.connectors.get(current.connector_type)
+            validation.raise_if(
+                self.app.reauthorization.setup.override_violations(connector, config)
+            )
         spec = ConfigureSpec(
             display_name=request.display_name if request.HasField("display_name") else None,
-            config=convert.config_in(current.connector_type, request.config),
+            config=config,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
