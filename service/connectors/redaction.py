@@ -46,7 +46,8 @@ class Redactor:
         for secret in secrets:
             if len(secret) >= MIN_SECRET:
                 variants.add(secret)
-                variants.add(json.dumps(secret)[1:-1])  # as a JSON string would echo it
+                escaped = json.dumps(secret)[1:-1]  # as a JSON string would echo it
+                variants.update((escaped, escaped.replace("/", "\\/")))
         # Longest first, so a secret that contains another is removed whole.
         self.secrets = tuple(sorted(variants, key=len, reverse=True))
 
