@@ -94,6 +94,7 @@ class App:
                 heartbeat_interval=settings.watch_heartbeat_interval,
                 buffer_size=settings.watch_buffer_size,
                 poll_interval=settings.watch_poll_interval,
+                max_streams=settings.watch_max_streams,
             ),
         )
         await watch.start()

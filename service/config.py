@@ -186,7 +186,7 @@ class Settings:
         "WatchStatus streams one process serves at once; more are refused with "
         "RESOURCE_EXHAUSTED (WATCH_STREAMS_EXHAUSTED, with a RetryInfo) and the client retries "
         "(on this replica or another)",
-        2000,
+        4000,
     )
     watch_poll_interval: timedelta = _setting(
         "INTEGRATIONS_WATCH_POLL_INTERVAL",

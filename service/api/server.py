@@ -15,6 +15,7 @@ from integrations.v1 import service_pb2, service_pb2_grpc
 from service.api.interceptor import RpcInterceptor
 from service.api.servicer import IntegrationServicer
 from service.app import App
+from service.config import Settings
 from service.oauth.callback import CallbackServer
 
 log = structlog.get_logger(__name__)
@@ -22,12 +23,36 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["IntegrationService"].full_name
 
 
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core settings of the server.
+
+    Core keeps the calls that arrived but were not yet taken by the application in a queue,
+    and past `grpc.server.max_pending_requests` (default 1000) starts cancelling new ones at
+    random — CANCELLED before any handler (or log line) sees them — until the hard limit
+    (default 3000) refuses them all. The asyncio server takes calls one at a time from the
+    event loop, so a burst of a few thousand WatchStatus subscribers (which never finish) hit
+    that. The queue is made long enough for every stream this process serves plus a burst
+    of unary calls; past the stream limit, WatchStatus answers RESOURCE_EXHAUSTED itself.
+    """
+    pending = settings.watch_max_streams + PENDING_HEADROOM
+    return [
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", pending),
+    ]
+
+
+#: Calls beyond the WatchStatus limit that may wait to be taken by the application.
+PENDING_HEADROOM = 5000
+
+
 class Server:
     """A started gRPC server bound to the app."""
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.grpc = grpc.aio.server(interceptors=[RpcInterceptor()])
+        self.grpc = grpc.aio.server(
+            interceptors=[RpcInterceptor()], options=grpc_options(app.settings)
+        )
         self.health = health.aio.HealthServicer()
         service_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationServicer(app), self.grpc
