@@ -97,7 +97,8 @@ class Settings:
     default_tenant: str = _setting(
         "INTEGRATIONS_DEFAULT_TENANT",
         "--default-tenant",
-        "Tenant of callers that present no API key",
+        "Tenant of every caller when the service runs without API keys "
+        "(INTEGRATIONS_ALLOW_UNAUTHENTICATED)",
         "default",
     )
     log_format: str = _setting(
