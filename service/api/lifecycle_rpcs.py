@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import Message
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert
 from service.api.base import Context, RpcBase
+from service.connectors.base import Connector
 from service.domain import validation
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
 
@@ -18,10 +21,8 @@ class LifecycleRpcs(RpcBase):
         tenant = self.tenant(context)
         connector = self.app.connectors.get(request.connector_type)
         config = convert.config_in(request.connector_type, request.config) if connector else None
-        if config is not None:
-            validation.raise_if(
-                self.app.reauthorization.setup.override_violations(connector, config)
-            )
+        if connector is not None and config is not None:
+            self._check_oauth_overrides(connector, config)
         spec = CreateSpec(
             display_name=request.display_name,
             connector_type=request.connector_type,
@@ -34,6 +35,14 @@ class LifecycleRpcs(RpcBase):
         integration = await self.app.lifecycle.create(tenant, spec)
         integration, _ = await self.app.verify_if_testing(integration)
         return api.CreateResponse(integration=self.out(integration))
+
+    def _check_oauth_overrides(self, connector: Connector, config: dict[str, Any]) -> None:
+        """Refuse token / consent URL overrides this deployment would never use. Checked once
+        the URLs are well-formed (the lifecycle reports malformed ones, with every other
+        field), so a caller is not told about trust before syntax."""
+        if connector.check_config(config).violations:
+            return
+        validation.raise_if(self.app.reauthorization.setup.override_violations(connector, config))
 
     async def Get(self, request: api.GetRequest, context: Context) -> api.GetResponse:
         tenant = self.tenant(context)
@@ -82,11 +91,9 @@ class LifecycleRpcs(RpcBase):
         integration_id = validation.integration_id(request.id)
         current = await self.app.lifecycle.get(tenant, integration_id)
         config = convert.config_in(current.connector_type, request.config)
-        if config is not None:
-            connector = self.app.connectors.get(current.connector_type)
-            validation.raise_if(
-                self.app.reauthorization.setup.override_violations(connector, config)
-            )
+        connector = self.app.connectors.get(current.connector_type)
+        if connector is not None and config is not None:
+            self._check_oauth_overrides(connector, config)
         spec = ConfigureSpec(
             display_name=request.display_name if request.HasField("display_name") else None,
             config=config,

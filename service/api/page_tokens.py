@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ T = TypeVar("T")
 _PURPOSE = b"integrations.v1 page tokens"
 _TAG_BYTES = 16
 _INT64_MAX = 2**63 - 1
+#: What no position read from the database can hold (record ids may hold other characters).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _malformed() -> InvalidArgument:
@@ -132,7 +135,7 @@ class PageTokens:
             raise _malformed()
         if isinstance(value, int) and not 0 <= value <= _INT64_MAX:
             raise _malformed()
-        if isinstance(value, str) and validation.text(value, "page_token", len(value)):
+        if isinstance(value, str) and _UNSTORABLE.search(value):
             raise _malformed()
         return value
 

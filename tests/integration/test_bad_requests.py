@@ -245,3 +245,19 @@ async def test_undecodable_bodies_are_invalid_argument_and_logged(
     logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
     assert logged.count("INVALID_ARGUMENT") >= 3
     assert "IntegrationService/WatchStatus" in logged
+
+
+async def test_an_untrusted_token_url_override_is_refused_when_configured(stub: Stub) -> None:
+    config = pb.ConnectorConfig(
+        google_calendar=pb.GoogleCalendarConfig(
+            calendar_id="primary", token_url="https://tokens.example/token"
+        )
+    )
+    found = await invalid(
+        stub.Create(
+            api.CreateRequest(display_name="C", connector_type="google_calendar", config=config)
+        ),
+        "config.token_url",
+    )
+    assert "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS" in found.violations["config.token_url"]
+    assert list((await stub.List(api.ListRequest())).integrations) == []  # nothing fetched
