@@ -26,8 +26,9 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.run-installed
 
+# Without INTEGRATIONS_API_KEYS a laptop run serves without authentication, explicitly.
 run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DATABASE_URL is set)
-	$(BIN)/python -m service $(ARGS)
+	$(BIN)/python -m service $(if $(INTEGRATIONS_API_KEYS),,--allow-unauthenticated true) $(ARGS)
 
 sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
 	$(BIN)/python -m sandbox $(ARGS)

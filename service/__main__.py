@@ -22,8 +22,14 @@ from service.observability import tracing
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = config.load(argv)
+    try:
+        settings.check_authentication()
+    except ValueError as exc:
+        config.fail(str(exc))  # before anything starts: no database, no socket
     logs.configure(settings.log_format, settings.log_level)
     log = structlog.get_logger("service")
+    if settings.allow_unauthenticated:
+        log.warning("authentication_off", default_tenant=settings.default_tenant)
 
     async def run() -> None:
         tracing.configure()

@@ -93,6 +93,7 @@ class App:
                 heartbeat_interval=settings.watch_heartbeat_interval,
                 buffer_size=settings.watch_buffer_size,
                 poll_interval=settings.watch_poll_interval,
+                max_streams=settings.watch_max_streams,
             ),
         )
         await watch.start()
@@ -166,6 +167,7 @@ class App:
             SignIns(db, clock, settings.sign_in_ttl),
             token_endpoint,
             clock,
+            return_origins=settings.return_origins,
         )
         app = cls(
             settings=settings,

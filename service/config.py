@@ -10,11 +10,13 @@ import argparse
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from service.domain.breaker import BreakerPolicy
 from service.domain.records import RecordLimits
@@ -22,8 +24,10 @@ from service.domain.validation import (
     MAX_BREAKER_THRESHOLD,
     MIN_BREAKER_THRESHOLD,
     IntervalBounds,
+    origin,
 )
 from service.storage.sealing import KeyRing
+from service.tenancy import parse_api_keys
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -95,7 +99,8 @@ class Settings:
     default_tenant: str = _setting(
         "INTEGRATIONS_DEFAULT_TENANT",
         "--default-tenant",
-        "Tenant of callers that present no API key",
+        "Tenant of every caller when the service runs without API keys "
+        "(INTEGRATIONS_ALLOW_UNAUTHENTICATED)",
         "default",
     )
     log_format: str = _setting(
@@ -143,10 +148,19 @@ class Settings:
     api_keys: str = _setting(
         "INTEGRATIONS_API_KEYS",
         "--api-keys",
-        "Per-tenant API keys 'key=tenant,...'; when set every call must send "
-        "'authorization: Bearer <key>'; when empty all calls act for the default tenant",
+        "Per-tenant API keys 'key=tenant,...' (a key: 16+ of A-Z a-z 0-9 -._~+/, or "
+        "'sha256:<hex of the key>'); every call must send 'authorization: Bearer <key>'. "
+        "Parsed strictly: a malformed list stops the start",
         "",
         secret=True,
+    )
+    allow_unauthenticated: bool = _setting(
+        "INTEGRATIONS_ALLOW_UNAUTHENTICATED",
+        "--allow-unauthenticated",
+        "Serve without API keys, every caller acting for the default tenant (true/false); "
+        "the service refuses to start with neither this nor INTEGRATIONS_API_KEYS. For a "
+        "laptop (make run sets it when no keys are given), never in production",
+        False,
     )
     encryption_keys: str = _setting(
         "INTEGRATIONS_ENCRYPTION_KEYS",
@@ -168,6 +182,14 @@ class Settings:
         "Changes buffered per WatchStatus stream; a subscriber further behind is ended with "
         "RESOURCE_EXHAUSTED and resumes from its last revision",
         1000,
+    )
+    watch_max_streams: int = _setting(
+        "INTEGRATIONS_WATCH_MAX_STREAMS",
+        "--watch-max-streams",
+        "WatchStatus streams one process serves at once; more are refused with "
+        "RESOURCE_EXHAUSTED (WATCH_STREAMS_EXHAUSTED, with a RetryInfo) and the client retries "
+        "(on this replica or another)",
+        4000,
     )
     watch_poll_interval: timedelta = _setting(
         "INTEGRATIONS_WATCH_POLL_INTERVAL",
@@ -264,6 +286,13 @@ class Settings:
         "The secret of that OAuth client (prefer the env var: flags show in process lists)",
         "",
         secret=True,
+    )
+    sign_in_return_origins: str = _setting(
+        "INTEGRATIONS_SIGN_IN_RETURN_ORIGINS",
+        "--sign-in-return-origins",
+        "Origins (scheme://host[:port], comma-separated) a sign-in's return_url may be on, "
+        "e.g. https://app.example.com; empty: any http(s) URL",
+        "",
     )
     oauth_trusted_origins: str = _setting(
         "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS",
@@ -484,10 +513,11 @@ class Settings:
             self.watch_heartbeat_interval, self.watch_poll_interval, self.history_retention
         ) <= timedelta(0):
             raise ValueError("watch intervals and history retention must be positive")
-        if self.watch_buffer_size < 1:
-            raise ValueError("watch buffer size must be at least 1")
+        if self.watch_buffer_size < 1 or self.watch_max_streams < 1:
+            raise ValueError("watch buffer size and stream limit must be at least 1")
         self._check_scheduler()
         self._check_transport()
+        self._check_secrets()
 
     def _check_transport(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -519,6 +549,34 @@ class Settings:
         """API keys on a plaintext gRPC listener that other machines can reach."""
         return bool(self.api_keys) and not self.tls and not is_loopback(self.listen)
 
+    def _check_secrets(self) -> None:
+        # Parsed now, before anything starts, so a mistake is one line, not a traceback
+        # after the database came up. Messages never quote a key.
+        parse_api_keys(self.api_keys)
+        if self.encryption_keys:
+            KeyRing.parse(self.encryption_keys)
+
+    def check_authentication(self) -> None:
+        """A serving process needs API keys, or an explicit choice to run without them: a
+        blank or forgotten value must never quietly turn authentication off."""
+        if (self.api_keys or self.tls_client_tenants) and self.allow_unauthenticated:
+            raise ValueError(
+                "set API keys (or client certificate tenants) or "
+                "INTEGRATIONS_ALLOW_UNAUTHENTICATED=true, not both"
+            )
+        if not self.api_keys and not self.tls_client_tenants and not self.allow_unauthenticated:
+            raise ValueError(
+                "no API keys: set INTEGRATIONS_API_KEYS ('key=tenant,...') or mutual TLS with "
+                "INTEGRATIONS_TLS_CLIENT_TENANTS, or "
+                "INTEGRATIONS_ALLOW_UNAUTHENTICATED=true to let every caller act for the "
+                "default tenant (a laptop, never production)"
+            )
+
+    @property
+    def return_origins(self) -> frozenset[str]:
+        """The origins sign-in return URLs may be on (empty: any); ValueError when malformed."""
+        return parse_origins(self.sign_in_return_origins, "sign-in return origins")
+
     def _check_scheduler(self) -> None:
         if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:
             raise ValueError(
@@ -537,10 +595,35 @@ class Settings:
             raise ValueError("callback listen address must be host:port or off")
         if self.public_url and not _BASE_URL.match(self.public_url):
             raise ValueError("public URL must be an absolute http(s) URL without a query")
+        _ = self.return_origins
         if self.sign_in_ttl <= timedelta(0):
             raise ValueError("sign-in TTL must be positive")
         if bool(self.google_client_id) != bool(self.google_client_secret):
             raise ValueError("set both the Google client id and its secret, or neither")
+
+
+def parse_origins(text: str, what: str) -> frozenset[str]:
+    """'https://a.example,http://localhost:3000' as normalised origins (scheme://host[:port],
+    the scheme's default port left out); ValueError naming the entry that is not one."""
+    found = set()
+    for entry in text.split(",") if text else ():
+        try:
+            parts = urlsplit(entry)
+            _ = parts.port
+        except ValueError:
+            parts = urlsplit("")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or entry != entry.strip()
+        ):
+            raise ValueError(f"{what}: {entry!r} is not an origin like https://host[:port]")
+        found.add(origin(entry))
+    return frozenset(found)
 
 
 _BOOLEANS = {
@@ -606,10 +689,16 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             try:
                 changes[f.name] = _convert(f.type, raw)
             except ValueError as exc:
-                parser.error(f"{f.metadata['flag']} / {f.metadata['env']}: {exc}")
+                fail(f"{f.metadata['flag']} / {f.metadata['env']}: {exc}")
     settings = replace(Settings(), **changes)
     try:
         settings.check()
     except ValueError as exc:
-        parser.error(str(exc))
+        fail(str(exc))
     return settings
+
+
+def fail(message: str) -> NoReturn:
+    """Stop before anything started, with one line on stderr (no usage text, no traceback)."""
+    print(f"python -m service: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

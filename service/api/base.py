@@ -8,6 +8,7 @@ import grpc
 from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert
+from service.api.page_tokens import PageTokens
 from service.app import App
 from service.domain.model import Integration
 
@@ -25,6 +26,10 @@ class RpcBase:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        # Page tokens are signed with keys derived from the credential key ring, which every
+        # replica shares already (see service.api.page_tokens).
+        assert app.db.keys is not None, "the service's database always has its key ring"
+        self.page_tokens = PageTokens.from_key_ring(app.db.keys)
 
     def tenant(self, context: Context) -> str:
         """The caller's tenant (UNAUTHENTICATED without a valid key when keys are set)."""

@@ -82,14 +82,46 @@ def duration(value: timedelta | None) -> duration_pb2.Duration | None:
     return d
 
 
+#: google.protobuf.Duration's range (±10,000 years) and Timestamp's (years 1 to 9999).
+MAX_DURATION_SECONDS = 315_576_000_000
+MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
+
+
 def duration_in(message: Message, field: str) -> timedelta | None:
-    """A Duration field of a request, None when unset; negative ones are an error."""
+    """A Duration field of a request, None when unset; negative or invalid ones (outside the
+    Duration range, nanos of another sign) are an error."""
     if not message.HasField(field):
         return None
     value: duration_pb2.Duration = getattr(message, field)
+    if (
+        abs(value.seconds) > MAX_DURATION_SECONDS
+        or abs(value.nanos) >= 1_000_000_000
+        or (value.seconds > 0 > value.nanos)
+        or (value.seconds < 0 < value.nanos)
+    ):
+        raise InvalidArgument(
+            [FieldViolation(field, "is not a valid duration", "INVALID_DURATION")]
+        )
     if value.seconds < 0 or value.nanos < 0:
         raise InvalidArgument([FieldViolation(field, "must not be negative", "NEGATIVE")])
     return value.ToTimedelta()
+
+
+def timestamp_in(value: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A Timestamp of a request as a naive UTC datetime (the form stored so far), or
+    InvalidArgument when it is outside Timestamp's range (years 1 to 9999)."""
+    if (
+        not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
+        or not 0 <= value.nanos < 1_000_000_000
+    ):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    field, "must be a valid time between the years 1 and 9999", "INVALID_TIME"
+                )
+            ]
+        )
+    return value.ToDatetime()
 
 
 def config_in(connector_type: str, config: pb.ConnectorConfig) -> dict[str, Any] | None:
@@ -135,12 +167,15 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
     secret: dict[str, Any]
     if which == "oauth":
         o = message.oauth
+        expires = (
+            timestamp_in(o.expire_time, f"{field}.oauth.expire_time")
+            if o.HasField("expire_time")
+            else None
+        )
         secret = {
             "access_token": o.access_token,
             "refresh_token": o.refresh_token,
-            "expires_at": o.expire_time.ToDatetime().isoformat()
-            if o.HasField("expire_time")
-            else None,
+            "expires_at": expires.isoformat() if expires is not None else None,
         }
         if not o.access_token and not o.refresh_token:
             missing.append("oauth.access_token")
@@ -148,6 +183,16 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
         secret = {"username": message.basic.username, "password": message.basic.password}
         if not message.basic.username:
             missing.append("basic.username")
+        elif ":" in message.basic.username:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        f"{field}.basic.username",
+                        "must not contain ':' (HTTP Basic authentication cannot carry it)",
+                        "INVALID_CHARACTERS",
+                    )
+                ]
+            )
     else:
         secret = {"token": getattr(message, which)}
         if not secret["token"]:

@@ -2,8 +2,11 @@
 gRPC server metrics, and the guarantee that no exception escapes as an opaque INTERNAL with a
 traceback.
 
-Domain errors become their gRPC status with details (service.api.error_status); a database
-outage becomes UNAVAILABLE with a RetryInfo (the caller retries; it is not a bug); anything
+A body that does not decode as the RPC's request reaches the wrapped handler as a value
+instead of failing inside gRPC (which would answer UNKNOWN and log nothing): it is answered
+INVALID_ARGUMENT `MALFORMED_REQUEST` and logged like every other call. Every IntegrationService
+request then has its strings and lists checked (service.api.request_checks) before the handler
+runs. Domain errors become their gRPC status with details (service.api.error_status); anything
 else is logged with a support reference and answered INTERNAL quoting that reference.
 """
 
@@ -17,13 +20,51 @@ from typing import Any
 import grpc
 import structlog
 
+from service.api import request_checks
 from service.api.error_status import to_grpc_status
-from service.domain.exceptions import Internal, ServiceError
+from service.domain.exceptions import Internal, MalformedRequest, ServiceError
+from service.domain.validation import raise_if
 from service.observability import metrics
 
 log = structlog.get_logger("rpc")
 
 _QUIET = ("/grpc.health.", "/grpc.reflection.")
+#: The RPCs whose requests are checked field by field before their handler runs.
+_CHECKED = "/integrations.v1.IntegrationService/"
+#: A caller's x-request-id is echoed and logged only if it is this short and printable.
+MAX_REQUEST_ID_HEADER = 128
+
+
+class _Undecodable:
+    """What a request body that does not decode becomes, for the handler to refuse."""
+
+    def __init__(self, request_type: str) -> None:
+        self.request_type = request_type
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, returning an `_Undecodable` instead of raising."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    request_type = str(getattr(descriptor, "full_name", "request"))
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, and anything else a parser may raise on garbage
+            return _Undecodable(request_type)
+
+    return decode
+
+
+def _check(method: str, request: Any) -> None:
+    """Refuse an undecodable body, and bad strings or lists of a service request."""
+    if isinstance(request, _Undecodable):
+        raise MalformedRequest(request.request_type)
+    if method.startswith(_CHECKED):
+        raise_if(request_checks.violations(request))
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):
@@ -47,6 +88,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = _Call(method, request, context, quiet, "unary")
                 try:
+                    _check(method, request)
                     return await inner(request, context)
                 except BaseException as exc:
                     await call.fail(exc)
@@ -55,7 +97,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -66,6 +108,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             ) -> AsyncIterator[Any]:
                 call = _Call(method, request, context, quiet, "server_stream")
                 try:
+                    _check(method, request)
                     async for item in inner_stream(request, context):
                         yield item
                 except BaseException as exc:
@@ -75,7 +118,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
@@ -121,8 +164,12 @@ class _Call:
         metadata = dict(
             (k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
         )
-        self.request_id = metadata.get("x-request-id") or uuid.uuid4().hex
-        self.integration_id = getattr(request, "id", "") or None
+        given = metadata.get("x-request-id", "")
+        usable = len(given) <= MAX_REQUEST_ID_HEADER and given.isascii() and given.isprintable()
+        self.request_id = given if given and usable else uuid.uuid4().hex
+        ident = getattr(request, "id", "")
+        # Logged before the request is checked: never more than an id's worth of it.
+        self.integration_id = ident[:64] if isinstance(ident, str) and ident else None
         context.set_trailing_metadata((("x-request-id", self.request_id),))
 
     async def fail(self, exc: BaseException) -> None:

@@ -18,6 +18,7 @@ from service.api.interceptor import RpcInterceptor
 from service.api.servicer import IntegrationServicer
 from service.app import App
 from service.background import cancel_and_wait
+from service.config import Settings
 from service.oauth.callback import CallbackServer
 from service.observability import tracing
 from service.observability.ops_server import OpsServer
@@ -32,13 +33,38 @@ _SERVING, _NOT_SERVING = (
 )
 
 
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core settings of the server.
+
+    Core keeps the calls that arrived but were not yet taken by the application in a queue,
+    and past `grpc.server.max_pending_requests` (default 1000) starts cancelling new ones at
+    random — CANCELLED before any handler (or log line) sees them — until the hard limit
+    (default 3000) refuses them all. The asyncio server takes calls one at a time from the
+    event loop, so a burst of a few thousand WatchStatus subscribers (which never finish) hit
+    that. The queue is made long enough for every stream this process serves plus a burst
+    of unary calls; past the stream limit, WatchStatus answers RESOURCE_EXHAUSTED itself.
+    """
+    pending = settings.watch_max_streams + PENDING_HEADROOM
+    return [
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", pending),
+    ]
+
+
+#: Calls beyond the WatchStatus limit that may wait to be taken by the application.
+PENDING_HEADROOM = 5000
+
+
 class Server:
     """A started gRPC server bound to the app."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         settings = app.settings
-        self.grpc = grpc.aio.server(interceptors=[*tracing.server_interceptors(), RpcInterceptor()])
+        self.grpc = grpc.aio.server(
+            interceptors=[*tracing.server_interceptors(), RpcInterceptor()],
+            options=grpc_options(settings),
+        )
         self.health = health.aio.HealthServicer()
         service_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationServicer(app), self.grpc

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from integrations.v1 import service_pb2 as api
 
-from service.api import convert, page_tokens
+from service.api import convert
 from service.api.base import Context, RpcBase
 from service.domain import validation
 from service.domain.sync import StoredRecord
@@ -50,9 +50,11 @@ class SyncRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        before = page_tokens.decode_one(request.page_token, "sync_runs", filters, int)
+        before = self.page_tokens.decode_one(request.page_token, tenant, "sync_runs", filters, int)
         found = await self.app.syncs.runs(tenant, integration_id, before_seq=before, limit=size + 1)
-        runs, token = page_tokens.page(found, size, "sync_runs", filters, lambda r: [r.seq])
+        runs, token = self.page_tokens.page(
+            found, size, tenant, "sync_runs", filters, lambda r: [r.seq]
+        )
         return api.ListSyncRunsResponse(
             runs=[convert.sync_run_out(r) for r in runs], next_page_token=token
         )
@@ -65,11 +67,11 @@ class SyncRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=100)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        after = page_tokens.decode_one(request.page_token, "records", filters, str)
+        after = self.page_tokens.decode_one(request.page_token, tenant, "records", filters, str)
         found = await self.app.syncs.records(tenant, integration_id, after_id=after, limit=size + 1)
         size = min(size, _fitting(found, MAX_RECORDS_PAGE_BYTES))
-        records, token = page_tokens.page(
-            found[: size + 1], size, "records", filters, lambda r: [r.id]
+        records, token = self.page_tokens.page(
+            found[: size + 1], size, tenant, "records", filters, lambda r: [r.id]
         )
         return api.ListRecordsResponse(
             records=[convert.record_out(r) for r in records], next_page_token=token

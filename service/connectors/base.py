@@ -14,13 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from service.connectors.auth import AccessTokens, OAuthProvider
 from service.connectors.http import HttpClient
+from service.domain import validation
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
-from service.domain.validation import MAX_CONFIG_STRING
 
 Cursor = Mapping[str, Any]
 """A connector's position at its provider, as JSON; opaque to everything else."""
@@ -240,13 +239,11 @@ class Connector(ABC):
 def _check_value(f: ConfigField, path: str, value: Any) -> list[FieldViolation]:
     if not isinstance(value, str):
         return [FieldViolation(path, "must be a string", "WRONG_TYPE")]
-    if len(value) > MAX_CONFIG_STRING:
-        return [FieldViolation(path, f"must be at most {MAX_CONFIG_STRING} characters", "TOO_LONG")]
     if f.kind is FieldKind.URL:
-        parts = urlsplit(value)
-        if parts.scheme not in f.allowed or not parts.hostname:
-            schemes = ", ".join(f.allowed)
-            return [FieldViolation(path, f"must be an absolute URL ({schemes})", "INVALID_URL")]
+        return validation.url(value, path, f.allowed)
+    found = validation.text(value, path, validation.max_length(f.name))
+    if found:
+        return found
     if f.kind is FieldKind.CHOICE and value not in f.allowed:
         return [FieldViolation(path, f"must be one of {', '.join(f.allowed)}", "INVALID_CHOICE")]
     return []

@@ -238,7 +238,10 @@ def _google_error(response: Response) -> tuple[str, str]:
     first = errors[0] if isinstance(errors, list) and errors else {}
     reason = first.get("reason") if isinstance(first, dict) else None
     message = error.get("message")
-    return (reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")
+    return (
+        response.quote(reason) if isinstance(reason, str) else "",
+        response.quote(message) if isinstance(message, str) else "",
+    )
 
 
 def _events_page(response: Response, position: _Position) -> Page:

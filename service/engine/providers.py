@@ -20,6 +20,7 @@ from service.connectors.auth import AccessTokens, StoredTokens
 from service.connectors.base import Connector, Source
 from service.connectors.http import HttpClient
 from service.connectors.provider_failures import ProviderFailure
+from service.connectors.redaction import SHAPES
 from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
@@ -82,6 +83,15 @@ class Providers:
             "operation": operation,
         }
         if isinstance(exc, ProviderFailure):
+            # Connectors quote providers (error texts, excerpts): whatever looks like a
+            # credential goes before it is logged or stored. (The exact secrets a request
+            # sent are already gone from excerpts: service.connectors.http.)
+            exc = ProviderFailure(
+                exc.code,
+                SHAPES.text(exc.message),
+                retry_after=exc.retry_after,
+                context=SHAPES.value(exc.context),
+            )
             reference = None
             if exc.code is ErrorCode.INTERNAL:
                 reference = support_reference()

@@ -30,6 +30,7 @@ import structlog
 from service.domain.exceptions import (
     FailedPrecondition,
     OutOfRange,
+    ResourceExhausted,
     ServiceError,
     Unavailable,
 )
@@ -64,6 +65,8 @@ class WatchSettings:
     poll_interval: timedelta = timedelta(seconds=5)
     #: Events per read of the table.
     page_size: int = 500
+    #: Streams this process serves at once; more are refused (RESOURCE_EXHAUSTED).
+    max_streams: int = 4000
 
 
 class WatchHub:
@@ -105,6 +108,14 @@ class WatchHub:
         The caller must `close()` it when done."""
         if self._closing:
             raise _shutting_down()
+        if len(self._streams) >= self.settings.max_streams:
+            raise ResourceExhausted(
+                f"this replica serves its maximum of {self.settings.max_streams} WatchStatus "
+                "streams; retry shortly (here or on another replica)",
+                reason="WATCH_STREAMS_EXHAUSTED",
+                retry_after=timedelta(seconds=1),
+                metadata={"max_streams": str(self.settings.max_streams)},
+            )
         stream = WatchStream(self, tenant_id, selection, resume_after)
         self._streams.add(stream)
         return stream

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from yarl import URL
 
 from service.connectors.auth import OAuthProvider
-from service.domain.exceptions import FailedPrecondition
+from service.domain.exceptions import FailedPrecondition, FieldViolation
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,35 @@ class OAuthSetup:
             token_url,
             revocation_url,
         )
+
+    def override_violations(
+        self, connector: Any, config: Mapping[str, Any], prefix: str = "config"
+    ) -> list[FieldViolation]:
+        """The token / consent URL overrides of `config` that this deployment would refuse to
+        use, as field violations (checked when the config is given, not at the first refresh)."""
+        provider = provider_of(connector)
+        if provider is None:
+            return []
+        found = []
+        for key, default in (
+            ("authorization_url", provider.authorization_url),
+            ("token_url", provider.token_url),
+        ):
+            value = config.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            where = origin(value)
+            if where and where != origin(default) and where not in self.trusted_origins:
+                found.append(
+                    FieldViolation(
+                        f"{prefix}.{key}",
+                        f"points at {where}, which this deployment does not trust for OAuth "
+                        "(its client secret would be sent there); remove the override or ask "
+                        "the operator to add the origin to INTEGRATIONS_OAUTH_TRUSTED_ORIGINS",
+                        "OAUTH_ENDPOINT_NOT_TRUSTED",
+                    )
+                )
+        return found
 
     def _url(self, config: Mapping[str, Any], key: str, default: str) -> str:
         value = config.get(key)

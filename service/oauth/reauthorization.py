@@ -77,6 +77,8 @@ class Reauthorization:
         sign_ins: SignIns,
         endpoint: TokenEndpoint,
         clock: Clock,
+        *,
+        return_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.db = db
         self.connectors = connectors
@@ -86,6 +88,9 @@ class Reauthorization:
         self.sign_ins = sign_ins
         self.endpoint = endpoint
         self.clock = clock
+        #: The origins a sign-in's return_url may be on (INTEGRATIONS_SIGN_IN_RETURN_ORIGINS);
+        #: empty: any http(s) URL.
+        self.return_origins = return_origins
         #: The redirect URI of sign-ins: the callback endpoint's public URL, set when it
         #: starts serving; None while it does not (sign-ins are then refused).
         self.callback_url: str | None = None
@@ -156,7 +161,7 @@ class Reauthorization:
         scope_list: Sequence[str],
     ) -> tuple[Integration, Started]:
         """Begin a sign-in; nothing about the integration changes until it completes."""
-        raise_if(return_url(return_to) + scopes(scope_list))
+        raise_if(return_url(return_to, allowed_origins=self.return_origins) + scopes(scope_list))
         async with self.db.transaction() as tx:
             # Locked only to check the etag and the status the way every change does.
             current = await changes.lock(tx, tenant, integration_id, etag)

@@ -96,12 +96,16 @@ class TokenRefresher:
         except FailedPrecondition as refused:
             if refused.reason != "OAUTH_ENDPOINT_NOT_TRUSTED":
                 return StoredTokens(credentials)  # no OAuth client here: cannot refresh
+            # The integration's token_url override is not trusted here: a setting the person
+            # (or the operator's trust list) must change, not a malfunction to raise a ticket for.
             return RefreshingTokens(
                 self,
                 integration.tenant_id,
                 integration.id,
                 credentials,
-                ProviderFailure(ErrorCode.INTERNAL, refused.message),
+                ProviderFailure(
+                    ErrorCode.RESOURCE_NOT_FOUND, refused.message, context=dict(refused.metadata)
+                ),
             )
         return RefreshingTokens(self, integration.tenant_id, integration.id, credentials, endpoints)
 

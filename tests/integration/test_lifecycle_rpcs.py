@@ -130,8 +130,8 @@ async def test_create_with_an_incomplete_config_asks_for_what_is_missing(stub: S
                     google_calendar=pb.GoogleCalendarConfig(calendar_id="c" * 3000)
                 )
             },
-            "config.calendar_id",
-            "at most 2048",
+            "config.google_calendar.calendar_id",
+            "at most 1024",
         ),
         ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
         (
@@ -495,7 +495,8 @@ async def keyed_stub(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub
     from service.api.server import Server
 
     keyed = await App.start(
-        replace(settings, api_keys="acme-key=acme,globex-key=globex"), clock=clock
+        replace(settings, api_keys="acme-key-0123456789=acme,globex-key-0123456789=globex"),
+        clock=clock,
     )
     srv = Server(keyed)
     await srv.start("127.0.0.1:0")
@@ -506,14 +507,19 @@ async def keyed_stub(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub
 
 
 async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None:
-    acme = (("authorization", "Bearer acme-key"),)
-    globex = (("authorization", "Bearer globex-key"),)
+    acme = (("authorization", "Bearer acme-key-0123456789"),)
+    globex = (("authorization", "Bearer globex-key-0123456789"),)
     anonymous = await fails(keyed_stub.List(api.ListRequest()))
     assert anonymous.code is grpc.StatusCode.UNAUTHENTICATED
     wrong = await fails(
         keyed_stub.List(api.ListRequest(), metadata=(("authorization", "Bearer nope"),))
     )
     assert wrong.code is grpc.StatusCode.UNAUTHENTICATED
+    # Two authorization headers are ambiguous: neither counts (the last one used to win).
+    twice = await fails(
+        keyed_stub.List(api.ListRequest(), metadata=(("authorization", "Bearer nope"), *acme))
+    )
+    assert twice.code is grpc.StatusCode.UNAUTHENTICATED
     mine = (
         await keyed_stub.Create(
             api.CreateRequest(display_name="Acme cal", connector_type="google_calendar"),

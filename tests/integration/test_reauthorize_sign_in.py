@@ -20,6 +20,7 @@ from yarl import URL
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
+from service.config import parse_origins
 from service.connectors.google_calendar import GOOGLE_OAUTH as GOOGLE
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
@@ -30,7 +31,7 @@ from tests.support.oauth import (
     running_sandbox,
     sandbox_tokens,
 )
-from tests.support.rpc import Stub
+from tests.support.rpc import Stub, failure
 
 RETURN = "https://app.example/settings/integrations?tab=calendars"
 
@@ -329,3 +330,32 @@ async def test_signing_in_first_then_choosing_the_calendar(stub: Stub, sb: Sandb
     )
     assert configured.test.ok, configured.test.error
     assert configured.integration.status == pb.STATUS_ACTIVE
+
+
+async def test_return_urls_must_be_on_an_origin_the_deployment_allows(
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
+    integration = await disconnected_calendar(stub, sb)
+    allowed = parse_origins("https://app.example,http://localhost:3000", "return origins")
+    app.reauthorization.return_origins = allowed  # INTEGRATIONS_SIGN_IN_RETURN_ORIGINS
+    try:
+        for elsewhere in ("https://evil.example/settings", "http://app.example/settings"):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await sign_in(stub, integration, return_url=elsewhere)
+            found = failure(refused.value)
+            assert found.code is grpc.StatusCode.INVALID_ARGUMENT
+            assert "INTEGRATIONS_SIGN_IN_RETURN_ORIGINS" in found.violations["sign_in.return_url"]
+        assert await sign_in(stub, integration, return_url=RETURN)
+        assert await sign_in(stub, integration, return_url="http://localhost:3000/done")
+    finally:
+        app.reauthorization.return_origins = frozenset()
+
+
+def test_return_origins_are_parsed_strictly() -> None:
+    assert parse_origins("https://App.Example:443,http://[::1]:8080/", "x") == {
+        "https://app.example",
+        "http://[::1]:8080",
+    }
+    for bad in ("app.example", "https://app.example/path", "ftp://x", " https://a.example", ","):
+        with pytest.raises(ValueError):
+            parse_origins(bad, "x")

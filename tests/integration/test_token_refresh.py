@@ -314,7 +314,8 @@ async def test_what_cannot_or_may_not_be_refreshed(app: App, sb: Sandbox) -> Non
     tokens = await untrusting.tokens_for(integration, credentials)
     with pytest.raises(ProviderFailure) as caught:
         await tokens.current()
-    assert caught.value.code is ErrorCode.INTERNAL
+    # The person's setting (or the operator's trust list) must change: not a ticket.
+    assert caught.value.code is ErrorCode.RESOURCE_NOT_FOUND
     assert "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS" in caught.value.message
     assert sb.state.oauth.token_calls_total == 0
 

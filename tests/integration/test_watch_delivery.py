@@ -16,7 +16,7 @@ from service.domain.exceptions import ResourceExhausted
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
-from tests.support.rpc import Stub, failure
+from tests.support.rpc import Stub, failure, next_message
 from tests.support.watch import Recorder, database_view, eventually, messages_of, view_of
 
 BUFFER = 20
@@ -73,15 +73,6 @@ async def test_a_stalled_stream_is_cut_off_without_delaying_the_others(app: App)
     finally:
         stalled.close()
         fast.close()
-
-
-async def next_message(
-    call: grpc.aio.UnaryStreamCall[api.WatchStatusRequest, api.WatchStatusResponse],
-) -> api.WatchStatusResponse:
-    """The stream's next message, read by hand (the stream must not have ended)."""
-    message = await call.read()
-    assert isinstance(message, api.WatchStatusResponse), message
-    return message
 
 
 async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps(

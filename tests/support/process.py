@@ -18,7 +18,13 @@ class ServiceProcess:
         self.args = args
         # Like `make run` on a fresh machine: no DATABASE_URL unless the test gives one.
         inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        self.env = {**inherited, "INTEGRATIONS_LOG_FORMAT": "json", **(env or {})}
+        # Like `make run` too: without API keys, unauthenticated by explicit choice.
+        self.env = {
+            **inherited,
+            "INTEGRATIONS_LOG_FORMAT": "json",
+            **({} if "--api-keys" in args else {"INTEGRATIONS_ALLOW_UNAUTHENTICATED": "true"}),
+            **(env or {}),
+        }
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self.log_lines: list[dict[str, object]] = []

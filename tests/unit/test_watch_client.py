@@ -4,18 +4,20 @@ last revision it saw, starts over when history is compacted, and gives up on rea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.watch import Backoff, StatusWatch
+from integrations.watch import Backoff, StatusWatch, _retry_delay
 
 from service.api.error_status import to_grpc_status
 from service.domain.exceptions import (
     FailedPrecondition,
     InvalidArgument,
+    ResourceExhausted,
     ServiceError,
     Unavailable,
 )
@@ -209,3 +211,56 @@ async def test_a_stream_closed_without_an_error_is_resumed_too() -> None:
     watch = StatusWatch(stub.typed(), backoff=NO_WAIT)
     assert await read(watch, 2) == ["snapshot_complete", "change"]
     assert [r.resume_after_revision for r in stub.requests] == [0, 4]
+
+
+def bare(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    """An end without google.rpc details, as a transport or a proxy sends it."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        bare(grpc.StatusCode.CANCELLED, "CANCELLED"),  # the server's transport, under a burst
+        bare(grpc.StatusCode.DEADLINE_EXCEEDED),
+        bare(grpc.StatusCode.INTERNAL, "upstream connect error"),  # a proxy in between
+        bare(grpc.StatusCode.UNKNOWN),
+        bare(grpc.StatusCode.UNAVAILABLE),
+        rpc_error(ResourceExhausted("too many streams", reason="WATCH_STREAMS_EXHAUSTED")),
+        rpc_error(ResourceExhausted("behind", reason="WATCH_BUFFER_OVERFLOW")),
+    ],
+)
+async def test_every_transient_end_is_resumed(error: grpc.aio.AioRpcError) -> None:
+    stub = Stub(Call([complete(4)], error), Call([change("a", pb.STATUS_ACTIVE, 5)]))
+    watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
+    assert await read(watch, 2) == ["snapshot_complete", "change"]
+    assert [r.resume_after_revision for r in stub.requests] == [0, 4]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ],
+)
+async def test_a_permanent_end_is_raised_at_once(code: grpc.StatusCode) -> None:
+    stub = Stub(Call([], bare(code)), Call([complete(1)]))
+    watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await read(watch, 1)
+    assert raised.value.code() is code
+    assert len(stub.requests) == 1
+
+
+def test_the_servers_retry_info_sets_the_least_wait() -> None:
+    full = ResourceExhausted(
+        "full", reason="WATCH_STREAMS_EXHAUSTED", retry_after=timedelta(seconds=2)
+    )
+    assert _retry_delay(rpc_error(full)) == 2
+    assert _retry_delay(bare(grpc.StatusCode.CANCELLED)) == 0
+    assert _retry_delay(None) == 0
