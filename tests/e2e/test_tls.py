@@ -45,7 +45,7 @@ async def mtls_service(admin_database_url: str, pki: Pki) -> AsyncIterator[Servi
         "--tls-client-tenants",
         "billing-svc=billing",
         "--api-keys",
-        "reports-key=reports",
+        "reports-key-0123456789=reports",
         "--tls-reload-interval",
         "1h",  # only SIGHUP reloads here
         env={"DATABASE_URL": url, "INTEGRATIONS_ENCRYPTION_KEYS": _key()},
@@ -80,7 +80,7 @@ async def test_mutual_tls_maps_certificates_to_tenants(
         created = await billing.create("Billing calendar", "google_calendar")
         assert [i.id async for i in billing.list()] == [created.id]
     # A valid but unmapped certificate needs an API key: with one it is that key's tenant...
-    async with _client(mtls_service, pki.server_ca, pki.reports, api_key="reports-key") as other:
+    async with _client(mtls_service, pki.server_ca, pki.reports, api_key="reports-key-0123456789") as other:
         assert [i.id async for i in other.list()] == []
         with pytest.raises(IntegrationsError) as raised:
             await other.get(created.id)
@@ -165,7 +165,7 @@ async def test_api_keys_on_a_reachable_plaintext_address_refuse_to_start() -> No
         "--listen",
         "0.0.0.0:50999",
         "--api-keys",
-        "k=tenant",
+        "key-0123456789abcdef=tenant",
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
     )
