@@ -7,6 +7,7 @@ is the same list. Durations accept "90s", "15m", "1h" or plain seconds.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from service.domain.breaker import BreakerPolicy
+from service.domain.push import PushPolicy
 from service.domain.validation import (
     MAX_BREAKER_THRESHOLD,
     MIN_BREAKER_THRESHOLD,
@@ -325,6 +328,50 @@ class Settings:
         "integration late",
         0.1,
     )
+    push: bool = _setting(
+        "INTEGRATIONS_PUSH",
+        "--push",
+        "Open push channels (Google Calendar events.watch) when --public-url is set, so changes "
+        "sync within seconds and polling becomes a safety net (true/false). The URL must be "
+        "HTTPS (plain http only on a loopback address, for the sandbox); Google POSTs to "
+        "<public url>/push/<tenant>",
+        True,
+    )
+    push_channel_ttl: timedelta = _setting(
+        "INTEGRATIONS_PUSH_CHANNEL_TTL",
+        "--push-channel-ttl",
+        "How long a push channel is asked to live (the provider may choose less); it is renewed "
+        "before it expires",
+        timedelta(days=7),
+    )
+    push_renew_before: timedelta = _setting(
+        "INTEGRATIONS_PUSH_RENEW_BEFORE",
+        "--push-renew-before",
+        "How long before its expiration a push channel is renewed (a new one opened, then the "
+        "old one stopped)",
+        timedelta(hours=1),
+    )
+    push_poll_interval: timedelta = _setting(
+        "INTEGRATIONS_PUSH_POLL_INTERVAL",
+        "--push-poll-interval",
+        "The safety net: how often an integration with a healthy push channel still polls (its "
+        "own sync interval when that is longer)",
+        timedelta(hours=6),
+    )
+    push_coalesce_window: timedelta = _setting(
+        "INTEGRATIONS_PUSH_COALESCE_WINDOW",
+        "--push-coalesce-window",
+        "A notification syncs its integration after at most this long; the notifications that "
+        "come within it make the same sync",
+        timedelta(seconds=1),
+    )
+    push_retry_interval: timedelta = _setting(
+        "INTEGRATIONS_PUSH_RETRY_INTERVAL",
+        "--push-retry-interval",
+        "After push failed for an integration (channel refused, changes no notification "
+        "announced), how long it polls at its own interval before push is tried again",
+        timedelta(hours=1),
+    )
     purpose_header: str = _setting(
         "INTEGRATIONS_PURPOSE_HEADER",
         "--purpose-header",
@@ -344,6 +391,30 @@ class Settings:
             probe_initial=self.breaker_probe_interval,
             probe_max=self.breaker_probe_interval_max,
             probe_timeout=self.breaker_probe_timeout,
+        )
+
+    @property
+    def push_policy(self) -> PushPolicy:
+        """The deployment's push settings, with the address channels notify (None: push is
+        off here) or why push cannot work here (a public URL that is not HTTPS)."""
+        address, refusal = None, ""
+        if self.push and self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme == "https" or _loopback(parts.hostname or ""):
+                address = self.public_url.rstrip("/")
+            else:
+                refusal = (
+                    "this deployment's public URL (INTEGRATIONS_PUBLIC_URL) is not HTTPS, and "
+                    "Google only sends notifications to HTTPS addresses"
+                )
+        return PushPolicy(
+            address=address,
+            refusal=refusal,
+            ttl=self.push_channel_ttl,
+            renew_before=self.push_renew_before,
+            poll_interval=self.push_poll_interval,
+            coalesce=self.push_coalesce_window,
+            retry_after=self.push_retry_interval,
         )
 
     def key_ring(self) -> KeyRing:
@@ -385,6 +456,18 @@ class Settings:
         if self.watch_buffer_size < 1:
             raise ValueError("watch buffer size must be at least 1")
         self._check_scheduler()
+        self._check_push()
+
+    def _check_push(self) -> None:
+        if min(
+            self.push_channel_ttl,
+            self.push_renew_before,
+            self.push_poll_interval,
+            self.push_retry_interval,
+        ) <= timedelta(0) or self.push_coalesce_window < timedelta(0):
+            raise ValueError("push durations must be positive (the coalescing window may be 0)")
+        if self.push_renew_before >= self.push_channel_ttl:
+            raise ValueError("push channels must be renewed before they expire: renew-before < TTL")
 
     def _check_scheduler(self) -> None:
         if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:
@@ -422,6 +505,16 @@ _BOOLEANS = {
 }
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")
 _BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` names this machine (where plain http is acceptable: the sandbox)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _convert(kind: Any, raw: str) -> Any:

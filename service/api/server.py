@@ -42,7 +42,12 @@ class Server:
         self.callback = (
             None
             if settings.callback_listen == "off"
-            else CallbackServer(app.reauthorization, settings.callback_listen, settings.public_url)
+            else CallbackServer(
+                app.reauthorization,
+                settings.callback_listen,
+                settings.public_url,
+                app.notifications,
+            )
         )
 
     async def start(self, address: str) -> int:

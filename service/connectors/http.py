@@ -140,15 +140,41 @@ class HttpClient:
             f"{what} redirected more than {self.policy.max_redirects} times", url=redact(target)
         )
 
-    async def _once(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
+    async def post_json(
+        self,
+        url: str | URL,
+        body: Mapping[str, Any],
+        *,
+        what: str,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Response:
+        """POST a JSON document to `url` (no redirect is followed: the answer is returned as
+        it is). `what` and `credentials` as for `get`."""
+        sent = dict(credentials or {})
+        marked = REQUEST_PURPOSE.get() if self.policy.purpose_header else None
+        if marked:
+            sent[self.policy.purpose_header] = marked
+        return await self._once(URL(url), sent, what, method="POST", json_body=body)
+
+    async def _once(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        what: str,
+        *,
+        method: str = "GET",
+        json_body: Mapping[str, Any] | None = None,
+    ) -> Response:
         host = url.host or ""
         timeout = self.policy.timeout.total_seconds()
         try:
             if not self.policy.allow_private_networks:
                 check_literal(host)
-            async with self.session.get(
+            async with self.session.request(
+                method,
                 url,
                 headers=headers,
+                json=json_body,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:

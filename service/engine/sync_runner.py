@@ -198,6 +198,7 @@ class SyncRunner:
                     record_count=committed.record_count,
                     last_synced_at=now,
                 ),
+                run=ended,
             )
             return after, ended
 

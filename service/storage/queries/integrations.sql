@@ -33,7 +33,8 @@ LIMIT $6
 -- revision row until commit, which orders commits by revision (see 0001): it must be the
 -- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
 -- transaction should this process stall while holding that lock (is_local: this transaction
--- only). $1-$23 are the state (see IntegrationRows), $24 the hold limit, $25-$31 the event.
+-- only). $1-$23 are the state (see IntegrationRows), $24 the hold limit, $25-$31 the event,
+-- $32-$39 the push state.
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $24, true)
 ), rev AS (
@@ -47,7 +48,10 @@ WITH hold AS (
         breaker_open = $11, breaker_opened_at = $12, next_attempt_at = $13,
         breaker_threshold = $14, breaker_slow_steps = $15, breaker_halt = $16,
         sync_interval = $17, last_synced_at = $18, next_sync_at = $19, late_at = $20,
-        record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23
+        record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23,
+        push_state = $32, push_reason = $33, push_expires_at = $34, push_retry_at = $35,
+        push_check_at = $36, push_pending = $37, push_notified_at = $38,
+        push_poll_interval = $39
     FROM rev
     WHERE i.tenant_id = $1 AND i.id = $2
     RETURNING 1
@@ -75,9 +79,10 @@ WITH hold AS (
         missing_config_fields, last_error, consecutive_failures, breaker_open,
         breaker_opened_at, next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt,
         sync_interval, last_synced_at, next_sync_at, late_at, record_count, revision,
-        created_at, updated_at)
+        created_at, updated_at, push_state, push_reason, push_expires_at, push_retry_at,
+        push_check_at, push_pending, push_notified_at, push_poll_interval)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, rev.revision, $22, $23
+           $19, $20, $21, rev.revision, $22, $23, $32, $33, $34, $35, $36, $37, $38, $39
     FROM rev
     RETURNING 1
 ), event AS (
