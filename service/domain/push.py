@@ -163,18 +163,13 @@ def wants_channel(integration: Integration) -> bool:
 
 def affects(before: Integration, after: Integration) -> bool:
     """Whether a change may change what channel the integration should have: its status, its
-    configuration or credentials (a channel belongs to both), the safety brake, or a first
-    successful sync (with the configuration it has now) while it has no channel."""
+    configuration or credentials (a channel belongs to both), or the safety brake. (A first
+    successful sync with the configuration it has now is the other: see `after_sync`.)"""
     return (
         before.status is not after.status
         or before.config != after.config
         or before.credentials_set_at != after.credentials_set_at
         or before.breaker.open != after.breaker.open
-        or (
-            after.last_synced_at != before.last_synced_at
-            and after.push.state is PushState.OFF
-            and wants_channel(after)
-        )
     )
 
 
@@ -203,6 +198,8 @@ def after_sync(
 
     - A notification that came while it ran may announce a change the run did not see: the
       next sync is due at once.
+    - Without a channel, where push is configured, the reconciler looks at once: this may be
+      the first sync of its configuration, after which it should have one.
     - A scheduled sync (the safety net) that found changes no notification announced while a
       channel was open means push missed them: push is reported failed, the integration goes
       back to its own interval, and push is retried later.
@@ -210,6 +207,8 @@ def after_sync(
     push = current.push
     during = push.notified_at != started.push.notified_at
     push = push.replace(pending=during)
+    if push.state is PushState.OFF and policy.configured:
+        push = push.due(now)
     due = min(next_sync_at, now) if during and next_sync_at else next_sync_at
     missed = (
         scheduled
