@@ -7,7 +7,9 @@ must match, compared in constant time. Nothing else in it is trusted or used: it
 data, and its message number only tells operators how far a channel got (numbers may arrive
 out of order; nothing relies on them).
 
-- `sync` (sent when a channel opens) is acknowledged.
+- `sync` (sent when a channel opens) is acknowledged. It may come before the channel is
+  stored (Google sends it while answering the watch); it is then counted as unknown, which
+  costs nothing: it asks for no sync.
 - `exists` / `not_exists` make the integration due by the end of the coalescing window —
   unless it is due sooner already — so a burst of notifications makes one sync, which the
   scheduler claims like any other (on whichever replica sweeps first; this replica's loop is
