@@ -195,19 +195,23 @@ class PushChannels:
             if held is None:
                 self._held[channel.id] = (channel, state, number)
                 return
-            self._spawn(channel, state, number)
-            self._spawn(*held)
+            # The later message first, the earlier one once it has been answered.
+            self._spawn((channel, state, number), held)
             return
-        self._spawn(channel, state, number)
+        self._spawn((channel, state, number))
 
-    def _spawn(self, channel: PushChannel, state: str, number: int) -> None:
+    def _spawn(self, *messages: tuple[PushChannel, str, int]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # changed outside an event loop (a unit test): nobody to deliver to
-        task = loop.create_task(self._deliver(channel, state, number))
+        task = loop.create_task(self._deliver_in_order(messages))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_in_order(self, messages: tuple[tuple[PushChannel, str, int], ...]) -> None:
+        for message in messages:
+            await self._deliver(*message)
 
     async def _deliver(self, channel: PushChannel, state: str, number: int) -> None:
         if self._session is None:

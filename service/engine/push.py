@@ -256,8 +256,13 @@ class PushReconciler:
                     f"{interval} as the safety net; the channel expires at {expires} and is "
                     "renewed before; a sync follows now, for changes made before it opened"
                 )
-            else:
+            elif any(c.belongs_to(current) for c in others if c.channel_id != channel.channel_id):
                 reason = f"push channel renewed: the new channel expires at {expires}"
+            else:
+                reason = (
+                    "push channel replaced for the new configuration or credentials (the old "
+                    f"one is stopped); it expires at {expires}"
+                )
             await changes.note(
                 tx,
                 current,

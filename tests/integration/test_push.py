@@ -224,6 +224,20 @@ async def test_a_new_configuration_stops_the_old_channel_and_watches_the_new_cal
     assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
 
 
+async def test_new_credentials_replace_the_channel_opened_with_the_old_ones(
+    app: App, stub: Stub, sb: Sandbox, clock: FakeClock, server: object
+) -> None:
+    ident = await pushing(app, stub, sb)
+    [old] = live(sb)
+    clock.advance(minutes=1)
+    sb.state.add_access_token("another-account", expires_in=30 * 86400)
+    await stub.Reauthorize(api.ReauthorizeRequest(id=ident, credentials=bearer("another-account")))
+    await sweep(app)
+    [new] = live(sb)
+    assert new.id != old.id and sb.state.push.stopped == [old.id]
+    assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
+
+
 async def test_a_refused_watch_leaves_the_integration_polling_and_push_is_retried_later(
     app: App, stub: Stub, sb: Sandbox, clock: FakeClock, server: object
 ) -> None:
