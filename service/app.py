@@ -20,9 +20,11 @@ from service.connectors.registry import ConnectorRegistry
 from service.domain.schedule import Schedule
 from service.engine.connection_tester import ConnectionTester
 from service.engine.lifecycle import Lifecycle
+from service.engine.notifications import Notifications
 from service.engine.outcomes import Outcomes
 from service.engine.probes import Prober
 from service.engine.providers import Providers
+from service.engine.push import PushReconciler
 from service.engine.retention import HistoryRetention
 from service.engine.scheduler import Scheduler, SchedulerSettings
 from service.engine.sync import SyncEngine
@@ -58,6 +60,10 @@ class App:
     scheduler: Scheduler
     #: The breaker policy every attempt is judged by (and each integration's threshold).
     schedule: Schedule
+    #: Opens, renews and stops push channels (run by the scheduler's loop).
+    push: PushReconciler
+    #: Receives push notifications (served on the callback listener).
+    notifications: Notifications
     clock: Clock = utc_now
     embedded: EmbeddedPostgres | None = field(default=None)
     #: Keeps the fleet gauges (integrations by status, breakers, scheduler lag) fresh.
@@ -130,7 +136,8 @@ class App:
         )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)
-        outcomes = Outcomes(schedule)
+        push_policy = settings.push_policy
+        outcomes = Outcomes(schedule, push_policy)
         worker = worker_name()
         tester = ConnectionTester(db, providers, outcomes, clock)
         syncs = SyncEngine(
@@ -142,6 +149,9 @@ class App:
             worker=worker,
             limits=settings.record_limits,
             commit_records=settings.sync_commit_records,
+        )
+        push = PushReconciler(
+            db, providers, push_policy, clock, oauth=oauth, token_endpoint=token_endpoint
         )
         scheduler = Scheduler(
             db,
@@ -157,6 +167,7 @@ class App:
             ),
             clock=clock,
             worker=worker,
+            push=push,
         )
         reauthorization = Reauthorization(
             db,
@@ -187,6 +198,8 @@ class App:
             syncs=syncs,
             scheduler=scheduler,
             schedule=schedule,
+            push=push,
+            notifications=Notifications(db, push_policy, clock, wake=scheduler.wake_at),
             embedded=embedded,
         )
         if settings.scheduler:

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from service.domain.breaker import BreakerPolicy
+from service.domain.push import PushPolicy
 from service.domain.records import RecordLimits
 from service.domain.validation import (
     MAX_BREAKER_THRESHOLD,
@@ -377,6 +378,50 @@ class Settings:
         "integration late",
         0.1,
     )
+    push: bool = _setting(
+        "INTEGRATIONS_PUSH",
+        "--push",
+        "Open push channels (Google Calendar events.watch) when --public-url is set, so changes "
+        "sync within seconds and polling becomes a safety net (true/false). The URL must be "
+        "HTTPS (plain http only on a loopback address, for the sandbox); Google POSTs to "
+        "<public url>/push/<tenant>",
+        True,
+    )
+    push_channel_ttl: timedelta = _setting(
+        "INTEGRATIONS_PUSH_CHANNEL_TTL",
+        "--push-channel-ttl",
+        "How long a push channel is asked to live (the provider may choose less); it is renewed "
+        "before it expires",
+        timedelta(days=7),
+    )
+    push_renew_before: timedelta = _setting(
+        "INTEGRATIONS_PUSH_RENEW_BEFORE",
+        "--push-renew-before",
+        "How long before its expiration a push channel is renewed (a new one opened, then the "
+        "old one stopped)",
+        timedelta(hours=1),
+    )
+    push_poll_interval: timedelta = _setting(
+        "INTEGRATIONS_PUSH_POLL_INTERVAL",
+        "--push-poll-interval",
+        "The safety net: how often an integration with a healthy push channel still polls (its "
+        "own sync interval when that is longer)",
+        timedelta(hours=6),
+    )
+    push_coalesce_window: timedelta = _setting(
+        "INTEGRATIONS_PUSH_COALESCE_WINDOW",
+        "--push-coalesce-window",
+        "A notification syncs its integration after at most this long; the notifications that "
+        "come within it make the same sync",
+        timedelta(seconds=1),
+    )
+    push_retry_interval: timedelta = _setting(
+        "INTEGRATIONS_PUSH_RETRY_INTERVAL",
+        "--push-retry-interval",
+        "After push failed for an integration (channel refused, changes no notification "
+        "announced), how long it polls at its own interval before push is tried again",
+        timedelta(hours=1),
+    )
     purpose_header: str = _setting(
         "INTEGRATIONS_PURPOSE_HEADER",
         "--purpose-header",
@@ -468,6 +513,30 @@ class Settings:
             probe_timeout=self.breaker_probe_timeout,
         )
 
+    @property
+    def push_policy(self) -> PushPolicy:
+        """The deployment's push settings, with the address channels notify (None: push is
+        off here) or why push cannot work here (a public URL that is not HTTPS)."""
+        address, refusal = None, ""
+        if self.push and self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme == "https" or _loopback(parts.hostname or ""):
+                address = self.public_url.rstrip("/")
+            else:
+                refusal = (
+                    "this deployment's public URL (INTEGRATIONS_PUBLIC_URL) is not HTTPS, and "
+                    "Google only sends notifications to HTTPS addresses"
+                )
+        return PushPolicy(
+            address=address,
+            refusal=refusal,
+            ttl=self.push_channel_ttl,
+            renew_before=self.push_renew_before,
+            poll_interval=self.push_poll_interval,
+            coalesce=self.push_coalesce_window,
+            retry_after=self.push_retry_interval,
+        )
+
     def key_ring(self) -> KeyRing:
         """The credential key ring: the configured keys, or the laptop default, a key file in
         the data directory made on first use."""
@@ -518,6 +587,7 @@ class Settings:
         self._check_scheduler()
         self._check_transport()
         self._check_secrets()
+        self._check_push()
 
     def _check_transport(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -576,6 +646,17 @@ class Settings:
     def return_origins(self) -> frozenset[str]:
         """The origins sign-in return URLs may be on (empty: any); ValueError when malformed."""
         return parse_origins(self.sign_in_return_origins, "sign-in return origins")
+
+    def _check_push(self) -> None:
+        if min(
+            self.push_channel_ttl,
+            self.push_renew_before,
+            self.push_poll_interval,
+            self.push_retry_interval,
+        ) <= timedelta(0) or self.push_coalesce_window < timedelta(0):
+            raise ValueError("push durations must be positive (the coalescing window may be 0)")
+        if self.push_renew_before >= self.push_channel_ttl:
+            raise ValueError("push channels must be renewed before they expire: renew-before < TTL")
 
     def _check_scheduler(self) -> None:
         if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:
@@ -651,6 +732,16 @@ def is_loopback(address: str) -> bool:
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")
 _BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` names this machine (where plain http is acceptable: the sandbox)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _convert(kind: Any, raw: str) -> Any:

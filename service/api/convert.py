@@ -19,6 +19,7 @@ from service.domain.breaker import BreakerState
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
+from service.domain.push import Push, PushState
 from service.domain.status import Action, Status, SyncState, allowed_actions
 from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
@@ -53,6 +54,7 @@ ERROR_CODE = EnumMap(ErrorCode, pb.ErrorCode, "ERROR_CODE")
 ERROR_CATEGORY = EnumMap(ErrorCategory, pb.ErrorCategory, "ERROR_CATEGORY")
 SYNC_RUN_TRIGGER = EnumMap(SyncTrigger, pb.SyncRunTrigger, "SYNC_RUN_TRIGGER")
 SYNC_RUN_OUTCOME = EnumMap(SyncOutcome, pb.SyncRunOutcome, "SYNC_RUN_OUTCOME")
+PUSH_STATE = EnumMap(PushState, pb.PushState, "PUSH_STATE")
 
 #: The oneof field of ConnectorConfig that holds each built-in connector's config.
 BUILTIN_CONFIG_FIELDS = {"google_calendar", "ics_feed", "rest_json"}
@@ -253,6 +255,19 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
         missing_config_fields=list(i.missing_config_fields),
         allowed_actions=[ACTION.to_pb[a] for a in allowed_actions(i.status)],
         late=i.late(now),
+        push=push_out(i.push),
+    )
+
+
+def push_out(push: Push) -> pb.Push:
+    """The API view of an integration's push state (its bookkeeping stays inside)."""
+    active = push.state is PushState.ACTIVE
+    unavailable = push.state is PushState.UNAVAILABLE
+    return pb.Push(
+        state=PUSH_STATE.to_pb[push.state],
+        expire_time=timestamp(push.expires_at) if active else None,
+        reason=push.reason if unavailable else "",
+        retry_time=timestamp(push.retry_at) if unavailable else None,
     )
 
 

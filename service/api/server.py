@@ -86,7 +86,11 @@ class Server:
             None
             if settings.callback_listen == "off"
             else CallbackServer(
-                app.reauthorization, settings.callback_listen, settings.public_url, http_tls
+                app.reauthorization,
+                settings.callback_listen,
+                settings.public_url,
+                http_tls,
+                app.notifications,
             )
         )
         self.readiness = Readiness(app.db, app.watch.listener)

@@ -13,6 +13,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from service.connectors.auth import AccessTokens, OAuthProvider
@@ -247,3 +248,48 @@ def _check_value(f: ConfigField, path: str, value: Any) -> list[FieldViolation]:
     if f.kind is FieldKind.CHOICE and value not in f.allowed:
         return [FieldViolation(path, f"must be one of {', '.join(f.allowed)}", "INVALID_CHOICE")]
     return []
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A channel to open: where the provider should send notifications, and how to tell ours
+    apart (the id and the secret token come back in every notification)."""
+
+    channel_id: str
+    token: str = field(repr=False)
+    address: str
+    #: When we would like it to expire (the provider may choose earlier).
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Watching:
+    """A channel the provider opened."""
+
+    #: The provider's id of the watched resource (channels.stop needs it).
+    resource_id: str
+    #: When the provider will stop sending (its word, not ours).
+    expires_at: datetime
+
+
+class PushRefused(Exception):
+    """The provider will not open a channel for this integration, and retrying soon will not
+    change that (an address it does not accept, a resource it cannot watch). The message
+    says why, in words for people; it never holds a secret."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PushConnector(Connector):
+    """A connector whose provider can notify us of changes (push channels). Failures are
+    `PushRefused` or the connector's classified `ProviderFailure`."""
+
+    @abstractmethod
+    async def watch(self, source: Source, request: WatchRequest) -> Watching:
+        """Open a channel that notifies `request.address` of changes to the source."""
+
+    @abstractmethod
+    async def stop_channel(self, source: Source, channel_id: str, resource_id: str) -> bool:
+        """Stop a channel; False when the provider does not know it (stopped or expired)."""

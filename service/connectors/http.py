@@ -177,6 +177,35 @@ class HttpClient:
             f"{what} redirected more than {self.policy.max_redirects} times", url=redact(target)
         )
 
+    async def post_json(
+        self,
+        url: str | URL,
+        body: Mapping[str, Any],
+        *,
+        what: str,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Response:
+        """POST a JSON document to `url` (no redirect is followed: the answer is returned as
+        it is). `what` and `credentials` as for `get`."""
+        credentials = dict(credentials or {})
+        _check_credentials(credentials, what)
+        sent = dict(credentials)
+        marked = REQUEST_PURPOSE.get() if self.policy.purpose_header else None
+        if marked:
+            sent[self.policy.purpose_header] = marked
+        total = self.policy.timeout.total_seconds()
+        deadline = asyncio.get_running_loop().time() + total
+        return await self._once(
+            canonical(URL(url)),
+            sent,
+            what,
+            deadline,
+            total,
+            Redactor.for_headers(credentials),
+            method="POST",
+            json_body=body,
+        )
+
     async def _once(
         self,
         url: URL,
@@ -185,9 +214,14 @@ class HttpClient:
         deadline: float,
         total: float,
         redactor: Redactor,
+        *,
+        method: str = "GET",
+        json_body: Mapping[str, Any] | None = None,
     ) -> Response:
         with metrics.provider_request(self.connector) as answered:
-            response = await self._request(url, headers, what, deadline, total, redactor)
+            response = await self._request(
+                url, headers, what, deadline, total, redactor, method=method, json_body=json_body
+            )
             answered(response.status)
             return response
 
@@ -199,6 +233,9 @@ class HttpClient:
         deadline: float,
         total: float,
         redactor: Redactor,
+        *,
+        method: str = "GET",
+        json_body: Mapping[str, Any] | None = None,
     ) -> Response:
         host = url.host or ""
         remaining = deadline - asyncio.get_running_loop().time()
@@ -207,9 +244,11 @@ class HttpClient:
                 raise TimeoutError
             if not self.policy.allow_private_networks:
                 check_literal(host)
-            async with self.session.get(
+            async with self.session.request(
+                method,
                 url,
                 headers=headers,
+                json=json_body,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=remaining),
             ) as resp:

@@ -63,9 +63,10 @@ class Schedule:
         return integration.breaker.threshold or self.policy.threshold
 
     def regular(self, integration: Integration, now: datetime) -> datetime:
-        """The next regular sync after one that ended at `now`: the interval, minus up to the
+        """The next regular sync after one that ended at `now`: the polling interval (the
+        sync interval, or the safety net's while a push channel is open), minus up to the
         policy's jitter (never later, so jitter cannot make an integration late)."""
-        interval = integration.sync_interval
+        interval = integration.interval
         return now + interval - interval * (self.policy.jitter * self.rng.random())
 
     def failed(

@@ -85,12 +85,16 @@ async def note(
     reason: str,
     now: datetime,
     error: IntegrationError | None = None,
+    changed: Integration | None = None,
 ) -> Integration:
-    """Record an event that changes nothing but the history (a lateness notice, a sign-in that
-    did not complete): the status stays, the revision moves on."""
+    """Record an event that does not move the status (a lateness notice, a sign-in that did
+    not complete, a push channel opened): the status stays, the revision moves on. `changed`
+    is `current` with what the event changed besides the history, if anything."""
+    if changed is not None and changed.status is not current.status:
+        raise ValueError("a note never changes the status; use apply")
     event = await tx.integrations.record_change(
         before=current,
-        after=current,
+        after=changed or current,
         trigger=trigger,
         actor=actor,
         reason=reason,

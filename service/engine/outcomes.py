@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.domain import push
 from service.domain.model import Integration
+from service.domain.push import PushPolicy
 from service.domain.schedule import SYNCABLE, Attempt, Schedule, probing
+from service.domain.sync import SyncRun, SyncTrigger
 from service.domain.taxonomy import IntegrationError
 from service.engine import changes
 from service.storage.claims import Held
@@ -56,10 +59,12 @@ def stale(held: Held, attempted: Attempted) -> str | None:
 
 
 class Outcomes:
-    """Records outcomes with the deployment's schedule (breaker policy and jitter)."""
+    """Records outcomes with the deployment's schedule (breaker policy and jitter) and push
+    policy."""
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(self, schedule: Schedule, push_policy: PushPolicy | None = None) -> None:
         self.schedule = schedule
+        self.push_policy = push_policy or PushPolicy()
 
     async def record(
         self,
@@ -72,21 +77,41 @@ class Outcomes:
         actor: str,
         now: datetime,
         also: Callable[[Integration], Integration] = lambda i: i,
+        run: SyncRun | None = None,
     ) -> Integration:
         """Apply the verdict on `error` (None: it worked) to `current`, locked in `tx` and not
         `stale`. `what` names the attempt in the event ("sync run #3"; for a success, the
-        sentence saying so); `also` adds the attempt's own changes (a sync's counts)."""
+        sentence saying so); `also` adds the attempt's own changes (a sync's counts); a sync
+        `run` that succeeded is judged for push too (`domain.push.after_sync`)."""
         if error is None:
             verdict = self.schedule.succeeded(current, now, what=what, attempt=attempted.kind)
         else:
             verdict = self.schedule.failed(current, error, now, what=what)
+        pushed = None
+        if error is None and run is not None:
+            pushed = push.after_sync(
+                current,
+                attempted.integration,
+                scheduled=run.trigger is SyncTrigger.SCHEDULED and not run.full_resync,
+                changes=run.records_upserted + run.records_deleted,
+                next_sync_at=verdict.next_sync_at,
+                now=now,
+                policy=self.push_policy,
+            )
+
+        def mutate(i: Integration) -> Integration:
+            changed = also(verdict.apply(i).replace(last_error=error))
+            if pushed is not None:
+                changed = changed.replace(push=pushed.push, next_sync_at=pushed.next_sync_at)
+            return changed
+
         return await changes.apply(
             tx,
             current,
             verdict.trigger,
             actor=actor,
-            reason=verdict.reason,
+            reason=verdict.reason + (pushed.note if pushed else ""),
             now=now,
             error=error,
-            mutate=lambda i: also(verdict.apply(i).replace(last_error=error)),
+            mutate=mutate,
         )

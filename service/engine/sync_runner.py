@@ -245,6 +245,7 @@ class SyncRunner:
                     record_count=committed.record_count,
                     last_synced_at=now,
                 ),
+                run=ended,
             )
             return ended
 

@@ -27,6 +27,7 @@ from service.storage.errors import Conflict, DatabaseUnavailable, Gone, LockTime
 from service.storage.integrations import IntegrationRows
 from service.storage.migrations import migrate
 from service.storage.outages import is_outage
+from service.storage.push import ChannelRows
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
 from service.storage.sync import SyncRows
@@ -53,7 +54,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class Tx:
     """One transaction (or one autocommit connection) and the repositories bound to it."""
 
-    __slots__ = ("claims", "credentials", "integrations", "sign_ins", "sync")
+    __slots__ = ("channels", "claims", "credentials", "integrations", "sign_ins", "sync")
 
     def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
         self.integrations = IntegrationRows(conn)
@@ -61,6 +62,7 @@ class Tx:
         self.sign_ins = SignInRows(conn, keys)
         self.sync = SyncRows(conn)
         self.claims = ClaimRows(conn)
+        self.channels = ChannelRows(conn, keys)
 
 
 class Database:

@@ -14,9 +14,11 @@ from uuid import UUID
 
 import asyncpg
 
+from service.domain import push
 from service.domain.breaker import BreakerState, Halt
 from service.domain.exceptions import NotFound
 from service.domain.model import Breaker, Event, Integration
+from service.domain.push import Push, PushState
 from service.domain.status import Status, SyncState
 from service.domain.taxonomy import IntegrationError
 from service.storage.queries import Q
@@ -63,6 +65,16 @@ def integration_from_row(row: Row) -> Integration:
         last_synced_at=row["last_synced_at"],
         next_sync_at=row["next_sync_at"],
         record_count=row["record_count"],
+        push=Push(
+            state=PushState(row["push_state"]),
+            reason=row["push_reason"],
+            expires_at=row["push_expires_at"],
+            retry_at=row["push_retry_at"],
+            check_at=row["push_check_at"],
+            pending=row["push_pending"],
+            notified_at=row["push_notified_at"],
+            poll_interval=row["push_poll_interval"],
+        ),
     )
 
 
@@ -112,6 +124,21 @@ def _columns(i: Integration) -> tuple[Any, ...]:
         i.created_at,
         i.updated_at,
         b.state.trial,
+    )
+
+
+def _push_columns(i: Integration) -> tuple[Any, ...]:
+    """The push state of `i` as the parameters $33-$40 of change_insert / change_update."""
+    p = i.push
+    return (
+        p.state.value,
+        p.reason,
+        p.expires_at,
+        p.retry_at,
+        p.check_at,
+        p.pending,
+        p.notified_at,
+        p.poll_interval,
     )
 
 
@@ -177,6 +204,10 @@ class IntegrationRows:
         subject = after or before
         assert subject is not None, "a change needs a before or an after"
         stored = after.replace(updated_at=occurred_at) if after is not None else None
+        if stored is not None and before is not None and push.affects(before, stored):
+            # Its channel may have to change (pause, brake, new config…): the channel
+            # reconciler looks at once (service.engine.push).
+            stored = stored.replace(push=stored.push.due(occurred_at))
         event = (
             trigger,
             before.status.value if before else None,
@@ -198,7 +229,13 @@ class IntegrationRows:
             )
         else:
             query = Q["change_insert"] if before is None else Q["change_update"]
-            args = (*_columns(stored), REVISION_HOLD_LIMIT, *event, stored.to_json())
+            args = (
+                *_columns(stored),
+                REVISION_HOLD_LIMIT,
+                *event,
+                stored.to_json(),
+                *_push_columns(stored),
+            )
         revision: int = await self._conn.fetchval(query, *args)
         if stored is not None:
             stored = stored.replace(revision=revision)
@@ -219,7 +256,9 @@ class IntegrationRows:
 
     async def delete(self, tenant_id: str, integration_id: UUID) -> int:
         """Remove the integration and, by cascade, everything that belongs to it. Returns how
-        many records it held. Its tombstone is `record_change(after=None)`."""
+        many records it held. Its tombstone is `record_change(after=None)`. Its push channels
+        stay, retired, until the provider stopped them (see migrations/0008_push.sql)."""
+        await self._conn.execute(Q["push_channels_orphan"], tenant_id, integration_id)
         count = await self._conn.fetchval(Q["integration_delete"], tenant_id, integration_id)
         if count is None:
             raise NotFound("integration", str(integration_id))

@@ -80,7 +80,9 @@ async def test_mutual_tls_maps_certificates_to_tenants(
         created = await billing.create("Billing calendar", "google_calendar")
         assert [i.id async for i in billing.list()] == [created.id]
     # A valid but unmapped certificate needs an API key: with one it is that key's tenant...
-    async with _client(mtls_service, pki.server_ca, pki.reports, api_key="reports-key-0123456789") as other:
+    async with _client(
+        mtls_service, pki.server_ca, pki.reports, api_key="reports-key-0123456789"
+    ) as other:
         assert [i.id async for i in other.list()] == []
         with pytest.raises(IntegrationsError) as raised:
             await other.get(created.id)

@@ -240,6 +240,48 @@ the next probe further out) when it fails.
 """
 Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
 
+class _PushState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PushStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PushState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PUSH_STATE_UNSPECIFIED: _PushState.ValueType  # 0
+    """Never returned; the zero value of the enum."""
+    PUSH_STATE_OFF: _PushState.ValueType  # 1
+    """No push channel: the deployment has no public HTTPS callback URL, the connector cannot
+    push, or the integration does not sync on its own now (paused, safety brake on, not yet
+    synced). It polls at its sync interval.
+    """
+    PUSH_STATE_ACTIVE: _PushState.ValueType  # 2
+    """A channel is open: the provider notifies the service of every change, which syncs within
+    seconds. Polling continues at a long interval as the safety net.
+    """
+    PUSH_STATE_UNAVAILABLE: _PushState.ValueType  # 3
+    """Push failed (see reason): the integration polls at its own sync interval again, and push
+    is retried at retry_time.
+    """
+
+class PushState(_PushState, metaclass=_PushStateEnumTypeWrapper):
+    """PushState says whether the provider notifies the service of changes, or is only polled."""
+
+PUSH_STATE_UNSPECIFIED: PushState.ValueType  # 0
+"""Never returned; the zero value of the enum."""
+PUSH_STATE_OFF: PushState.ValueType  # 1
+"""No push channel: the deployment has no public HTTPS callback URL, the connector cannot
+push, or the integration does not sync on its own now (paused, safety brake on, not yet
+synced). It polls at its sync interval.
+"""
+PUSH_STATE_ACTIVE: PushState.ValueType  # 2
+"""A channel is open: the provider notifies the service of every change, which syncs within
+seconds. Polling continues at a long interval as the safety net.
+"""
+PUSH_STATE_UNAVAILABLE: PushState.ValueType  # 3
+"""Push failed (see reason): the integration polls at its own sync interval again, and push
+is retried at retry_time.
+"""
+Global___PushState: _TypeAlias = PushState  # noqa: Y015
+
 class _RestPaginationStyle:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -465,6 +507,46 @@ class Breaker(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Breaker: _TypeAlias = Breaker  # noqa: Y015
+
+@_typing.final
+class Push(_message.Message):
+    """Push is how the integration learns of changes at its provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETRY_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___PushState.ValueType
+    """OFF, ACTIVE or UNAVAILABLE."""
+    reason: _builtins.str
+    """UNAVAILABLE: why push failed, e.g. the provider refused the channel or a safety-net poll
+    found changes no notification announced.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """ACTIVE: when the current channel expires (it is renewed before, with no gap)."""
+
+    @_builtins.property
+    def retry_time(self) -> _timestamp_pb2.Timestamp:
+        """UNAVAILABLE: when push is tried again."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___PushState.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        retry_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "retry_time", b"retry_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "reason", b"reason", "retry_time", b"retry_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Push: _TypeAlias = Push  # noqa: Y015
 
 @_typing.final
 class GoogleCalendarConfig(_message.Message):
@@ -774,6 +856,7 @@ class Integration(_message.Message):
     MISSING_CONFIG_FIELDS_FIELD_NUMBER: _builtins.int
     ALLOWED_ACTIONS_FIELD_NUMBER: _builtins.int
     LATE_FIELD_NUMBER: _builtins.int
+    PUSH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier (a UUID), assigned by the service."""
     display_name: _builtins.str
@@ -843,6 +926,12 @@ class Integration(_message.Message):
     def allowed_actions(self) -> _containers.RepeatedScalarFieldContainer[Global___Action.ValueType]:
         """The actions its current status allows."""
 
+    @_builtins.property
+    def push(self) -> Global___Push:
+        """Whether the provider notifies the service of changes (push) or is only polled. While
+        push is ACTIVE, next_sync_time is the safety net's poll; a change syncs within seconds.
+        """
+
     def __init__(
         self,
         *,
@@ -866,10 +955,11 @@ class Integration(_message.Message):
         missing_config_fields: _abc.Iterable[_builtins.str] | None = ...,
         allowed_actions: _abc.Iterable[Global___Action.ValueType] | None = ...,
         late: _builtins.bool = ...,
+        push: Global___Push | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "config", b"config", "create_time", b"create_time", "credentials", b"credentials", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "next_sync_time", b"next_sync_time", "sync_interval", b"sync_interval", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "config", b"config", "create_time", b"create_time", "credentials", b"credentials", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "next_sync_time", b"next_sync_time", "push", b"push", "sync_interval", b"sync_interval", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_actions", b"allowed_actions", "breaker", b"breaker", "config", b"config", "connector_type", b"connector_type", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "late", b"late", "missing_config_fields", b"missing_config_fields", "next_sync_time", b"next_sync_time", "record_count", b"record_count", "revision", b"revision", "status", b"status", "sync_interval", b"sync_interval", "sync_state", b"sync_state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_actions", b"allowed_actions", "breaker", b"breaker", "config", b"config", "connector_type", b"connector_type", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "late", b"late", "missing_config_fields", b"missing_config_fields", "next_sync_time", b"next_sync_time", "push", b"push", "record_count", b"record_count", "revision", b"revision", "status", b"status", "sync_interval", b"sync_interval", "sync_state", b"sync_state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,7 +33,8 @@ LIMIT $6
 -- revision row until commit, which orders commits by revision (see 0001): it must be the
 -- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
 -- transaction should this process stall while holding that lock (is_local: this transaction
--- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event.
+-- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event,
+-- $33-$40 the push state.
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $25, true)
 ), rev AS (
@@ -48,7 +49,9 @@ WITH hold AS (
         breaker_threshold = $14, breaker_slow_steps = $15, breaker_halt = $16,
         sync_interval = $17, last_synced_at = $18, next_sync_at = $19, late_at = $20,
         record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23,
-        breaker_trial = $24
+        breaker_trial = $24, push_state = $33, push_reason = $34, push_expires_at = $35,
+        push_retry_at = $36, push_check_at = $37, push_pending = $38,
+        push_notified_at = $39, push_poll_interval = $40
     FROM rev
     WHERE i.tenant_id = $1 AND i.id = $2
     RETURNING 1
@@ -76,9 +79,10 @@ WITH hold AS (
         missing_config_fields, last_error, consecutive_failures, breaker_open,
         breaker_opened_at, next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt,
         sync_interval, last_synced_at, next_sync_at, late_at, record_count, revision,
-        created_at, updated_at, breaker_trial)
+        created_at, updated_at, breaker_trial, push_state, push_reason, push_expires_at,
+        push_retry_at, push_check_at, push_pending, push_notified_at, push_poll_interval)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, rev.revision, $22, $23, $24
+           $19, $20, $21, rev.revision, $22, $23, $24, $33, $34, $35, $36, $37, $38, $39, $40
     FROM rev
     RETURNING 1
 ), event AS (
