@@ -140,25 +140,37 @@ class HttpClient:
             f"{what} redirected more than {self.policy.max_redirects} times", url=redact(target)
         )
 
-    async def _once(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
+    async def post(
+        self, url: str | URL, *, body: bytes, headers: Mapping[str, str], what: str
+    ) -> Response:
+        """POST `body` to `url` and return the answer's status and headers (its body is not
+        read). Redirects are not followed: a 3xx is the answer. Used for webhooks, which go
+        through the same network guard as every provider request."""
+        return await self._once(URL(url), headers, what, body=body)
+
+    async def _once(
+        self, url: URL, headers: Mapping[str, str], what: str, *, body: bytes | None = None
+    ) -> Response:
         host = url.host or ""
         timeout = self.policy.timeout.total_seconds()
         try:
             if not self.policy.allow_private_networks:
                 check_literal(host)
-            async with self.session.get(
+            async with self.session.request(
+                "GET" if body is None else "POST",
                 url,
                 headers=headers,
+                data=body,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                body = await self._read(resp, what, url)
+                answer = await self._read(resp, what, url) if body is None else b""
                 links = resp.links.get("next")
                 next_link = links.get("url") if links else None
                 return Response(
                     resp.status,
                     resp.headers,
-                    body,
+                    answer,
                     resp.url,
                     URL(str(next_link)) if next_link is not None else None,
                 )

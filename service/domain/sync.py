@@ -76,3 +76,43 @@ class StoredRecord:
     id: str
     data: dict[str, Any]
     updated_at: datetime
+    #: Its change number: the integration's change that wrote this version (see RecordChange).
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """One entry of an integration's change feed: a record as it is now (an upsert) or its
+    tombstone (a deletion). Change numbers grow per integration in commit order; the feed holds
+    each record once, at its latest change, so it is compacted per record."""
+
+    seq: int
+    record_id: str
+    #: The record's fields; None when it was deleted.
+    data: dict[str, Any] | None
+    #: When the change was written (the record's update, or its deletion).
+    changed_at: datetime
+
+    @property
+    def deleted(self) -> bool:
+        return self.data is None
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    """A page of ListRecords: live records as of change number `snapshot`."""
+
+    records: list[StoredRecord]
+    #: The change number the listing is exact at: the feed continues after it.
+    snapshot: int
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of the change feed, and what bounds it."""
+
+    changes: list[RecordChange]
+    #: The integration's last change number when the page was read.
+    head: int
+    #: Tombstones up to this number were purged: a cursor below it may have missed one.
+    purged_through: int

@@ -130,6 +130,19 @@ def return_url(value: str, field: str = "sign_in.return_url") -> list[FieldViola
     """Optional; an absolute http(s) URL without credentials in it, at most 2048 characters."""
     if not value:
         return []
+    return http_url(value, field)
+
+
+def webhook_url(value: str, field: str = "url") -> list[FieldViolation]:
+    """Required; an absolute http(s) URL without credentials in it, at most 2048 characters
+    (the network guard checks where it points when it is used, as for connector URLs)."""
+    if not value:
+        return [FieldViolation(field, "is required", "REQUIRED")]
+    return http_url(value, field)
+
+
+def http_url(value: str, field: str) -> list[FieldViolation]:
+    """An absolute http(s) URL without credentials in it, at most 2048 characters."""
     if len(value) > MAX_URL:
         return [FieldViolation(field, f"must be at most {MAX_URL} characters", "TOO_LONG")]
     invalid = [FieldViolation(field, "must be an absolute http or https URL", "INVALID_URL")]

@@ -29,6 +29,7 @@ from service.storage.migrations import migrate
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
 from service.storage.sync import SyncRows
+from service.storage.webhooks import WebhookRows
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +53,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class Tx:
     """One transaction (or one autocommit connection) and the repositories bound to it."""
 
-    __slots__ = ("claims", "credentials", "integrations", "sign_ins", "sync")
+    __slots__ = ("claims", "credentials", "integrations", "sign_ins", "sync", "webhooks")
 
     def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
         self.integrations = IntegrationRows(conn)
@@ -60,11 +61,12 @@ class Tx:
         self.sign_ins = SignInRows(conn, keys)
         self.sync = SyncRows(conn)
         self.claims = ClaimRows(conn)
+        self.webhooks = WebhookRows(conn, keys)
 
 
 class Database:
     """A pool of connections to one PostgreSQL database, migrated on open. `keys` seal and
-    open credentials and sign-in verifiers (the only sealed values)."""
+    open credentials, sign-in verifiers and webhook secrets (the only sealed values)."""
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, keys: KeyRing | None = None) -> None:
         self.pool = pool

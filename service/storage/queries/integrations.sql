@@ -33,7 +33,9 @@ LIMIT $6
 -- revision row until commit, which orders commits by revision (see 0001): it must be the
 -- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
 -- transaction should this process stall while holding that lock (is_local: this transaction
--- only). $1-$23 are the state (see IntegrationRows), $24 the hold limit, $25-$31 the event.
+-- only). $1-$23 are the state (see IntegrationRows), $24 the hold limit, $25-$31 the event,
+-- $32-$33 the id and payload of its integration.status_changed webhook, written for every
+-- enabled endpoint of the tenant that wants it (none: nothing is written).
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $24, true)
 ), rev AS (
@@ -58,6 +60,14 @@ WITH hold AS (
            jsonb_set($31::jsonb, '{revision}', to_jsonb(rev.revision)), $23
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $32, 'integration.status_changed', $2, rev.revision, $33, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
@@ -87,13 +97,22 @@ WITH hold AS (
            jsonb_set($31::jsonb, '{revision}', to_jsonb(rev.revision)), $23
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $32, 'integration.status_changed', $2, rev.revision, $33, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
 -- name: change_delete
 -- The tombstone of a deleted integration (its row is gone already): the integration's
 -- history goes with it, but for this event. The DELETE cannot see the tombstone it sits
--- beside (one statement, one snapshot). $3 is the hold limit, $4-$10 the event.
+-- beside (one statement, one snapshot). $3 is the hold limit, $4-$10 the event, $11-$12 its
+-- webhook (see change_update).
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $3, true)
 ), history AS (
@@ -108,6 +127,14 @@ WITH hold AS (
     SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $11, 'integration.status_changed', $2, rev.revision, $12, $10, $10
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 

@@ -1,0 +1,88 @@
+"""ListRecords and ListRecordChanges: the synced data as consumers read it.
+
+A listing is exact at one change number, carried in its page token and returned as its cursor
+on every page; the change feed continues from that cursor (see `engine.record_feed`).
+
+The feed is read in pages rather than streamed: a consumer that cannot hold a stream open (a
+cron job, a serverless function, a service behind a proxy that cuts idle connections) reads
+it the same way as one that can, a page is an obvious unit to apply and commit together with
+its cursor, retrying one is harmless (the same cursor reads the same or newer changes), and a
+replica holds nothing per consumer. Consumers that want to hear about changes at once
+subscribe to the records.changed webhook and then read the feed.
+"""
+
+from __future__ import annotations
+
+from integrations.v1 import service_pb2 as api
+
+from service.api import convert, feed_cursors, page_tokens
+from service.api.base import Context, RpcBase
+from service.domain import validation
+from service.domain.exceptions import FieldViolation, InvalidArgument
+
+#: Changes per page when the caller does not say.
+DEFAULT_CHANGES_PAGE = 500
+
+
+class FeedRpcs(RpcBase):
+    """The RPCs that read what syncs brought in."""
+
+    async def ListRecords(
+        self, request: api.ListRecordsRequest, context: Context
+    ) -> api.ListRecordsResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        size, violations = validation.page_size(request.page_size, default=100)
+        validation.raise_if(violations)
+        filters = {"id": request.id}
+        snapshot, after = _listing_position(
+            page_tokens.decode(request.page_token, "records", filters)
+        )
+        found = await self.app.feed.records(
+            tenant, integration_id, snapshot=snapshot, after_id=after, limit=size + 1
+        )
+        records, token = page_tokens.page(
+            found.records, size, "records", filters, lambda r: [found.snapshot, r.id]
+        )
+        return api.ListRecordsResponse(
+            records=[convert.record_out(r) for r in records],
+            next_page_token=token,
+            cursor=feed_cursors.encode(integration_id, found.snapshot),
+        )
+
+    async def ListRecordChanges(
+        self, request: api.ListRecordChangesRequest, context: Context
+    ) -> api.ListRecordChangesResponse:
+        tenant = self.tenant(context)
+        integration_id = validation.integration_id(request.id)
+        size, violations = validation.page_size(request.page_size, default=DEFAULT_CHANGES_PAGE)
+        validation.raise_if(violations)
+        after = feed_cursors.decode(request.after, integration_id)
+        page = await self.app.feed.changes(tenant, integration_id, after=after, limit=size + 1)
+        changes = page.changes[:size]
+        has_more = len(page.changes) > size
+        # Caught up: everything up to the head has been returned, so the next read starts
+        # there (the head can be past the last change shown when later changes moved records
+        # it would have shown).
+        through = changes[-1].seq if has_more else max(after, page.head)
+        return api.ListRecordChangesResponse(
+            changes=[convert.change_out(c) for c in changes],
+            cursor=feed_cursors.encode(integration_id, through),
+            has_more=has_more,
+        )
+
+
+def _listing_position(position: list[object] | None) -> tuple[int | None, str | None]:
+    """(snapshot, last id) of a ListRecords page token; (None, None) for the first page."""
+    if position is None:
+        return None, None
+    if (
+        len(position) == 2
+        and isinstance(position[0], int)
+        and not isinstance(position[0], bool)
+        and isinstance(position[1], str)
+    ):
+        return position[0], position[1]
+    raise InvalidArgument(
+        [FieldViolation("page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN")]
+    )
