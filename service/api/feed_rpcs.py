@@ -19,6 +19,7 @@ from service.api import convert, feed_cursors, page_tokens
 from service.api.base import Context, RpcBase
 from service.domain import validation
 from service.domain.exceptions import FieldViolation, InvalidArgument
+from service.domain.sync import FeedPosition
 
 #: Changes per page when the caller does not say.
 DEFAULT_CHANGES_PAGE = 500
@@ -47,7 +48,9 @@ class FeedRpcs(RpcBase):
         return api.ListRecordsResponse(
             records=[convert.record_out(r) for r in records],
             next_page_token=token,
-            cursor=feed_cursors.encode(integration_id, found.snapshot),
+            cursor=feed_cursors.encode(
+                integration_id, FeedPosition(found.snapshot, found.snapshot)
+            ),
         )
 
     async def ListRecordChanges(
@@ -57,18 +60,12 @@ class FeedRpcs(RpcBase):
         integration_id = validation.integration_id(request.id)
         size, violations = validation.page_size(request.page_size, default=DEFAULT_CHANGES_PAGE)
         validation.raise_if(violations)
-        after = feed_cursors.decode(request.after, integration_id)
-        page = await self.app.feed.changes(tenant, integration_id, after=after, limit=size + 1)
-        changes = page.changes[:size]
-        has_more = len(page.changes) > size
-        # Caught up: everything up to the head has been returned, so the next read starts
-        # there (the head can be past the last change shown when later changes moved records
-        # it would have shown).
-        through = changes[-1].seq if has_more else max(after, page.head)
+        position = feed_cursors.decode(request.after, integration_id)
+        read = await self.app.feed.changes(tenant, integration_id, position, limit=size)
         return api.ListRecordChangesResponse(
-            changes=[convert.change_out(c) for c in changes],
-            cursor=feed_cursors.encode(integration_id, through),
-            has_more=has_more,
+            changes=[convert.change_out(c) for c in read.changes],
+            cursor=feed_cursors.encode(integration_id, read.next),
+            has_more=read.more,
         )
 
 

@@ -108,6 +108,25 @@ class RecordsPage:
 
 
 @dataclass(frozen=True)
+class FeedPosition:
+    """Where a consumer is in an integration's change feed (what its cursor holds).
+
+    `after` is the last change number it has seen. `floor` is the change number its copy is
+    known to be complete at: the integration's last number when the copy began (a listing's
+    snapshot, or the head at the first read from the start), and `after` once it is past
+    that. A tombstone at or below `floor` concerns records the consumer never held (they were
+    deleted before its copy began, or it has seen the tombstone), so purging it is harmless;
+    only a purge above `floor` may have taken a deletion it still needs.
+    """
+
+    after: int
+    floor: int
+
+    def moved_to(self, after: int) -> FeedPosition:
+        return FeedPosition(after, max(self.floor, after))
+
+
+@dataclass(frozen=True)
 class ChangesPage:
     """A page of the change feed, and what bounds it."""
 

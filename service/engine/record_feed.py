@@ -10,18 +10,20 @@ deletion): it is compacted per record. A consumer keeping a copy needs exactly t
 current state of every record that changed since it last looked, not the intermediate states
 — and it bounds the feed by the size of the data, not by how often it changed.
 
-Tombstones are kept for the retention window. A cursor below the integration's purge
-watermark may have missed a deletion and is refused (CURSOR_EXPIRED); the consumer reads
-everything again. An empty cursor is never expired: it reads the whole feed.
+Tombstones are kept for the retention window. A cursor whose copy may have missed a purged
+deletion (see `FeedPosition`: a purge above its floor) is refused (CURSOR_EXPIRED) and the
+consumer reads everything again. An empty cursor is never expired: it reads the whole feed,
+and a read from the start that began after a purge is not troubled by it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
 from service.domain.exceptions import FailedPrecondition, OutOfRange
-from service.domain.sync import ChangesPage, RecordsPage
+from service.domain.sync import FeedPosition, RecordChange, RecordsPage
 from service.storage.database import Database
 
 
@@ -48,15 +50,18 @@ class RecordFeed:
             )
 
     async def changes(
-        self, tenant: str, integration_id: UUID, *, after: int, limit: int
-    ) -> ChangesPage:
-        """At most `limit` changes after change number `after` (0: from the start), oldest
-        first. FAILED_PRECONDITION CURSOR_EXPIRED when tombstones after `after` were purged;
-        OUT_OF_RANGE CURSOR_AHEAD when `after` is past anything this integration numbered
-        (e.g. the database was restored from a backup)."""
+        self, tenant: str, integration_id: UUID, position: FeedPosition | None, *, limit: int
+    ) -> FeedRead:
+        """At most `limit` changes after `position` (None: from the start), oldest first, and
+        where the next read continues. FAILED_PRECONDITION CURSOR_EXPIRED when a tombstone the
+        consumer may need was purged; OUT_OF_RANGE CURSOR_AHEAD when the position is past
+        anything this integration numbered (e.g. the database was restored from a backup)."""
+        after = position.after if position else 0
         async with self.db.connection() as tx:
-            page = await tx.sync.changes(tenant, integration_id, after=after, limit=limit)
-        if after and after < page.purged_through:
+            page = await tx.sync.changes(tenant, integration_id, after=after, limit=limit + 1)
+        # From the start, the copy begins now: complete at the head once it has read up to it.
+        position = position or FeedPosition(0, page.head)
+        if page.purged_through > position.floor:
             raise FailedPrecondition(
                 "the cursor is older than the change feed keeps deletions "
                 f"({_days(self.retention)}): a record may have been deleted without this "
@@ -75,7 +80,23 @@ class RecordFeed:
                 reason="CURSOR_AHEAD",
                 metadata={"integration_id": str(integration_id)},
             )
-        return page
+        changes = page.changes[:limit]
+        more = len(page.changes) > limit
+        # Caught up: everything up to the head was read in this one snapshot, so the next read
+        # starts there (the head can be past the last change shown: changes move records).
+        through = changes[-1].seq if more else page.head
+        return FeedRead(changes, position.moved_to(through), more)
+
+
+@dataclass(frozen=True)
+class FeedRead:
+    """A page of the change feed as a consumer gets it."""
+
+    changes: list[RecordChange]
+    #: Where the next read continues.
+    next: FeedPosition
+    #: More changes were there already.
+    more: bool
 
 
 def _days(window: timedelta) -> str:
