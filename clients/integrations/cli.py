@@ -21,6 +21,7 @@ from rich.table import Table
 
 from integrations.client import IntegrationsClient, IntegrationsError
 from integrations.v1 import integration_pb2 as pb
+from integrations.v1 import webhooks_pb2 as wh
 
 P = ParamSpec("P")
 
@@ -248,6 +249,163 @@ async def events(integration_id: str, limit: int = typer.Option(20)) -> None:
             e.actor,
             e.reason,
         )
+    console.print(table)
+
+
+@app.command()
+@_run
+async def changes(
+    integration_id: str,
+    after: str = typer.Option("", help="the cursor to continue after (default: from the start)"),
+    follow: bool = typer.Option(False, help="keep following (polls when caught up)"),
+    limit: int = typer.Option(0, help="stop after this many changes (0: when caught up)"),
+) -> None:
+    """The integration's record changes after a cursor, then the cursor to continue from."""
+    seen = 0
+    cursor = after
+    async with _client() as client:
+        async for page in client.record_changes(integration_id, after=after, follow=follow):
+            for change in page.changes:
+                if Options.as_json:
+                    console.print(json_format.MessageToJson(change, indent=None), soft_wrap=True)
+                else:
+                    kind = _name(pb.RecordChangeKind, change.kind)
+                    when = change.change_time.ToDatetime().isoformat(timespec="seconds")
+                    console.print(f"#{change.sequence} {kind} {change.record_id} {when}")
+                seen += 1
+            cursor = page.cursor
+            if limit and seen >= limit:
+                break
+    if Options.as_json:
+        console.print(json.dumps({"cursor": cursor}), soft_wrap=True)
+    else:
+        console.print(f"-- {seen} changes; continue with --after {cursor}", soft_wrap=True)
+
+
+webhooks = typer.Typer(help="Webhook endpoints of your tenant.", no_args_is_help=True)
+app.add_typer(webhooks, name="webhooks")
+
+_EVENT_HELP = "event types: status_changed, sync_run_finished, records_changed, endpoint_disabled"
+
+
+def _event_types(names: list[str]) -> list[Any]:
+    return [wh.WebhookEventType.Value(f"WEBHOOK_EVENT_TYPE_{n.upper()}") for n in names]
+
+
+def _webhook_table(items: list[wh.Webhook]) -> None:
+    if Options.as_json:
+        console.print_json(json.dumps([json_format.MessageToDict(w) for w in items]))
+        return
+    table = Table("id", "url", "events", "enabled", "failing since", "disabled because")
+    for w in items:
+        events = ", ".join(_name(wh.WebhookEventType, t).lower() for t in w.event_types)
+        failing = (
+            w.failing_since.ToDatetime().isoformat(timespec="seconds")
+            if w.HasField("failing_since")
+            else ""
+        )
+        table.add_row(
+            w.id, w.url, events or "all", str(w.enabled).lower(), failing, w.disabled_reason
+        )
+    console.print(table)
+
+
+@webhooks.command("list")
+@_run
+async def webhooks_list() -> None:
+    """List the webhook endpoints, newest first."""
+    async with _client() as client:
+        _webhook_table(await _collect(client.webhooks()))
+
+
+@webhooks.command("create")
+@_run
+async def webhooks_create(
+    url: str,
+    event: list[str] = typer.Option([], help=f"only these {_EVENT_HELP} (default: all)"),
+    description: str = typer.Option("", help="who receives, for people"),
+) -> None:
+    """Create a webhook endpoint; prints its signing secret, which is shown only this once."""
+    async with _client() as client:
+        created = await client.create_webhook(
+            url, event_types=_event_types(event), description=description
+        )
+    if Options.as_json:
+        _show(created)
+        return
+    _webhook_table([created.webhook])
+    console.print(f"secret (shown only now): {created.secret}", soft_wrap=True)
+
+
+@webhooks.command("update")
+@_run
+async def webhooks_update(
+    webhook_id: str,
+    url: str = typer.Option(None, help="new URL"),
+    description: str = typer.Option(None, help="new description"),
+    event: list[str] = typer.Option([], help=f"new {_EVENT_HELP}"),
+    enable: bool = typer.Option(None, "--enable/--disable", help="enable (again) or disable"),
+) -> None:
+    """Change a webhook endpoint; --enable re-enables one the service disabled."""
+    async with _client() as client:
+        updated = await client.update_webhook(
+            webhook_id,
+            url=url,
+            description=description,
+            event_types=_event_types(event) if event else None,
+            enabled=enable,
+        )
+    _webhook_table([updated])
+
+
+@webhooks.command("rotate")
+@_run
+async def webhooks_rotate(
+    webhook_id: str,
+    overlap: int = typer.Option(86400, help="seconds the old secret keeps signing too"),
+) -> None:
+    """Replace the signing secret; prints the new one, shown only this once."""
+    async with _client() as client:
+        rotated = await client.rotate_webhook_secret(webhook_id, overlap=timedelta(seconds=overlap))
+    if Options.as_json:
+        _show(rotated)
+        return
+    console.print(f"secret (shown only now): {rotated.secret}", soft_wrap=True)
+
+
+@webhooks.command("delete")
+@_run
+async def webhooks_delete(webhook_id: str) -> None:
+    """Delete a webhook endpoint and its delivery log."""
+    async with _client() as client:
+        await client.delete_webhook(webhook_id)
+    console.print(f"deleted {webhook_id}")
+
+
+@app.command()
+@_run
+async def deliveries(webhook_id: str, limit: int = typer.Option(20)) -> None:
+    """A webhook's delivery log, newest first: each attempt's status, latency and error."""
+    async with _client() as client:
+        found = (await _collect(client.webhook_deliveries(webhook_id)))[:limit]
+    if Options.as_json:
+        console.print_json(json.dumps([json_format.MessageToDict(d) for d in found]))
+        return
+    table = Table("event", "type", "revision", "state", "attempt", "status", "latency", "error")
+    for d in found:
+        attempts = d.attempts or [wh.WebhookAttempt()]
+        for a in attempts:
+            latency = f"{a.latency.ToTimedelta().total_seconds() * 1000:.0f}ms" if a.attempt else ""
+            table.add_row(
+                d.event_id,
+                _name(wh.WebhookEventType, d.event_type).lower(),
+                str(d.revision),
+                _name(wh.WebhookDeliveryState, d.state),
+                str(a.attempt or ""),
+                str(a.status_code or "") if a.attempt else "",
+                latency,
+                a.error,
+            )
     console.print(table)
 
 

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 import grpc
 import pytest
+from integrations.client import IntegrationsClient
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.v1 import service_pb2_grpc
@@ -282,3 +283,19 @@ async def _keyed(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub]:
     finally:
         await server.stop(grace=1)
         await keyed.close()
+
+
+async def test_the_python_client_resumes_the_feed_from_its_cursor(
+    stub: Stub, sb: Sandbox, calendar: str, channel: grpc.aio.Channel
+) -> None:
+    await sync(stub, calendar)
+    async with IntegrationsClient(channel=channel) as client:
+        pages = [p async for p in client.record_changes(calendar, page_size=2)]
+        assert [len(p.changes) for p in pages] == [2, 2, 1]
+        cursor = pages[-1].cursor
+        put_event(sb.state, "e2", "Changed", day=2)
+        await sync(stub, calendar)
+
+        [page] = [p async for p in client.record_changes(calendar, after=cursor)]
+
+    assert [(c.record_id, c.record.data["summary"]) for c in page.changes] == [("e2", "Changed")]
