@@ -24,6 +24,7 @@ import asyncpg
 
 from service.domain.exceptions import NotFound
 from service.domain.webhooks import Attempt, Delivery, DeliveryState, Endpoint, EventType
+from service.storage.credentials import RekeyBatch
 from service.storage.queries import Q
 from service.storage.sealing import KeyRing
 
@@ -204,6 +205,28 @@ class WebhookRows:
         """Remove the endpoint and, by cascade, its deliveries."""
         if await self._conn.fetchval(Q["endpoint_delete"], tenant_id, endpoint_id) is None:
             raise NotFound("webhook", str(endpoint_id))
+
+    async def rekey_batch(self, after: tuple[str, UUID], limit: int) -> RekeyBatch:
+        """Re-seal, with the key ring's primary key, up to `limit` endpoint secrets after the
+        keyset position `after` (each row compare-and-set, so a concurrent rotation wins)."""
+        rows = await self._conn.fetch(Q["endpoint_secrets_batch"], after[0], after[1], limit)
+        resealed = skipped = 0
+        keys = self.keys
+        for row in rows:
+            sealed = bytes(row["secret_sealed"])
+            if keys.key_id_of(sealed) == keys.primary_id:
+                continue
+            binding = _binding(row["tenant_id"], row["id"])
+            fresh = keys.seal(keys.open(sealed, binding), binding)
+            status = await self._conn.execute(
+                Q["endpoint_secret_swap"], row["tenant_id"], row["id"], sealed, fresh
+            )
+            if status.endswith(" 1"):
+                resealed += 1
+            else:
+                skipped += 1
+        last = (rows[-1]["tenant_id"], rows[-1]["id"]) if rows else None
+        return RekeyBatch(len(rows), resealed, skipped, last)
 
     # -- deliveries ------------------------------------------------------------------------
 

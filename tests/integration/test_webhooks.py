@@ -9,6 +9,8 @@ hand (`deliver`), so nothing waits on real time.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -26,6 +28,9 @@ from service.connectors.http import HttpClient, HttpPolicy
 from service.engine.lifecycle import CreateSpec
 from service.engine.webhook_sender import WebhookSender
 from service.engine.webhooks import EndpointSpec, WebhookEndpoints
+from service.rekey import rekey
+from service.storage.database import Database
+from service.storage.sealing import KeyRing
 from tests.support.clock import FakeClock
 from tests.support.receiver import Receiver
 from tests.support.rpc import failure
@@ -337,3 +342,34 @@ async def test_webhooks_are_the_tenants_own_and_need_an_etag_that_is_current(
         await stub.GetWebhook(wh.GetWebhookRequest(id=webhook.id))
     assert failure(raised.value).reason == "WEBHOOK_NOT_FOUND"
     assert list((await stub.ListWebhooks(wh.ListWebhooksRequest())).webhooks) == []
+
+
+async def test_a_key_rotation_reseals_webhook_secrets(
+    settings: Settings, clock: FakeClock, receiver: Receiver
+) -> None:
+    old, new = _ring("2026-01"), _ring("2026-07")
+    before = await App.start(replace(settings, encryption_keys=old), clock=clock)
+    try:
+        created = await before.webhooks.create("default", EndpointSpec(url=receiver.url))
+        receiver.secrets.append(created.secret)
+    finally:
+        await before.close()
+    db = await Database.open(settings.database_url, keys=KeyRing.parse(f"{new},{old}"))
+    try:
+        assert (await rekey(db)).resealed == 1
+    finally:
+        await db.close()
+
+    after = await App.start(replace(settings, encryption_keys=new), clock=clock)
+    try:
+        await after.lifecycle.create(
+            "default", CreateSpec(display_name="Orders", connector_type="google_calendar")
+        )
+        assert await deliver(after) == 1
+    finally:
+        await after.close()
+    assert receiver.rejected == [] and len(receiver.received) == 1
+
+
+def _ring(key_id: str) -> str:
+    return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"

@@ -150,3 +150,16 @@ WITH doomed AS (
     RETURNING 1
 )
 SELECT count(*) FROM gone
+
+-- name: endpoint_secrets_batch
+-- Keyset over every tenant's endpoint secrets, for re-sealing with a new key.
+SELECT tenant_id, id, secret_sealed FROM webhook_endpoints
+WHERE (tenant_id, id) > ($1, $2::uuid)
+ORDER BY tenant_id, id
+LIMIT $3
+
+-- name: endpoint_secret_swap
+-- Compare-and-set: a re-sealed secret is written only over the exact value read, so a rotation
+-- that committed meanwhile is never overwritten.
+UPDATE webhook_endpoints SET secret_sealed = $4
+WHERE tenant_id = $1 AND id = $2 AND secret_sealed = $3
