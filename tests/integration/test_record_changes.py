@@ -8,11 +8,14 @@ provider's data.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -299,3 +302,39 @@ async def test_the_python_client_resumes_the_feed_from_its_cursor(
         [page] = [p async for p in client.record_changes(calendar, after=cursor)]
 
     assert [(c.record_id, c.record.data["summary"]) for c in page.changes] == [("e2", "Changed")]
+
+
+async def test_the_readme_consumer_keeps_its_copy_in_step(
+    stub: Stub, sb: Sandbox, calendar: str, channel: grpc.aio.Channel, app: App, clock: FakeClock
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    code = readme.split("<!-- consumer -->\n```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # the README's code, as printed
+    keep_in_step = namespace["keep_in_step"]
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT)")
+    db.execute("CREATE TABLE feed (one INTEGER PRIMARY KEY, cursor TEXT)")
+
+    def local() -> dict[str, str]:
+        rows = db.execute("SELECT id, data FROM records").fetchall()
+        return {ident: json.loads(data)["summary"] for ident, data in rows}
+
+    async with IntegrationsClient(channel=channel) as client:
+        await sync(stub, calendar)
+        await keep_in_step(client, calendar, db, follow=False)
+        assert local() == provider_events(sb.state)
+
+        sb.state.google.delete_event(CALENDAR, "e1")
+        put_event(sb.state, "e2", "Changed", day=2)
+        await sync(stub, calendar)
+        await keep_in_step(client, calendar, db, follow=False)
+        assert local() == provider_events(sb.state)
+
+        # Away for longer than deletions are kept: it starts over and is exact again.
+        sb.state.google.delete_event(CALENDAR, "e3")
+        await sync(stub, calendar)
+        clock.advance(days=3)
+        assert await app.feed_retention.purge_tombstones() == 2
+        await keep_in_step(client, calendar, db, follow=False)
+        assert local() == provider_events(sb.state)
