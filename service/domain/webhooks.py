@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from service.domain.model import Event, Integration
@@ -47,8 +48,6 @@ class DeliveryState(enum.Enum):
 
 #: Ids of each kind listed in a records.changed payload; more are counted, not listed.
 MAX_RECORD_IDS = 1000
-#: A receiver's answer body is read up to this much (and then ignored).
-MAX_ANSWER_BYTES = 64 * 1024
 #: The longest overlap a secret rotation may ask for.
 MAX_ROTATION_OVERLAP = timedelta(days=7)
 #: The overlap of a rotation that does not say.
@@ -279,21 +278,21 @@ def endpoint_disabled(endpoint: Endpoint, reason: str, now: datetime) -> dict[st
     """webhook.endpoint_disabled, sent to the tenant's other endpoints."""
     return {
         "endpoint_id": str(endpoint.id),
-        "url": endpoint.url,
+        "url": _without_query(endpoint.url),
         "reason": reason,
         "failing_since": _iso(endpoint.failing_since),
         "disabled_at": _iso(now),
     }
 
 
-@dataclass(frozen=True)
-class Sent:
-    """What an attempt found out (the sender's side of an Attempt)."""
-
-    status_code: int
-    latency: timedelta
-    error: str = ""
-    answered: bool = field(default=True)
+def _without_query(url: str) -> str:
+    # A receiver's URL may carry a token in its query or user info; the other endpoints need
+    # only to know which one it is.
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _iso(value: datetime | None) -> str | None:
