@@ -12,7 +12,9 @@ RETURNING *
 SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2
 
 -- name: endpoint_lock
-SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+-- NO KEY UPDATE: the key never changes, and it does not block the foreign-key checks of
+-- deliveries that events write meanwhile (with their tenant's revision lock held).
+SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE
 
 -- name: endpoint_count
 SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1
