@@ -9,6 +9,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 
@@ -19,16 +20,20 @@ from service.connectors.http import HttpClient, HttpPolicy
 from service.connectors.registry import ConnectorRegistry
 from service.domain.schedule import Schedule
 from service.engine.connection_tester import ConnectionTester
+from service.engine.feed_retention import FeedRetention
 from service.engine.lifecycle import Lifecycle
 from service.engine.notifications import Notifications
 from service.engine.outcomes import Outcomes
 from service.engine.probes import Prober
 from service.engine.providers import Providers
 from service.engine.push import PushReconciler
+from service.engine.record_feed import RecordFeed
 from service.engine.retention import HistoryRetention
 from service.engine.scheduler import Scheduler, SchedulerSettings
 from service.engine.sync import SyncEngine
 from service.engine.watch import WatchHub, WatchSettings
+from service.engine.webhook_sender import SenderSettings, WebhookSender
+from service.engine.webhooks import WebhookEndpoints
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.reauthorization import Reauthorization
 from service.oauth.refresh import TokenRefresher
@@ -64,6 +69,14 @@ class App:
     push: PushReconciler
     #: Receives push notifications (served on the callback listener).
     notifications: Notifications
+    #: Synced records and their change feed, as consumers read them.
+    feed: RecordFeed
+    #: Tombstones and webhook delivery logs past their windows go.
+    feed_retention: FeedRetention
+    #: The tenants' webhook endpoints.
+    webhooks: WebhookEndpoints
+    #: Sends the webhook outbox (runs with the background loops).
+    sender: WebhookSender
     clock: Clock = utc_now
     embedded: EmbeddedPostgres | None = field(default=None)
     #: Keeps the fleet gauges (integrations by status, breakers, scheduler lag) fresh.
@@ -180,6 +193,33 @@ class App:
             clock,
             return_origins=settings.return_origins,
         )
+        feed_retention = FeedRetention(
+            db,
+            settings.tombstone_retention,
+            delivery_window=settings.webhook_delivery_retention,
+            clock=clock,
+        )
+        feed_retention.start()
+        # Receivers get their own connection pool and limits, behind the same network guard.
+        webhook_http = HttpClient.open(
+            HttpPolicy(
+                timeout=settings.webhook_timeout,
+                allow_private_networks=settings.allow_private_networks,
+                max_redirects=0,
+            )
+        )
+        sender = WebhookSender(
+            db,
+            webhook_http,
+            SenderSettings(
+                sweep_interval=settings.webhook_sweep_interval,
+                concurrency=settings.webhook_concurrency,
+                claim=settings.webhook_timeout + timedelta(seconds=30),
+                policy=settings.webhook_retry_policy,
+            ),
+            clock=clock,
+            worker=worker,
+        )
         app = cls(
             settings=settings,
             db=db,
@@ -200,10 +240,17 @@ class App:
             schedule=schedule,
             push=push,
             notifications=Notifications(db, push_policy, clock, wake=scheduler.wake_at),
+            feed=RecordFeed(db, retention=settings.tombstone_retention),
+            feed_retention=feed_retention,
+            webhooks=WebhookEndpoints(
+                db, allow_private_networks=settings.allow_private_networks, clock=clock
+            ),
+            sender=sender,
             embedded=embedded,
         )
         if settings.scheduler:
             scheduler.start()
+            sender.start()
         app.fleet_gauges = asyncio.create_task(gauges.keep_fresh(db, clock), name="fleet-gauges")
         return app
 
@@ -213,14 +260,18 @@ class App:
         await cancel_and_wait(self.fleet_gauges)
         await self.watch.stop()
         await self.retention.stop()
+        await self.feed_retention.stop()
         # Background work stops while the pool is still open: no more claims; probes and
         # runs finish the request or page they are on within the grace, then hand the rest
         # back (runs end CANCELLED, "shut down") for another replica to continue at once.
         grace = self.settings.shutdown_grace.total_seconds()
-        await asyncio.gather(self.scheduler.stop(grace), self.syncs.close(grace))
+        await asyncio.gather(
+            self.scheduler.stop(grace), self.syncs.close(grace), self.sender.stop(grace)
+        )
         # Refreshes in flight finish (and commit their rotated tokens) before HTTP closes.
         await self.refresher.close()
         await self.providers.http.close()
+        await self.sender.http.close()
         await self.db.close()
         if self.embedded is not None:
             await self.embedded.stop()

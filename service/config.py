@@ -27,6 +27,7 @@ from service.domain.validation import (
     IntervalBounds,
     origin,
 )
+from service.domain.webhooks import RetryPolicy
 from service.storage.sealing import KeyRing
 from service.tenancy import parse_api_keys
 
@@ -307,9 +308,9 @@ class Settings:
     scheduler: bool = _setting(
         "INTEGRATIONS_SCHEDULER",
         "--scheduler",
-        "Run the background sync loop in this process (true/false): scheduled syncs, retries, "
-        "breaker probes and lateness notices. Every replica may run it; turn it off in processes "
-        "that should only serve the API",
+        "Run the background loops in this process (true/false): scheduled syncs, retries, "
+        "breaker probes, lateness notices and webhook deliveries. Every replica may run them; "
+        "turn it off in processes that should only serve the API",
         True,
     )
     scheduler_sweep_interval: timedelta = _setting(
@@ -373,9 +374,9 @@ class Settings:
     schedule_jitter: float = _setting(
         "INTEGRATIONS_SCHEDULE_JITTER",
         "--schedule-jitter",
-        "Fraction (0-1) randomly taken off every automatic wait (sync interval, retry, probe) "
-        "so a fleet does not stampede; waits only get shorter, so jitter never makes an "
-        "integration late",
+        "Fraction (0-1) randomly taken off every automatic wait (sync interval, retry, probe, "
+        "webhook retry) so a fleet does not stampede; waits only get shorter, so jitter never "
+        "makes an integration late",
         0.1,
     )
     push: bool = _setting(
@@ -421,6 +422,63 @@ class Settings:
         "After push failed for an integration (channel refused, changes no notification "
         "announced), how long it polls at its own interval before push is tried again",
         timedelta(hours=1),
+    )
+    tombstone_retention: timedelta = _setting(
+        "INTEGRATIONS_TOMBSTONE_RETENTION",
+        "--tombstone-retention",
+        "How long deleted records stay in the change feed as tombstones; a feed cursor older "
+        "than the oldest purged tombstone answers FAILED_PRECONDITION CURSOR_EXPIRED",
+        timedelta(days=30),
+    )
+    webhook_timeout: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_TIMEOUT",
+        "--webhook-timeout",
+        "Longest a webhook receiver may take to answer; longer counts as a failed attempt",
+        timedelta(seconds=10),
+    )
+    webhook_sweep_interval: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_SWEEP_INTERVAL",
+        "--webhook-sweep-interval",
+        "How often each replica looks for webhook deliveries that are due (with the "
+        "background loops on; see --scheduler)",
+        timedelta(seconds=1),
+    )
+    webhook_concurrency: int = _setting(
+        "INTEGRATIONS_WEBHOOK_CONCURRENCY",
+        "--webhook-concurrency",
+        "Webhook deliveries one process sends at once",
+        16,
+    )
+    webhook_retry_backoff: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_RETRY_BACKOFF",
+        "--webhook-retry-backoff",
+        "Wait before retrying a failed webhook delivery; doubles with each failure",
+        timedelta(seconds=10),
+    )
+    webhook_retry_backoff_max: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_RETRY_BACKOFF_MAX",
+        "--webhook-retry-backoff-max",
+        "Longest wait between two attempts of a webhook delivery",
+        timedelta(hours=6),
+    )
+    webhook_retry_horizon: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_RETRY_HORIZON",
+        "--webhook-retry-horizon",
+        "How long after its event a webhook delivery is retried before it is given up",
+        timedelta(days=3),
+    )
+    webhook_disable_after: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_DISABLE_AFTER",
+        "--webhook-disable-after",
+        "A webhook endpoint whose every attempt failed for this long is disabled (with the "
+        "reason, and a webhook.endpoint_disabled event); UpdateWebhook enables it again",
+        timedelta(days=5),
+    )
+    webhook_delivery_retention: timedelta = _setting(
+        "INTEGRATIONS_WEBHOOK_DELIVERY_RETENTION",
+        "--webhook-delivery-retention",
+        "How long delivered and given-up webhook deliveries stay in the delivery log",
+        timedelta(days=7),
     )
     purpose_header: str = _setting(
         "INTEGRATIONS_PURPOSE_HEADER",
@@ -537,6 +595,17 @@ class Settings:
             retry_after=self.push_retry_interval,
         )
 
+    @property
+    def webhook_retry_policy(self) -> RetryPolicy:
+        """Webhook retries and the endpoints' brake (ValueError when the settings contradict)."""
+        return RetryPolicy(
+            initial=self.webhook_retry_backoff,
+            maximum=self.webhook_retry_backoff_max,
+            horizon=self.webhook_retry_horizon,
+            jitter=self.schedule_jitter,
+            disable_after=self.webhook_disable_after,
+        )
+
     def key_ring(self) -> KeyRing:
         """The credential key ring: the configured keys, or the laptop default, a key file in
         the data directory made on first use."""
@@ -588,6 +657,7 @@ class Settings:
         self._check_transport()
         self._check_secrets()
         self._check_push()
+        self._check_feed_and_webhooks()
 
     def _check_transport(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -657,6 +727,21 @@ class Settings:
             raise ValueError("push durations must be positive (the coalescing window may be 0)")
         if self.push_renew_before >= self.push_channel_ttl:
             raise ValueError("push channels must be renewed before they expire: renew-before < TTL")
+
+    def _check_feed_and_webhooks(self) -> None:
+        _ = self.webhook_retry_policy  # checks the backoff, horizon and disable-after
+        if min(
+            self.tombstone_retention,
+            self.webhook_timeout,
+            self.webhook_sweep_interval,
+            self.webhook_delivery_retention,
+        ) <= timedelta(0):
+            raise ValueError(
+                "tombstone retention, webhook timeout, sweep interval and delivery retention "
+                "must be positive"
+            )
+        if self.webhook_concurrency < 1:
+            raise ValueError("webhook concurrency must be at least 1")
 
     def _check_scheduler(self) -> None:
         if not MIN_BREAKER_THRESHOLD <= self.breaker_threshold <= MAX_BREAKER_THRESHOLD:

@@ -1,4 +1,5 @@
-"""`python -m service.rekey`: re-seal every stored credential with the newest key.
+"""`python -m service.rekey`: re-seal every stored credential and webhook secret with the
+newest key.
 
 Rotate by putting a new key first in INTEGRATIONS_ENCRYPTION_KEYS (keep the old ones after
 it), restarting the replicas, then running this once; afterwards the old keys can be dropped.
@@ -31,16 +32,19 @@ class RekeyReport:
 
 
 async def rekey(db: Database) -> RekeyReport:
-    """Re-seal every credential not sealed with the primary key of `db`'s key ring."""
+    """Re-seal every credential and webhook secret not sealed with the primary key of `db`'s
+    key ring."""
     examined = resealed = skipped = 0
-    after: tuple[str, UUID] | None = ("", UUID(int=0))
-    while after is not None:
-        async with db.connection() as tx:
-            batch = await tx.credentials.rekey_batch(after, BATCH)
-        examined += batch.examined
-        resealed += batch.resealed
-        skipped += batch.skipped
-        after = batch.last
+    for table in ("credentials", "webhooks"):
+        after: tuple[str, UUID] | None = ("", UUID(int=0))
+        while after is not None:
+            async with db.connection() as tx:
+                rows = tx.credentials if table == "credentials" else tx.webhooks
+                batch = await rows.rekey_batch(after, BATCH)
+            examined += batch.examined
+            resealed += batch.resealed
+            skipped += batch.skipped
+            after = batch.last
     return RekeyReport(examined, resealed, skipped)
 
 

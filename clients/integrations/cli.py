@@ -11,10 +11,10 @@ import asyncio
 import enum
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from functools import wraps
-from typing import Any, NoReturn, ParamSpec
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import grpc
 import typer
@@ -28,8 +28,10 @@ from integrations import views
 from integrations.client import IntegrationsClient, IntegrationsError, tls_credentials
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
+from integrations.v1 import webhooks_pb2 as wh
 
 P = ParamSpec("P")
+T = TypeVar("T")
 
 app = typer.Typer(help="Operate the integrations service.", no_args_is_help=True)
 console = Console()
@@ -516,6 +518,126 @@ async def events(integration_id: str, limit: int = typer.Option(20)) -> None:
             if len(found) >= limit:
                 break
     _show_list(found, views.events_table(found))
+
+
+@app.command()
+@_run
+async def changes(
+    integration_id: str,
+    after: str = typer.Option("", help="the cursor to continue after (default: from the start)"),
+    follow: bool = typer.Option(False, help="keep following (polls when caught up)"),
+    limit: int = typer.Option(0, help="stop after this many changes (0: when caught up)"),
+) -> None:
+    """The integration's record changes after a cursor, then the cursor to continue from."""
+    seen = 0
+    cursor = after
+    async with _client() as client:
+        async for page in client.record_changes(integration_id, after=after, follow=follow):
+            for change in page.changes:
+                if Options.as_json:
+                    console.print(json_format.MessageToJson(change, indent=None), soft_wrap=True)
+                else:
+                    kind = views.word(pb.RecordChangeKind, change.kind)
+                    when = change.change_time.ToDatetime().isoformat(timespec="seconds")
+                    console.print(f"#{change.sequence} {kind} {change.record_id} {when}")
+                seen += 1
+            cursor = page.cursor
+            if limit and seen >= limit:
+                break
+    if Options.as_json:
+        console.print(json.dumps({"cursor": cursor}), soft_wrap=True)
+    else:
+        console.print(f"-- {seen} changes; continue with --after {cursor}", soft_wrap=True)
+
+
+webhooks = typer.Typer(help="Webhook endpoints of your tenant.", no_args_is_help=True)
+app.add_typer(webhooks, name="webhooks")
+
+_EVENT_HELP = "event types: status_changed, sync_run_finished, records_changed, endpoint_disabled"
+
+
+def _event_types(names: list[str]) -> list[Any]:
+    return [wh.WebhookEventType.Value(f"WEBHOOK_EVENT_TYPE_{n.upper()}") for n in names]
+
+
+@webhooks.command("list")
+@_run
+async def webhooks_list() -> None:
+    """List the webhook endpoints, newest first."""
+    async with _client() as client:
+        found = await _collect(client.webhooks())
+    _show_list(found, views.webhooks_table(found))
+
+
+@webhooks.command("create")
+@_run
+async def webhooks_create(
+    url: str,
+    event: list[str] = typer.Option([], help=f"only these {_EVENT_HELP} (default: all)"),
+    description: str = typer.Option("", help="who receives, for people"),
+) -> None:
+    """Create a webhook endpoint; prints its signing secret, which is shown only this once."""
+    async with _client() as client:
+        created = await client.create_webhook(
+            url, event_types=_event_types(event), description=description
+        )
+    _show(created, lambda: views.webhook_secret_view(created.webhook, created.secret))
+
+
+@webhooks.command("update")
+@_run
+async def webhooks_update(
+    webhook_id: str,
+    url: str = typer.Option(None, help="new URL"),
+    description: str = typer.Option(None, help="new description"),
+    event: list[str] = typer.Option([], help=f"new {_EVENT_HELP}"),
+    enable: bool = typer.Option(None, "--enable/--disable", help="enable (again) or disable"),
+) -> None:
+    """Change a webhook endpoint; --enable re-enables one the service disabled."""
+    async with _client() as client:
+        updated = await client.update_webhook(
+            webhook_id,
+            url=url,
+            description=description,
+            event_types=_event_types(event) if event else None,
+            enabled=enable,
+        )
+    _show(updated, lambda: views.webhooks_table([updated]))
+
+
+@webhooks.command("rotate")
+@_run
+async def webhooks_rotate(
+    webhook_id: str,
+    overlap: int = typer.Option(86400, help="seconds the old secret keeps signing too"),
+) -> None:
+    """Replace the signing secret; prints the new one, shown only this once."""
+    async with _client() as client:
+        rotated = await client.rotate_webhook_secret(webhook_id, overlap=timedelta(seconds=overlap))
+    _show(rotated, lambda: views.webhook_secret_view(rotated.webhook, rotated.secret))
+
+
+@webhooks.command("delete")
+@_run
+async def webhooks_delete(webhook_id: str) -> None:
+    """Delete a webhook endpoint and its delivery log."""
+    async with _client() as client:
+        await client.delete_webhook(webhook_id)
+    console.print(f"deleted {webhook_id}")
+
+
+@app.command()
+@_run
+async def deliveries(webhook_id: str, limit: int = typer.Option(20)) -> None:
+    """A webhook's delivery log, newest first: each attempt's status, latency and error."""
+    async with _client() as client:
+        found = (await _collect(client.webhook_deliveries(webhook_id)))[:limit]
+    _show_list(found, views.deliveries_table(found))
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    """Every item of a paginated listing."""
+    return [item async for item in items]
 
 
 if __name__ == "__main__":

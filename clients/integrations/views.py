@@ -18,6 +18,7 @@ from rich.text import Text
 
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
+from integrations.v1 import webhooks_pb2 as wh
 
 
 def word(enum: Any, value: int) -> str:
@@ -219,3 +220,48 @@ def events_table(events: list[pb.IntegrationEvent]) -> RenderableType:
             f"{e.reason} ({e.actor})" if e.actor else e.reason,
         )
     return table
+
+
+def webhooks_table(items: list[wh.Webhook]) -> RenderableType:
+    """Webhook endpoints: id, URL, the events they take, and why one is failing or off."""
+    table = Table("id", "url", "events", "enabled", "failing since", "disabled because")
+    for w in items:
+        events = ", ".join(event_type(t) for t in w.event_types)
+        table.add_row(
+            w.id,
+            w.url,
+            events or "all",
+            "yes" if w.enabled else "no",
+            when(w.failing_since) if w.HasField("failing_since") else "",
+            w.disabled_reason,
+        )
+    return table
+
+
+def webhook_secret_view(webhook: wh.Webhook, secret: str) -> RenderableType:
+    """An endpoint and its new signing secret, which is shown only this once."""
+    return Group(webhooks_table([webhook]), Text(f"secret (shown only now): {secret}"))
+
+
+def event_type(value: int) -> str:
+    """A webhook event type as the CLI takes it: WEBHOOK_EVENT_TYPE_STATUS_CHANGED ->
+    "status_changed"."""
+    return word(wh.WebhookEventType, value).replace(" ", "_")
+
+
+def deliveries_table(deliveries: list[wh.WebhookDelivery]) -> RenderableType:
+    """A webhook's deliveries, newest first: one line per attempt (ids in full, so they can be
+    copied), then the reason of a failed one."""
+    lines: list[RenderableType] = []
+    for d in deliveries:
+        head = f"{d.event_id}  {event_type(d.event_type)}  revision {d.revision}"
+        head += f"  {word(wh.WebhookDeliveryState, d.state)}"
+        if not d.attempts:
+            lines.append(Text(head + "  (not attempted yet)"))
+        for a in d.attempts:
+            latency = f"{a.latency.ToTimedelta().total_seconds() * 1000:.0f} ms"
+            status = f"HTTP {a.status_code}" if a.status_code else "no answer"
+            lines.append(Text(f"{head}  attempt {a.attempt}: {status} in {latency}"))
+            if a.error:
+                lines.append(Text(f"    {a.error}", style="dim"))
+    return Group(*lines)

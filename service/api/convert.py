@@ -21,7 +21,7 @@ from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
 from service.domain.push import Push, PushState
 from service.domain.status import Action, Status, SyncState, allowed_actions
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain.sync import RecordChange, StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
 
 E = TypeVar("E", bound=enum.Enum)
@@ -327,5 +327,28 @@ def sync_run_out(run: SyncRun) -> pb.SyncRun:
 
 def record_out(record: StoredRecord) -> pb.Record:
     return pb.Record(
-        id=record.id, data=struct(record.data), update_time=timestamp(record.updated_at)
+        id=record.id,
+        data=struct(record.data),
+        update_time=timestamp(record.updated_at),
+        sequence=record.seq,
+    )
+
+
+def change_out(change: RecordChange) -> pb.RecordChange:
+    if change.data is None:
+        return pb.RecordChange(
+            sequence=change.seq,
+            kind=pb.RECORD_CHANGE_KIND_DELETE,
+            record_id=change.record_id,
+            change_time=timestamp(change.changed_at),
+        )
+    record = StoredRecord(
+        id=change.record_id, data=change.data, updated_at=change.changed_at, seq=change.seq
+    )
+    return pb.RecordChange(
+        sequence=change.seq,
+        kind=pb.RECORD_CHANGE_KIND_UPSERT,
+        record_id=change.record_id,
+        record=record_out(record),
+        change_time=timestamp(change.changed_at),
     )

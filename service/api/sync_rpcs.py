@@ -1,25 +1,19 @@
-"""TestConnection, Sync, ListSyncRuns and ListRecords."""
+"""TestConnection, Sync and ListSyncRuns (records are read through feed_rpcs)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert
 from service.api.base import Context, RpcBase
 from service.domain import validation
-from service.domain.sync import StoredRecord
 
 #: With `wait`, answer this long before the caller's deadline rather than miss it.
 DEADLINE_MARGIN = 0.25
-#: A page of ListRecords ends early once its records add up to this many bytes, so it stays
-#: well under gRPC's default 4 MiB message limit whatever the page size.
-MAX_RECORDS_PAGE_BYTES = 2 * 1024 * 1024
 
 
 class SyncRpcs(RpcBase):
-    """The RPCs that talk to providers and read what they brought in."""
+    """The RPCs that talk to providers, and the history of their syncs."""
 
     async def TestConnection(
         self, request: api.TestConnectionRequest, context: Context
@@ -58,31 +52,3 @@ class SyncRpcs(RpcBase):
         return api.ListSyncRunsResponse(
             runs=[convert.sync_run_out(r) for r in runs], next_page_token=token
         )
-
-    async def ListRecords(
-        self, request: api.ListRecordsRequest, context: Context
-    ) -> api.ListRecordsResponse:
-        tenant = self.tenant(context)
-        integration_id = validation.integration_id(request.id)
-        size, violations = validation.page_size(request.page_size, default=100)
-        validation.raise_if(violations)
-        filters = {"id": request.id}
-        after = self.page_tokens.decode_one(request.page_token, tenant, "records", filters, str)
-        found = await self.app.syncs.records(tenant, integration_id, after_id=after, limit=size + 1)
-        size = min(size, _fitting(found, MAX_RECORDS_PAGE_BYTES))
-        records, token = self.page_tokens.page(
-            found[: size + 1], size, tenant, "records", filters, lambda r: [r.id]
-        )
-        return api.ListRecordsResponse(
-            records=[convert.record_out(r) for r in records], next_page_token=token
-        )
-
-
-def _fitting(records: Sequence[StoredRecord], budget: int) -> int:
-    """How many of the first records add up to at most `budget` bytes (at least one)."""
-    total = 0
-    for n, record in enumerate(records):
-        total += record.size
-        if total > budget:
-            return max(n, 1)
-    return len(records)

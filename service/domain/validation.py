@@ -212,6 +212,14 @@ def return_url(
     return []
 
 
+def webhook_url(value: str, field: str = "url") -> list[FieldViolation]:
+    """Required; an absolute http(s) URL as `url` checks it (the network guard checks where it
+    points when it is used, as for connector URLs)."""
+    if not value:
+        return [FieldViolation(field, "is required", "REQUIRED")]
+    return url(value, field, ("http", "https"))
+
+
 #: A DNS name as URLs carry it: dot-separated labels of letters, digits, hyphens (and the
 #: underscores some internal names use), each 1-63 characters, 253 in all.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"

@@ -1,5 +1,5 @@
 """Syncs: starting a run (or finding the one already running), running it in the background,
-waiting for it, and reading runs and records back.
+waiting for it, and reading runs back (records are read through `record_feed`).
 
 At most one run per integration is RUNNING, whichever replica started it: a run starts in the
 same transaction as the integration's SYNC change, under its row lock, and a unique index on
@@ -28,7 +28,7 @@ from service.domain.exceptions import NotFound, TransitionNotAllowed
 from service.domain.model import Integration
 from service.domain.records import RecordLimits
 from service.domain.status import SyncState, Trigger
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain.sync import SyncOutcome, SyncRun, SyncTrigger
 from service.engine import changes
 from service.engine.outcomes import Outcomes
 from service.engine.providers import Providers
@@ -256,16 +256,6 @@ class SyncEngine:
             await tx.integrations.get(tenant, integration_id)  # NOT_FOUND first
             return await tx.sync.list_runs(
                 tenant, integration_id, before_seq=before_seq, limit=limit
-            )
-
-    async def records(
-        self, tenant: str, integration_id: UUID, *, after_id: str | None, limit: int
-    ) -> list[StoredRecord]:
-        """An integration's synced records, ordered by id."""
-        async with self.db.connection() as tx:
-            await tx.integrations.get(tenant, integration_id)
-            return await tx.sync.list_records(
-                tenant, integration_id, after_id=after_id, limit=limit
             )
 
     async def get_run(self, tenant: str, run_id: UUID) -> SyncRun:

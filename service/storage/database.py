@@ -31,6 +31,7 @@ from service.storage.push import ChannelRows
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
 from service.storage.sync import SyncRows
+from service.storage.webhooks import WebhookRows
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +55,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class Tx:
     """One transaction (or one autocommit connection) and the repositories bound to it."""
 
-    __slots__ = ("channels", "claims", "credentials", "integrations", "sign_ins", "sync")
+    __slots__ = (
+        "channels",
+        "claims",
+        "credentials",
+        "integrations",
+        "sign_ins",
+        "sync",
+        "webhooks",
+    )
 
     def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
         self.integrations = IntegrationRows(conn)
@@ -63,11 +72,12 @@ class Tx:
         self.sync = SyncRows(conn)
         self.claims = ClaimRows(conn)
         self.channels = ChannelRows(conn, keys)
+        self.webhooks = WebhookRows(conn, keys)
 
 
 class Database:
     """A pool of connections to one PostgreSQL database, migrated on open. `keys` seal and
-    open credentials and sign-in verifiers (the only sealed values)."""
+    open credentials, sign-in verifiers and webhook secrets (the only sealed values)."""
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, keys: KeyRing | None = None) -> None:
         self.pool = pool

@@ -1,20 +1,22 @@
 """Integrations, their history and Create's idempotency keys in PostgreSQL.
 
 `IntegrationRows.record_change` is the one way an integration changes: one statement takes
-the tenant's next revision, writes the new state and appends the event, so the revision row
-lock is the last lock taken and commits happen in revision order.
+the tenant's next revision, writes the new state, appends the event and writes its webhooks
+(the outbox), so the revision row lock is the last lock taken and commits happen in revision
+order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
-from service.domain import push
+from service.domain import push, webhooks
 from service.domain.breaker import BreakerState, Halt
 from service.domain.exceptions import NotFound
 from service.domain.model import Breaker, Event, Integration
@@ -216,32 +218,9 @@ class IntegrationRows:
             actor,
             error.to_json() if error else None,
         )
-        args: tuple[Any, ...]
-        if stored is None:
-            query = Q["change_delete"]
-            args = (
-                subject.tenant_id,
-                subject.id,
-                REVISION_HOLD_LIMIT,
-                *event,
-                occurred_at,
-                subject.connector_type,
-            )
-        else:
-            query = Q["change_insert"] if before is None else Q["change_update"]
-            args = (
-                *_columns(stored),
-                REVISION_HOLD_LIMIT,
-                *event,
-                stored.to_json(),
-                *_push_columns(stored),
-            )
-        revision: int = await self._conn.fetchval(query, *args)
-        if stored is not None:
-            stored = stored.replace(revision=revision)
-        return Event(
+        recorded = Event(
             tenant_id=subject.tenant_id,
-            revision=revision,
+            revision=0,  # taken by the statement
             integration_id=subject.id,
             trigger=trigger,
             from_status=before.status if before else None,
@@ -252,6 +231,37 @@ class IntegrationRows:
             error=error,
             state=stored,
             connector_type=subject.connector_type,
+        )
+        # Its webhook, written for the tenant's endpoints that want it (if any) by the same
+        # statement (see change_update).
+        hook = (uuid4(), webhooks.status_changed(recorded))
+        args: tuple[Any, ...]
+        if stored is None:
+            query = Q["change_delete"]
+            args = (
+                subject.tenant_id,
+                subject.id,
+                REVISION_HOLD_LIMIT,
+                *event,
+                occurred_at,
+                subject.connector_type,
+                *hook,
+            )
+        else:
+            query = Q["change_insert"] if before is None else Q["change_update"]
+            args = (
+                *_columns(stored),
+                REVISION_HOLD_LIMIT,
+                *event,
+                stored.to_json(),
+                *_push_columns(stored),
+                *hook,
+            )
+        revision: int = await self._conn.fetchval(query, *args)
+        return dataclasses.replace(
+            recorded,
+            revision=revision,
+            state=stored.replace(revision=revision) if stored is not None else None,
         )
 
     async def delete(self, tenant_id: str, integration_id: UUID) -> int:

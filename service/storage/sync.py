@@ -1,22 +1,37 @@
-"""Sync runs, synced records and the sync cursor in PostgreSQL.
+"""Sync runs, synced records, their change feed and the sync cursor in PostgreSQL.
 
 A page of a sync run commits in one statement (`commit_page`): its records, the deletions it
 reports, the new cursor with the record count and the run's counters, fenced on the run's
-claim. The caller holds the integration's row lock (see `IntegrationRows.lock`), so a page
-never interleaves with a Pause, a Delete or another run.
+claim, together with the change feed (change numbers for what changed, tombstones for what
+was deleted) and the page's records.changed webhooks. The caller holds the integration's row
+lock (see `IntegrationRows.lock`), so a page never interleaves with a Pause, a Delete or
+another run, and change numbers commit in order. Everything the feed needs happens inside
+that one statement, so the page write can change shape (COPY, records rejected before it)
+without the feed changing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain import webhooks
+from service.domain.exceptions import NotFound
+from service.domain.sync import (
+    ChangesPage,
+    RecordChange,
+    RecordsPage,
+    StoredRecord,
+    SyncOutcome,
+    SyncRun,
+    SyncTrigger,
+)
 from service.domain.taxonomy import IntegrationError
 from service.storage.errors import LeaseLost
 from service.storage.integrations import Row
@@ -149,6 +164,8 @@ class SyncRows:
             page.rejected,
             page.rejected_example,
             page.ends_page,
+            uuid4(),
+            webhooks.MAX_RECORD_IDS,
         )
         if row is None:
             raise LeaseLost(
@@ -169,7 +186,9 @@ class SyncRows:
         error: IntegrationError | None = None,
         note: str = "",
     ) -> SyncRun | None:
-        """End a RUNNING run; None when it had already ended (or is gone)."""
+        """End a RUNNING run (and write its sync_run.finished webhooks); None when it had
+        already ended (or is gone)."""
+        ended = dataclasses.replace(run, outcome=outcome, ended_at=ended_at, error=error)
         row = await self._conn.fetchrow(
             Q["sync_run_finish"],
             run.tenant_id,
@@ -178,6 +197,8 @@ class SyncRows:
             ended_at,
             error.to_json() if error else None,
             note,
+            uuid4(),
+            webhooks.sync_run_finished(ended),
         )
         return run_from_row(row) if row else None
 
@@ -197,20 +218,71 @@ class SyncRows:
         )
         return value
 
-    async def list_records(
-        self, tenant_id: str, integration_id: UUID, *, after_id: str | None, limit: int
-    ) -> list[StoredRecord]:
-        """An integration's records ordered by id, after `after_id`."""
-        rows = await self._conn.fetch(Q["records_list"], tenant_id, integration_id, after_id, limit)
-        return [
+    async def records_page(
+        self,
+        tenant_id: str,
+        integration_id: UUID,
+        *,
+        snapshot: int | None,
+        after_id: str | None,
+        limit: int,
+    ) -> RecordsPage:
+        """Live records ordered by id after `after_id`, as of change number `snapshot` (None:
+        as of now, which the page says). NotFound for an unknown integration."""
+        rows = await self._conn.fetch(
+            Q["records_snapshot_page"], tenant_id, integration_id, snapshot, after_id, limit
+        )
+        if not rows:
+            raise NotFound("integration", str(integration_id))
+        records = [
             StoredRecord(
                 id=r["record_id"],
                 data=_as_dict(r["data"]),
                 updated_at=r["updated_at"],
+                seq=r["seq"],
                 size=r["size"],
             )
             for r in rows
+            if r["record_id"] is not None
         ]
+        return RecordsPage(records, snapshot=rows[0]["snapshot"])
+
+    async def changes(
+        self, tenant_id: str, integration_id: UUID, *, after: int, limit: int
+    ) -> ChangesPage:
+        """At most `limit` changes after change number `after`, oldest first, with the bounds
+        of the feed. NotFound for an unknown integration."""
+        rows = await self._conn.fetch(Q["record_changes"], tenant_id, integration_id, after, limit)
+        if not rows:
+            raise NotFound("integration", str(integration_id))
+        changes = [
+            RecordChange(
+                seq=r["seq"],
+                record_id=r["record_id"],
+                data=None if r["deleted_at"] is not None else _as_dict(r["data"]),
+                changed_at=r["deleted_at"] or r["updated_at"],
+            )
+            for r in rows
+            if r["record_id"] is not None
+        ]
+        return ChangesPage(changes, head=rows[0]["head"], purged_through=rows[0]["purged_through"])
+
+    async def integrations_with_old_tombstones(
+        self, deleted_before: datetime, limit: int
+    ) -> list[tuple[str, UUID]]:
+        """(tenant, integration) holding tombstones deleted before `deleted_before`."""
+        rows = await self._conn.fetch(Q["tombstones_due"], deleted_before, limit)
+        return [(r["tenant_id"], r["integration_id"]) for r in rows]
+
+    async def purge_tombstones(
+        self, tenant_id: str, integration_id: UUID, *, deleted_before: datetime, limit: int
+    ) -> int:
+        """Remove up to `limit` of the integration's tombstones deleted before
+        `deleted_before`, moving its purge watermark; 0 when it is busy (try later)."""
+        count: int = await self._conn.fetchval(
+            Q["tombstones_purge"], tenant_id, integration_id, deleted_before, limit
+        )
+        return count
 
 
 def _as_dict(data: Any) -> dict[str, Any]:

@@ -97,6 +97,10 @@ class Operator:
         self.sandbox = sandbox
         self.last_id = ""
         self.revision = 0
+        #: The webhook created last, and the feed cursor read last (for `<webhook id>`,
+        #: `<cursor>` in the examples).
+        self.webhook_id = ""
+        self.cursor = ""
 
     def _target(self) -> str:
         return f"127.0.0.1:{self.service.port}"
@@ -116,13 +120,24 @@ class Operator:
         out = await self._exec(argv)
         if argv[-1].endswith("/Create"):
             self.last_id = json.loads(out)["integration"]["id"]
+        if argv[-1].endswith("/CreateWebhook"):
+            self.webhook_id = json.loads(out)["webhook"]["id"]
+        if argv[-1].endswith(("/ListRecords", "/ListRecordChanges")):
+            self.cursor = json.loads(out).get("cursor", self.cursor)
         return out
 
     async def _payload(self, text: str) -> str:
         text = text.replace("http://127.0.0.1:8099", self.sandbox.url)
+        # A webhook receiver of the example's: the sandbox (loopback; it answers 404, which is
+        # only a failed delivery to retry).
+        text = text.replace("https://dashboard.example.com", self.sandbox.url)
         document = json.loads(text)
         if document.get("id") == "<id>":
             document["id"] = self.last_id
+        if document.get("id") == "<webhook id>":
+            document["id"] = self.webhook_id
+        if document.get("after") == "<cursor>":
+            document["after"] = self.cursor
         if "etag" in document:
             current = json.loads(await self._exec(_get(self._target(), document["id"])))
             document["etag"] = current["integration"]["etag"]

@@ -211,7 +211,7 @@ async def held_run(sb: Sandbox, db: asyncpg.Connection, ident: UUID, gate: str) 
 async def stored(db: asyncpg.Connection, ident: UUID) -> dict[str, str]:
     rows = await db.fetch(
         "SELECT record_id, data->>'summary' AS summary FROM records "
-        "WHERE tenant_id = 'default' AND integration_id = $1",
+        "WHERE tenant_id = 'default' AND integration_id = $1 AND deleted_at IS NULL",
         ident,
     )
     return {r["record_id"]: r["summary"] for r in rows}

@@ -410,6 +410,30 @@ SYNC_RUN_OUTCOME_CANCELLED: SyncRunOutcome.ValueType  # 4
 """Stopped by Pause, Delete, shutdown or a lost lease; committed pages are kept."""
 Global___SyncRunOutcome: _TypeAlias = SyncRunOutcome  # noqa: Y015
 
+class _RecordChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecordChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECORD_CHANGE_KIND_UNSPECIFIED: _RecordChangeKind.ValueType  # 0
+    """Never returned; the zero value of the enum."""
+    RECORD_CHANGE_KIND_UPSERT: _RecordChangeKind.ValueType  # 1
+    """The record was inserted or its data changed: `record` is its current state."""
+    RECORD_CHANGE_KIND_DELETE: _RecordChangeKind.ValueType  # 2
+    """The record was deleted at the provider (or is gone after a full resync)."""
+
+class RecordChangeKind(_RecordChangeKind, metaclass=_RecordChangeKindEnumTypeWrapper):
+    """RecordChangeKind is what a change feed entry says about a record."""
+
+RECORD_CHANGE_KIND_UNSPECIFIED: RecordChangeKind.ValueType  # 0
+"""Never returned; the zero value of the enum."""
+RECORD_CHANGE_KIND_UPSERT: RecordChangeKind.ValueType  # 1
+"""The record was inserted or its data changed: `record` is its current state."""
+RECORD_CHANGE_KIND_DELETE: RecordChangeKind.ValueType  # 2
+"""The record was deleted at the provider (or is gone after a full resync)."""
+Global___RecordChangeKind: _TypeAlias = RecordChangeKind  # noqa: Y015
+
 @_typing.final
 class IntegrationError(_message.Message):
     """IntegrationError is a classified failure, with what it means and how to fix it."""
@@ -1120,8 +1144,13 @@ class Record(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The provider's identifier of the record."""
+    sequence: _builtins.int
+    """The change number of this version of the record: the sequence of the change feed entry
+    (RecordChange) that wrote it. Grows with every change of the integration's records.
+    """
     @_builtins.property
     def data(self) -> _struct_pb2.Struct:
         """The record's fields."""
@@ -1136,11 +1165,58 @@ class Record(_message.Message):
         id: _builtins.str = ...,
         data: _struct_pb2.Struct | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sequence", b"sequence", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Record: _TypeAlias = Record  # noqa: Y015
+
+@_typing.final
+class RecordChange(_message.Message):
+    """RecordChange is one entry of an integration's change feed. The feed holds each record once,
+    at its latest change, in the order the changes committed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The change number: grows with every change of the integration's records, in commit order;
+    a consumer never sees a number after a larger one.
+    """
+    kind: Global___RecordChangeKind.ValueType
+    """UPSERT or DELETE."""
+    record_id: _builtins.str
+    """The provider's identifier of the record."""
+    @_builtins.property
+    def record(self) -> Global___Record:
+        """For UPSERT: the record as it is now. Unset for DELETE."""
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was written."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        kind: Global___RecordChangeKind.ValueType = ...,
+        record_id: _builtins.str = ...,
+        record: Global___Record | None = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "kind", b"kind", "record", b"record", "record_id", b"record_id", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordChange: _TypeAlias = RecordChange  # noqa: Y015

@@ -34,7 +34,9 @@ LIMIT $6
 -- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
 -- transaction should this process stall while holding that lock (is_local: this transaction
 -- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event,
--- $33-$40 the push state.
+-- $33-$40 the push state, $41-$42 the id and payload of its integration.status_changed
+-- webhook, written for every enabled endpoint of the tenant that wants it (none: nothing is
+-- written).
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $25, true)
 ), rev AS (
@@ -62,6 +64,14 @@ WITH hold AS (
            jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
@@ -92,13 +102,22 @@ WITH hold AS (
            jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
 -- name: change_delete
 -- The tombstone of a deleted integration (its row is gone already): the integration's
 -- history goes with it, but for this event. The DELETE cannot see the tombstone it sits
--- beside (one statement, one snapshot). $3 is the hold limit, $4-$11 the event.
+-- beside (one statement, one snapshot). $3 is the hold limit, $4-$11 the event, $12-$13 its
+-- webhook (see change_update).
 WITH hold AS (
     SELECT set_config('idle_in_transaction_session_timeout', $3, true)
 ), history AS (
@@ -113,6 +132,14 @@ WITH hold AS (
     SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10, $11
     FROM rev
     RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $12, 'integration.status_changed', $2, rev.revision, $13, $10, $10
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
 SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
