@@ -117,7 +117,12 @@ class App:
         )
         await watch.start()
         metrics.WATCH_SUBSCRIBERS.set_function(lambda: len(watch.streams))
-        retention = HistoryRetention(db, settings.history_retention, clock=clock)
+        retention = HistoryRetention(
+            db,
+            settings.history_retention,
+            runs_window=settings.sync_run_retention,
+            clock=clock,
+        )
         retention.start()
         http = HttpClient.open(
             HttpPolicy(

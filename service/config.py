@@ -305,6 +305,13 @@ class Settings:
         "",
     )
 
+    sync_run_retention: timedelta = _setting(
+        "INTEGRATIONS_SYNC_RUN_RETENTION",
+        "--sync-run-retention",
+        "How long ended sync runs stay listable in ListSyncRuns (each integration's latest run "
+        "is always kept)",
+        timedelta(days=30),
+    )
     scheduler: bool = _setting(
         "INTEGRATIONS_SCHEDULER",
         "--scheduler",
@@ -648,7 +655,10 @@ class Settings:
         if min(self.max_response_bytes, self.max_record_bytes) < 1024:
             raise ValueError("response and record size limits must be at least 1024 bytes")
         if min(
-            self.watch_heartbeat_interval, self.watch_poll_interval, self.history_retention
+            self.watch_heartbeat_interval,
+            self.watch_poll_interval,
+            self.history_retention,
+            self.sync_run_retention,
         ) <= timedelta(0):
             raise ValueError("watch intervals and history retention must be positive")
         if self.watch_buffer_size < 1 or self.watch_max_streams < 1:

@@ -14,7 +14,7 @@ left to delete), so no coordination is needed.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -27,19 +27,22 @@ log = structlog.get_logger(__name__)
 
 
 class HistoryRetention:
-    """Deletes history older than `window`, every `interval` (in batches per tenant)."""
+    """Deletes history older than `window` and sync runs older than `runs_window`, every
+    `interval` (in batches per tenant)."""
 
     def __init__(
         self,
         db: Database,
         window: timedelta,
         *,
+        runs_window: timedelta = timedelta(days=30),
         clock: Clock = utc_now,
         interval: timedelta | None = None,
         batch: int = 5000,
     ) -> None:
         self.db = db
         self.window = window
+        self.runs_window = runs_window
         self.clock = clock
         # Often enough that history never outlives the window by much, rarely enough to cost
         # nothing: a tenth of the window, between a second and an hour.
@@ -69,6 +72,25 @@ class HistoryRetention:
                     break
         if total:
             log.info("history_compacted", events_deleted=total, cutoff=cutoff.isoformat())
+        await self.compact_runs(now)
+        return total
+
+    async def compact_runs(self, now: datetime) -> int:
+        """Delete every tenant's sync runs that ended before the runs window (each
+        integration's latest run stays); returns how many went."""
+        cutoff = now - self.runs_window
+        total = 0
+        for tenant in await store.tenants_with_history(self.db):
+            while True:
+                async with self.db.connection() as tx:
+                    deleted = await tx.sync.compact_runs(
+                        tenant, ended_before=cutoff, batch=self.batch
+                    )
+                total += deleted
+                if deleted < self.batch:
+                    break
+        if total:
+            log.info("sync_runs_compacted", runs_deleted=total, cutoff=cutoff.isoformat())
         return total
 
     async def _run(self) -> None:

@@ -211,6 +211,14 @@ class SyncRows:
         )
         return [run_from_row(r) for r in rows]
 
+    async def compact_runs(self, tenant_id: str, *, ended_before: datetime, batch: int) -> int:
+        """Delete one batch of the tenant's runs that ended before `ended_before` (each
+        integration's latest run stays); returns how many went."""
+        deleted: int = await self._conn.fetchval(
+            Q["sync_runs_compact"], tenant_id, ended_before, batch
+        )
+        return deleted
+
     async def get_cursor(self, tenant_id: str, integration_id: UUID) -> dict[str, Any] | None:
         """Where the next sync continues (None: from scratch)."""
         value: dict[str, Any] | None = await self._conn.fetchval(

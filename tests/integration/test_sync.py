@@ -385,3 +385,21 @@ async def test_a_new_configuration_starts_over_and_drops_the_old_records(
     assert response.run.full_resync
     assert await summaries(stub, calendar) == {"o1": "Other calendar"}
     assert response.integration.record_count == 1
+
+
+async def test_sync_runs_are_kept_for_their_retention_but_the_latest_always(
+    stub: Stub, app: App, clock: FakeClock, calendar: str
+) -> None:
+    for _ in range(3):
+        await sync(stub, calendar)
+        clock.advance(seconds=3600)
+    latest = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar))).runs[0]
+
+    clock.advance(seconds=app.settings.sync_run_retention.total_seconds() - 2 * 3600)
+    await app.retention.compact()  # the newest two are within the window, the first is not
+    assert len((await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar))).runs) == 2
+
+    clock.advance(seconds=30 * 86400)
+    await app.retention.compact()  # all are old now: the latest stays
+    runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar))).runs
+    assert [r.id for r in runs] == [latest.id]

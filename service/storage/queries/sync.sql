@@ -165,3 +165,20 @@ WITH page AS (
       AND (cardinality(w.event_types) = 0 OR 'records.changed' = ANY(w.event_types))
 )
 SELECT m.record_count AS integration_record_count, p.* FROM moved m CROSS JOIN progress p
+
+-- name: sync_runs_compact
+-- One batch of tenant $1's sync runs that ended before $2, at most $3, keeping each
+-- integration's latest run however old (it says how the integration last synced).
+WITH doomed AS (
+    SELECT r.integration_id, r.seq
+    FROM sync_runs r
+    WHERE r.tenant_id = $1 AND r.ended_at < $2
+      AND r.seq < (SELECT max(m.seq) FROM sync_runs m
+                   WHERE m.tenant_id = r.tenant_id AND m.integration_id = r.integration_id)
+    LIMIT $3
+), gone AS (
+    DELETE FROM sync_runs s USING doomed d
+    WHERE s.tenant_id = $1 AND s.integration_id = d.integration_id AND s.seq = d.seq
+    RETURNING 1
+)
+SELECT count(*) FROM gone
