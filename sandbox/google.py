@@ -145,20 +145,28 @@ _google = endpoint(Provider.GOOGLE, path_param("calendarId"), render_fault)
 
 @_google
 async def get_calendar(request: web.Request) -> web.StreamResponse:
-    """``GET /calendar/v3/calendars/{calendarId}`` — a cheap call for connection tests."""
+    """``GET /calendar/v3/calendars/{calendarId}`` — a cheap call for connection tests. As at
+    Google, ``primary`` is the signed-in account's own calendar, whose id is the account's
+    address (the sandbox's ``primary`` calendar, answered under the token's account)."""
     if not _authorized(request):
         return unauthenticated()
+    calendar_id = request.match_info["calendarId"]
+    state = request.app[STATE]
     try:
-        calendar = request.app[STATE].google.calendar(request.match_info["calendarId"])
+        calendar = state.google.calendar(calendar_id)
     except CalendarNotFound:
-        return not_found()
+        if calendar_id != "primary":
+            return not_found()
+        calendar = None
+    token = state.oauth.access_token(bearer_token(request.headers) or "")
+    account = token.account if token is not None else ""
     return web.json_response(
         {
             "kind": "calendar#calendar",
-            "etag": f'"{calendar.seq}"',
-            "id": calendar.id,
-            "summary": calendar.summary,
-            "timeZone": calendar.time_zone,
+            "etag": f'"{calendar.seq if calendar else 0}"',
+            "id": account if calendar_id == "primary" else calendar_id,
+            "summary": calendar.summary if calendar else account,
+            "timeZone": calendar.time_zone if calendar else "UTC",
         }
     )
 

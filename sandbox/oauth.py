@@ -56,6 +56,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
             scope=query.get("scope", ""),
             code_challenge=query.get("code_challenge"),
             code_challenge_method=query.get("code_challenge_method"),
+            login_hint=query.get("login_hint"),
         )
     except UntrustedRedirect as exc:
         # RFC 6749 §4.1.2.1: never redirect to an unverified URI; tell the user instead.

@@ -56,6 +56,8 @@ class TokenFamily:
     client_id: str
     scope: str
     revoked: bool = False
+    account: str = "owner@example.com"
+    """Who consented: the account these tokens act for."""
 
 
 @dataclass
@@ -67,6 +69,13 @@ class AccessToken:
     scope: str
     family: TokenFamily | None = None
     """``None`` for static tokens registered by a test."""
+    static_account: str = "owner@example.com"
+    """The account of a static token (a family's tokens act for the family's account)."""
+
+    @property
+    def account(self) -> str:
+        """The account this token acts for (Google's ``calendars/primary`` answers it)."""
+        return self.family.account if self.family is not None else self.static_account
 
 
 @dataclass
@@ -90,6 +99,8 @@ class AuthorizationCode:
     code_challenge_method: str
     expires_at: datetime
     used: bool = False
+    account: str = "owner@example.com"
+    """Who consented."""
     family: TokenFamily | None = None
     """The family the exchange created, so that a replayed code can revoke it."""
 
@@ -115,6 +126,8 @@ class AuthServer:
     """Lifetime in seconds of authorization codes."""
     deny_consent: bool = False
     """When set, the authorization endpoint redirects with ``error=access_denied``."""
+    consenting_account: str = "owner@example.com"
+    """The account that consents on the consent page (``login_hint`` picks another)."""
     token_calls: Counter[str] = field(default_factory=Counter)
     """Token-endpoint calls per ``grant_type`` (``""`` when the request had none)."""
     _clients: dict[str, OAuthClient] = field(default_factory=dict, init=False, repr=False)
@@ -140,9 +153,18 @@ class AuthServer:
         """The registered client ``client_id`` (``KeyError`` if unknown)."""
         return self._clients[client_id]
 
-    def add_access_token(self, token: str, *, expires_in: int = 3600, scope: str = "") -> None:
+    def add_access_token(
+        self,
+        token: str,
+        *,
+        expires_in: int = 3600,
+        scope: str = "",
+        account: str = "owner@example.com",
+    ) -> None:
         """Register a static bearer token that the providers accept until it expires."""
-        self._access[token] = AccessToken(token, self._in(expires_in), scope)
+        self._access[token] = AccessToken(
+            token, self._in(expires_in), scope, static_account=account
+        )
 
     def authorize(
         self,
@@ -153,6 +175,7 @@ class AuthServer:
         scope: str = "",
         code_challenge: str | None = None,
         code_challenge_method: str | None = None,
+        login_hint: str | None = None,
     ) -> AuthorizationCode:
         """Consent on the user's behalf and issue a code (raise ``OAuthError`` to redirect)."""
         client = self._clients.get(client_id)
@@ -183,6 +206,7 @@ class AuthServer:
             code_challenge,
             method,
             self._in(self.code_ttl),
+            account=login_hint or self.consenting_account,
         )
         self._codes[code.code] = code
         return code
@@ -222,7 +246,9 @@ class AuthServer:
         if issued.redirect_uri is not None and redirect_uri != issued.redirect_uri:
             raise OAuthError("invalid_grant", "redirect_uri does not match the authorization")
         _verify_pkce(issued, code_verifier)
-        family = TokenFamily(secrets.token_hex(8), client.client_id, issued.scope)
+        family = TokenFamily(
+            secrets.token_hex(8), client.client_id, issued.scope, account=issued.account
+        )
         self._families[family.id] = family
         issued.family = family
         return self._issue(family)

@@ -37,6 +37,7 @@ from service.engine.webhooks import WebhookEndpoints
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.reauthorization import Reauthorization
 from service.oauth.refresh import TokenRefresher
+from service.oauth.revocation import Revoker
 from service.oauth.sign_in import SignIns
 from service.oauth.token_endpoint import TokenEndpoint
 from service.observability import gauges, metrics
@@ -61,6 +62,8 @@ class App:
     tester: ConnectionTester
     syncs: SyncEngine
     refresher: TokenRefresher
+    #: Revokes tokens the service lets go of (Delete, another account's Reauthorize).
+    revoker: Revoker
     reauthorization: Reauthorization
     scheduler: Scheduler
     #: The breaker policy every attempt is judged by (and each integration's threshold).
@@ -187,6 +190,7 @@ class App:
             worker=worker,
             push=push,
         )
+        revoker = Revoker(token_endpoint, oauth, connectors)
         reauthorization = Reauthorization(
             db,
             connectors,
@@ -196,6 +200,7 @@ class App:
             SignIns(db, clock, settings.sign_in_ttl),
             token_endpoint,
             clock,
+            revoker,
             return_origins=settings.return_origins,
         )
         feed_retention = FeedRetention(
@@ -239,6 +244,7 @@ class App:
             providers=providers,
             tester=tester,
             refresher=refresher,
+            revoker=revoker,
             reauthorization=reauthorization,
             syncs=syncs,
             scheduler=scheduler,
@@ -273,8 +279,10 @@ class App:
         await asyncio.gather(
             self.scheduler.stop(grace), self.syncs.close(grace), self.sender.stop(grace)
         )
-        # Refreshes in flight finish (and commit their rotated tokens) before HTTP closes.
+        # Refreshes in flight finish (and commit their rotated tokens) before HTTP closes;
+        # so do revocations, within the grace.
         await self.refresher.close()
+        await self.revoker.close(grace)
         await self.providers.http.close()
         await self.sender.http.close()
         await self.db.close()

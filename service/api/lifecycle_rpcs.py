@@ -125,9 +125,12 @@ class LifecycleRpcs(RpcBase):
     async def Delete(self, request: api.DeleteRequest, context: Context) -> api.DeleteResponse:
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
-        revision, records = await self.app.lifecycle.delete(tenant, integration_id, request.etag)
+        deleted = await self.app.lifecycle.delete(tenant, integration_id, request.etag)
+        if deleted.credentials is not None:
+            # The service no longer uses them: dead at the provider too (in the background).
+            self.app.revoker.revoke_later(deleted.integration, deleted.credentials, "deleted")
         return api.DeleteResponse(
-            id=str(integration_id), revision=revision, records_deleted=records
+            id=str(integration_id), revision=deleted.revision, records_deleted=deleted.records
         )
 
     async def ListEvents(

@@ -67,6 +67,9 @@ class Source:
     tokens: AccessTokens = field(repr=False)
     #: Records per page to ask for, where the provider lets the client choose.
     page_size: int = 250
+    #: Whether the provider account behind the credentials is known already (so the engine
+    #: need not ask `Connector.account` again).
+    account_known: bool = False
 
 
 class PageKind(enum.Enum):
@@ -200,6 +203,13 @@ class Connector(ABC):
         """Check that the provider answers this configuration and these credentials as
         expected; raises ProviderFailure when not. By default: fetch the first page."""
         await self.fetch(source, None)
+
+    async def account(self, source: Source) -> str | None:
+        """Who the credentials sign in as at the provider (an account id or address), when
+        the provider says; None when it cannot tell (the default). Asked after a successful
+        connection test, so new credentials of the same account keep the sync cursor and
+        another account's start over. Raises nothing: not knowing is an answer."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The configuration schema as JSON, for people and tools choosing a connector."""

@@ -138,6 +138,19 @@ class GoogleCalendarConnector(PushConnector):
                 excerpt=response.excerpt(),
             )
 
+    async def account(self, source: Source) -> str | None:
+        """The signed-in Google account: its primary calendar's id is its address
+        (calendars.get("primary"), which the calendar scope already allows)."""
+        try:
+            response = await self._get(
+                source, _calendar_url({**source.config, "calendar_id": "primary"})
+            )
+            body = json_body(response, WHAT)
+        except (ProviderFailure, _SyncTokenGone):
+            return None
+        found = body.get("id") if isinstance(body, dict) else None
+        return found if isinstance(found, str) and found else None
+
     async def fetch(self, source: Source, cursor: Cursor | None) -> Page:
         position = _Position.of(cursor)
         try:

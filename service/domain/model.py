@@ -224,3 +224,6 @@ class TestOutcome:
     ok: bool
     duration: timedelta
     error: IntegrationError | None = None
+    #: A digest of the provider account the credentials turned out to belong to, when the
+    #: test found it out (new credentials whose connector can tell); None otherwise.
+    account: str | None = None

@@ -10,6 +10,7 @@ integration a test only reports: pausing is a person's decision.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import timedelta
 from uuid import UUID
@@ -80,16 +81,22 @@ class ConnectionTester:
         """Run the connector's check on `integration` and record the outcome."""
         started = time.monotonic()
         error: IntegrationError | None = None
+        account: str | None = None
         try:
             with purpose("test"):
                 connector, source = await self.providers.open(integration)
                 await connector.test_connection(source)
+                if not source.account_known:
+                    # New credentials: whose account are they? (So a cursor made with another
+                    # account's is not continued, and an old account's tokens are revoked.)
+                    account = account_digest(await connector.account(source))
         except Exception as exc:  # every failure is classified; none escapes as a crash
             error = self.providers.classify(exc, integration, "test_connection")
         outcome = TestOutcome(
             ok=error is None,
             error=error,
             duration=timedelta(seconds=time.monotonic() - started),
+            account=account if error is None else None,
         )
         return await self._record(integration, outcome, actor), outcome
 
@@ -104,6 +111,13 @@ class ConnectionTester:
                 # Reconfigured or reauthorized meanwhile: this result is about what was
                 # replaced; the new configuration or credentials get their own test.
                 return held.integration
+            if outcome.account and integration.credentials_set_at is not None:
+                await tx.credentials.set_account(
+                    integration.tenant_id,
+                    integration.id,
+                    integration.credentials_set_at,
+                    outcome.account,
+                )
             # The breaker counts tests like syncs: a failure is a step towards (or past) its
             # threshold, a success closes it. Coming back to ACTIVE, the data is stale: the
             # verdict makes a sync due at once.
@@ -122,3 +136,10 @@ class ConnectionTester:
                 # PAUSED (a test there only reports), or moved on while the test ran: the
                 # result is answered but changes nothing.
                 return held.integration
+
+
+def account_digest(account: str | None) -> str | None:
+    """What is kept of a provider account's identity: enough to tell two apart, not who."""
+    if not account:
+        return None
+    return hashlib.sha256(account.encode()).hexdigest()[:32]

@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -61,6 +61,20 @@ class ConfigureSpec:
     sync_interval: timedelta | None = None
     #: A new breaker threshold for this integration; 0 goes back to the deployment's.
     breaker_threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a Delete removed."""
+
+    #: The revision of the tombstone.
+    revision: int
+    #: How many synced records went with it.
+    records: int
+    #: The integration as it was.
+    integration: Integration
+    #: Its credentials as they were (so the tokens can be revoked at the provider).
+    credentials: Credentials | None = field(repr=False)
 
 
 class _LostCreateRace(Exception):
@@ -360,12 +374,12 @@ class Lifecycle:
             ),
         )
 
-    async def delete(self, tenant: str, integration_id: UUID, etag: str) -> tuple[int, int]:
-        """Delete the integration and everything that belongs to it, in one transaction.
-        Returns (revision of the tombstone, records deleted)."""
+    async def delete(self, tenant: str, integration_id: UUID, etag: str) -> Deletion:
+        """Delete the integration and everything that belongs to it, in one transaction."""
         async with self.db.transaction() as tx:
             current = await changes.lock(tx, tenant, integration_id, etag)
             changes.allowed(current.status, Trigger.DELETE)
+            stored = await tx.credentials.get(tenant, integration_id)
             records = await tx.integrations.delete(tenant, integration_id)
             event = await tx.integrations.record_change(
                 before=current,
@@ -375,7 +389,9 @@ class Lifecycle:
                 reason="deleted with all its data",
                 occurred_at=self.clock(),
             )
-            return event.revision, records
+            return Deletion(
+                event.revision, records, current, stored.credentials if stored else None
+            )
 
     async def change(
         self,

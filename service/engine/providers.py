@@ -68,6 +68,7 @@ class Providers:
             http=self.http.for_connector(integration.connector_type),
             tokens=await self.tokens(integration, credentials),
             page_size=self.page_size,
+            account_known=bool(stored and stored.account),
         )
         return connector, source
 

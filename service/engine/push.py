@@ -183,8 +183,8 @@ class PushReconciler:
     async def _synced_with_config(self, tx: Tx, integration: Integration) -> bool:
         """Whether a sync of its current configuration succeeded (so a notification has a
         cursor to continue from, not a full listing of another calendar)."""
-        stored = await tx.sync.get_cursor(integration.tenant_id, integration.id)
-        return SyncCursor.load(stored, integration.config).position is not None
+        stored, account = await tx.sync.get_cursor(integration.tenant_id, integration.id)
+        return SyncCursor.load(stored, integration.config, account).position is not None
 
     async def _open(
         self, connector: PushConnector, integration: Integration, now: datetime

@@ -57,25 +57,38 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class SyncCursor:
     """What `integrations.cursor` holds: the connector's position, the full listing in
-    progress, and the configuration they belong to."""
+    progress, and the configuration and account they belong to."""
 
     position: Cursor | None = None
     listing: UUID | None = None
+    #: The digest of the provider account whose credentials made it (None: not known).
+    account: str | None = None
 
     @classmethod
-    def load(cls, stored: Mapping[str, Any] | None, config: Mapping[str, Any]) -> SyncCursor:
-        """The stored cursor; from scratch when none is stored or the configuration changed
-        (a cursor of another calendar or URL means nothing here)."""
+    def load(
+        cls,
+        stored: Mapping[str, Any] | None,
+        config: Mapping[str, Any],
+        account: str | None = None,
+    ) -> SyncCursor:
+        """The stored cursor; from scratch when none is stored, the configuration changed (a
+        cursor of another calendar or URL means nothing here) or the credentials are another
+        account's (its sync token, and what it could see, are not this account's). New
+        credentials of the same account, or of an account nobody could tell, continue."""
         if not stored or stored.get("config") != config_digest(config):
-            return cls()
+            return cls(account=account)
+        made_by = stored.get("account")
+        if made_by and account and made_by != account:
+            return cls(account=account)
         listing = stored.get("listing")
-        return cls(stored.get("position"), UUID(listing) if listing else None)
+        return cls(stored.get("position"), UUID(listing) if listing else None, account or made_by)
 
     def dump(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "config": config_digest(config),
             "position": self.position,
             "listing": str(self.listing) if self.listing else None,
+            "account": self.account,
         }
 
 
@@ -156,10 +169,10 @@ class SyncRunner:
         try:
             connector, source = await self.providers.open(self.integration)
             async with self.db.connection() as tx:
-                stored = await tx.sync.get_cursor(
+                stored, account = await tx.sync.get_cursor(
                     self.sync_run.tenant_id, self.sync_run.integration_id
                 )
-            cursor = SyncCursor.load(stored, self.integration.config)
+            cursor = SyncCursor.load(stored, self.integration.config, account)
         except Exception as exc:
             return await self._fail(exc)
         while True:
@@ -194,7 +207,7 @@ class SyncRunner:
             superseded_example=page.superseded_example,
         )
         listing = _listing(page, cursor)
-        after = SyncCursor(page.cursor, None if page.last else listing)
+        after = SyncCursor(page.cursor, None if page.last else listing, cursor.account)
         parts = _parts(prepared, self.commit_records)
         for n, (records, deleted) in enumerate(parts):
             final = n == len(parts) - 1
@@ -203,9 +216,9 @@ class SyncRunner:
                 deleted=deleted,
                 listing=listing,
                 ends_listing=final and page.last and page.full and listing is not None,
-                cursor=(after if final else SyncCursor(cursor.position, listing)).dump(
-                    self.integration.config
-                ),
+                cursor=(
+                    after if final else SyncCursor(cursor.position, listing, cursor.account)
+                ).dump(self.integration.config),
                 full=page.full,
                 ends_page=final,
                 rejected=prepared.rejected if n == 0 else 0,

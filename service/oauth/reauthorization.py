@@ -38,8 +38,10 @@ from service.engine.connection_tester import ConnectionTester
 from service.engine.providers import Providers
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
+from service.oauth.revocation import Revoker
 from service.oauth.sign_in import SignIns, Started
 from service.oauth.token_endpoint import TokenEndpoint, TokenGrant
+from service.storage.credentials import StoredCredentials
 from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -77,10 +79,12 @@ class Reauthorization:
         sign_ins: SignIns,
         endpoint: TokenEndpoint,
         clock: Clock,
+        revoker: Revoker,
         *,
         return_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.db = db
+        self.revoker = revoker
         self.connectors = connectors
         self.providers = providers
         self.tester = tester
@@ -107,11 +111,25 @@ class Reauthorization:
         actor: str = "api",
         reason: str = "new credentials given; verifying the connection",
     ) -> tuple[Integration, TestOutcome | None]:
-        """Store `credentials` and test them at once (no test on a PAUSED integration)."""
-        integration = await self._store(tenant, integration_id, etag, credentials, actor, reason)
+        """Store `credentials` and test them at once (no test on a PAUSED integration). When
+        the test finds they are another account's than the ones they replace, the replaced
+        tokens are revoked at the provider (see service.oauth.revocation)."""
+        integration, replaced = await self._store(
+            tenant, integration_id, etag, credentials, actor, reason
+        )
         if integration.status is not Status.TESTING:
             return integration, None
-        return await self.tester.verify(integration, actor=actor)
+        verified, outcome = await self.tester.verify(integration, actor=actor)
+        if (
+            replaced is not None
+            and replaced.account
+            and outcome.account
+            and replaced.account != outcome.account
+        ):
+            self.revoker.revoke_later(
+                verified, replaced.credentials, "replaced by another account's credentials"
+            )
+        return verified, outcome
 
     async def _store(
         self,
@@ -121,7 +139,8 @@ class Reauthorization:
         credentials: Credentials,
         actor: str,
         reason: str,
-    ) -> Integration:
+    ) -> tuple[Integration, StoredCredentials | None]:
+        """Store the credentials; the integration after it, and the credentials replaced."""
         async with self.db.transaction() as tx:
             current = await changes.lock(tx, tenant, integration_id, etag)
             _check(current)
@@ -129,13 +148,14 @@ class Reauthorization:
             if connector is not None:
                 raise_if(connector.check_credentials(credentials))
             now = self.clock()
+            replaced = await tx.credentials.get(tenant, integration_id)
             await tx.credentials.put(tenant, integration_id, credentials, now)
             # A person's reauthorization is an explicit retry: the breaker closes now, and
             # the verification's outcome counts afresh.
             trigger = _trigger(current)
             if trigger is Trigger.CREDENTIALS_SAVED:
                 reason = "credentials saved; they are verified once the configuration is complete"
-            return await changes.apply(
+            changed = await changes.apply(
                 tx,
                 current,
                 trigger,
@@ -148,6 +168,7 @@ class Reauthorization:
                     breaker=Breaker(threshold=i.breaker.threshold),
                 ),
             )
+            return changed, replaced
 
     # -- sign-in -----------------------------------------------------------------------
 

@@ -74,6 +74,11 @@ class Revoker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def idle(self) -> None:
+        """Until every revocation started so far has finished (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def close(self, timeout: float) -> None:
         """Let revocations in flight finish (each is bounded by the provider timeout)."""
         if self._tasks:

@@ -28,6 +28,10 @@ class StoredCredentials:
 
     credentials: Credentials
     version: bytes = field(repr=False)
+    #: When they were stored (a Reauthorize or Configure), which names them.
+    set_at: datetime | None = None
+    #: The digest of the provider account they belong to, once a test found it out.
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,18 @@ class CredentialRows:
             return None
         sealed = bytes(row["sealed"])
         opened = self.keys.open(sealed, row_binding(tenant_id, integration_id))
-        return StoredCredentials(Credentials.from_bytes(opened), sealed)
+        return StoredCredentials(
+            Credentials.from_bytes(opened), sealed, row["set_at"], row["account"]
+        )
+
+    async def set_account(
+        self, tenant_id: str, integration_id: UUID, set_at: datetime, account: str
+    ) -> None:
+        """Record whose account the credentials stored at `set_at` belong to (credentials
+        stored since are left alone)."""
+        await self._conn.execute(
+            Q["credentials_account_set"], tenant_id, integration_id, set_at, account
+        )
 
     async def swap(
         self,

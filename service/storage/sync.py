@@ -219,12 +219,15 @@ class SyncRows:
         )
         return deleted
 
-    async def get_cursor(self, tenant_id: str, integration_id: UUID) -> dict[str, Any] | None:
-        """Where the next sync continues (None: from scratch)."""
-        value: dict[str, Any] | None = await self._conn.fetchval(
-            Q["sync_cursor_get"], tenant_id, integration_id
-        )
-        return value
+    async def get_cursor(
+        self, tenant_id: str, integration_id: UUID
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """(where the next sync continues (None: from scratch), the digest of the account the
+        credentials belong to (None: not known))."""
+        row = await self._conn.fetchrow(Q["sync_cursor_get"], tenant_id, integration_id)
+        if row is None:
+            return None, None
+        return row["cursor"], row["account"]
 
     async def records_page(
         self,

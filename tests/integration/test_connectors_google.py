@@ -226,12 +226,14 @@ class _Renewing:
 
     def __init__(self) -> None:
         self.rejected: list[str] = []
+        self.token = "expired-token"
 
     async def current(self) -> str | None:
-        return "expired-token"
+        return self.token
 
     async def renew(self, rejected: str) -> str | None:
         self.rejected.append(rejected)
+        self.token = TOKEN
         return TOKEN
 
 

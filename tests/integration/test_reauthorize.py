@@ -380,3 +380,63 @@ async def _test(stub: Stub, integration_id: str) -> api.TestConnectionResponse:
 
 async def _sync(stub: Stub, integration_id: str) -> api.SyncResponse:
     return await stub.Sync(api.SyncRequest(id=integration_id, wait=True))
+
+
+async def _reauthorize_settled(
+    stub: Stub, app: App, integration_id: str, tokens: dict[str, Any]
+) -> None:
+    """Reauthorize with `tokens` (which pass their test), and let any revocation finish."""
+    answer = await stub.Reauthorize(
+        api.ReauthorizeRequest(id=integration_id, credentials=oauth(tokens))
+    )
+    assert answer.test.ok
+    await app.revoker.idle()
+
+
+async def test_new_credentials_of_the_same_account_continue_and_keep_its_grant(
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
+    integration, first = await active_calendar(stub, sb)
+    add_events(sb, "e1", "e2")
+    await stub.Sync(api.SyncRequest(id=integration.id, wait=True))
+    add_events(sb, "e3")
+
+    again = await sandbox_tokens(sb)  # the same person signs in again
+    await _reauthorize_settled(stub, app, integration.id, again)
+
+    # Revoking the old grant would revoke the new one too (Google ties both to the account).
+    assert sb.state.oauth.access_token(first["access_token"]) is not None
+    synced = await stub.Sync(api.SyncRequest(id=integration.id, wait=True))
+    assert not synced.run.full_resync and synced.run.records_upserted == 1
+
+
+async def test_another_accounts_credentials_start_over_and_the_old_tokens_are_revoked(
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
+    integration, first = await active_calendar(stub, sb)
+    add_events(sb, "e1", "e2")
+    await stub.Sync(api.SyncRequest(id=integration.id, wait=True))
+
+    sb.state.oauth.consenting_account = "someone-else@example.com"
+    other = await sandbox_tokens(sb)
+    await _reauthorize_settled(stub, app, integration.id, other)
+
+    # The replaced account's grant is revoked at the provider (RFC 7009)...
+    assert sb.state.oauth.access_token(first["access_token"]) is None
+    assert sb.state.oauth.access_token(other["access_token"]) is not None
+    # ...and its sync token means nothing for this account: the next sync lists everything.
+    synced = await stub.Sync(api.SyncRequest(id=integration.id, wait=True))
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED and synced.run.full_resync
+
+
+async def test_deleting_an_integration_revokes_its_tokens(
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
+    integration, tokens = await active_calendar(stub, sb)
+
+    await stub.Delete(api.DeleteRequest(id=integration.id))
+    await app.revoker.idle()
+
+    assert sb.state.oauth.access_token(tokens["access_token"]) is None
+    revocations = [e for e in sb.state.log.entries(provider=Provider.OAUTH) if "revoke" in e.path]
+    assert len(revocations) == 1

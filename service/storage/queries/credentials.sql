@@ -1,11 +1,20 @@
 -- name: credentials_put
-INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at)
-VALUES ($1, $2, $3, $4, $5)
+-- New credentials: whose account they are is not known until they are verified.
+INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at, account)
+VALUES ($1, $2, $3, $4, $5, NULL)
 ON CONFLICT (tenant_id, integration_id) DO UPDATE
-    SET kind = excluded.kind, sealed = excluded.sealed, set_at = excluded.set_at
+    SET kind = excluded.kind, sealed = excluded.sealed, set_at = excluded.set_at,
+        account = NULL
+
+-- name: credentials_account_set
+-- The account the credentials of $3 (their set_at, so a later Reauthorize's are not
+-- mislabelled by an earlier test) turned out to belong to.
+UPDATE credentials SET account = $4
+WHERE tenant_id = $1 AND integration_id = $2 AND set_at = $3
 
 -- name: credentials_get
-SELECT kind, sealed, set_at FROM credentials WHERE tenant_id = $1 AND integration_id = $2
+SELECT kind, sealed, set_at, account FROM credentials
+WHERE tenant_id = $1 AND integration_id = $2
 
 -- name: credentials_batch
 -- Keyset over every tenant's credentials, for re-sealing with a new key.

@@ -60,7 +60,11 @@ ORDER BY seq DESC
 LIMIT $4
 
 -- name: sync_cursor_get
-SELECT cursor FROM integrations WHERE tenant_id = $1 AND id = $2
+-- Where the next sync continues, and whose account the credentials are (if known).
+SELECT i.cursor, c.account
+FROM integrations i LEFT JOIN credentials c
+    ON c.tenant_id = i.tenant_id AND c.integration_id = i.id
+WHERE i.tenant_id = $1 AND i.id = $2
 
 
 -- name: sync_page_commit
