@@ -68,7 +68,15 @@ def _check(method: str, request: Any) -> None:
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):
-    """Logs each call and maps its errors."""
+    """Logs each call and maps its errors.
+
+    gRPC asks the interceptor for every call; the wrapped handler of a method is built once
+    and reused (with the method's metric series already looked up), so a call costs only its
+    own bookkeeping."""
+
+    def __init__(self) -> None:
+        #: method -> (the handler that was wrapped, the wrapper)
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -81,90 +89,115 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method: str = details.method
-        quiet = method.startswith(_QUIET)
-        if handler.unary_unary is not None:
-            inner: Any = handler.unary_unary  # the stubs type handlers as synchronous
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap(method, handler)
+        if wrapped is not handler:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                call = _Call(method, request, context, quiet, "unary")
-                try:
-                    _check(method, request)
-                    return await inner(request, context)
-                except BaseException as exc:
-                    await call.fail(exc)
-                finally:
-                    call.done()
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream: Any = handler.unary_stream
+def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with logging, metrics, request checks and error mapping around it."""
+    if handler.unary_unary is not None:
+        inner: Any = handler.unary_unary  # the stubs type handlers as synchronous
+        m = _Method(method, "unary")
 
-            async def stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                call = _Call(method, request, context, quiet, "server_stream")
-                try:
-                    _check(method, request)
-                    async for item in inner_stream(request, context):
-                        yield item
-                except BaseException as exc:
-                    await call.fail(exc)
-                finally:
-                    call.done()
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = _Call(m, request, context)
+            try:
+                _check(m.method, request)
+                return await inner(request, context)
+            except BaseException as exc:
+                await call.fail(exc)
+            finally:
+                call.done()
 
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            inner_bidi: Any = handler.stream_stream
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner_stream: Any = handler.unary_stream
+        m = _Method(method, "server_stream")
 
-            async def bidi(
-                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                call = _Call(method, None, context, quiet, "bidi_stream")
-                try:
-                    async for item in inner_bidi(requests, context):
-                        yield item
-                except BaseException as exc:
-                    await call.fail(exc)
-                finally:
-                    call.done()
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call = _Call(m, request, context)
+            try:
+                _check(m.method, request)
+                async for item in inner_stream(request, context):
+                    yield item
+            except BaseException as exc:
+                await call.fail(exc)
+            finally:
+                call.done()
 
-            return grpc.stream_stream_rpc_method_handler(
-                bidi,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        inner_bidi: Any = handler.stream_stream
+        m = _Method(method, "bidi_stream")
+
+        async def bidi(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call = _Call(m, None, context)
+            try:
+                async for item in inner_bidi(requests, context):
+                    yield item
+            except BaseException as exc:
+                await call.fail(exc)
+            finally:
+                call.done()
+
+        return grpc.stream_stream_rpc_method_handler(
+            bidi,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+class _Method:
+    """One RPC method: its name, whether its calls are logged at info, and its metric series
+    (looked up once: a labelled child is a dictionary lookup under a lock)."""
+
+    def __init__(self, method: str, kind: str) -> None:
+        self.method = method
+        self.quiet = method.startswith(_QUIET)
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._labels = (kind, service, name)
+        self.started = metrics.GRPC_STARTED.labels(*self._labels)
+        self.handling = metrics.GRPC_HANDLING.labels(*self._labels)
+        self._handled: dict[str, Any] = {}
+
+    def handled(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = metrics.GRPC_HANDLED.labels(*self._labels, code)
+        return child
 
 
 class _Call:
     def __init__(
-        self,
-        method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        quiet: bool,
-        kind: str,
+        self, m: _Method, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        service, _, name = method.lstrip("/").rpartition("/")
-        self.labels = (kind, service, name)
-        metrics.GRPC_STARTED.labels(*self.labels).inc()
-        self.method = method
+        m.started.inc()
+        self.m = m
         self.context = context
-        self.quiet = quiet
         self.started = time.perf_counter()
         self.code = "OK"
-        metadata = dict(
-            (k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-        )
-        given = metadata.get("x-request-id", "")
+        given = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id" and isinstance(value, str):
+                given = value
         usable = len(given) <= MAX_REQUEST_ID_HEADER and given.isascii() and given.isprintable()
         self.request_id = given if given and usable else uuid.uuid4().hex
         ident = getattr(request, "id", "")
@@ -183,7 +216,7 @@ class _Call:
             reference = uuid.uuid4().hex[:12]
             log.error(
                 "rpc_crashed",
-                method=self.method,
+                method=self.m.method,
                 request_id=self.request_id,
                 support_reference=reference,
                 exc_info=exc,
@@ -198,19 +231,17 @@ class _Call:
         elapsed = time.perf_counter() - self.started
         if self.code == "OK":  # a handler may set a status without raising (health does)
             self.code = _code_name(self.context.code() or grpc.StatusCode.OK)
-        metrics.GRPC_HANDLED.labels(*self.labels, self.code).inc()
-        metrics.GRPC_HANDLING.labels(*self.labels).observe(elapsed)
-        fields = dict(
-            method=self.method,
+        m = self.m
+        m.handled(self.code).inc()
+        m.handling.observe(elapsed)
+        (log.debug if m.quiet else log.info)(
+            "rpc",
+            method=m.method,
             code=self.code,
             request_id=self.request_id,
             duration_ms=round(elapsed * 1000, 2),
             integration_id=self.integration_id,
         )
-        if self.quiet:
-            log.debug("rpc", **fields)
-        else:
-            log.info("rpc", **fields)
 
 
 _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
