@@ -645,6 +645,8 @@ class Settings:
             raise ValueError("db pool size must be at least 2")
         if self.log_format not in ("auto", "json", "console"):
             raise ValueError("log format must be auto, json or console")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("log level must be debug, info, warning or error")
         self._check_oauth()
         if self.provider_timeout <= timedelta(0) or self.sync_lease <= timedelta(0):
             raise ValueError("provider timeout and sync lease must be positive")

@@ -36,3 +36,6 @@ def test_bad_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> N
     assert "not a duration" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         config.load(["--min-sync-interval", "2h", "--max-sync-interval", "1h"], environ={})
+    with pytest.raises(SystemExit):
+        config.load(["--log-level", "verbose"], environ={})
+    assert "log level must be debug, info, warning or error" in capsys.readouterr().err
