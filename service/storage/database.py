@@ -75,6 +75,15 @@ class Tx:
         self.webhooks = WebhookRows(conn, keys)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: nothing past what asyncpg always
+    does (roll back an open transaction, drop listeners). Its default also sends
+    `RESET ALL; UNLISTEN *; pg_advisory_unlock_all()...`, one round trip per checkout, to undo
+    session state this service never leaves: settings are changed with set_config(..., true)
+    (transaction-local), advisory locks are transaction-level, and LISTEN and the migration
+    lock use connections of their own, outside the pool."""
+
+
 class Database:
     """A pool of connections to one PostgreSQL database, migrated on open. `keys` seal and
     open credentials, sign-in verifiers and webhook secrets (the only sealed values)."""
@@ -103,7 +112,7 @@ class Database:
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=pool_size, init=_init_connection
+                dsn, min_size=1, max_size=pool_size, init=_init_connection, reset=_keep_session
             )
         assert pool is not None
         return cls(pool, dsn, keys)
