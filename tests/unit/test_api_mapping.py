@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert
@@ -57,3 +62,25 @@ def test_error_classes_map_to_codes_with_error_info(
     assert info.domain == DOMAIN
     assert info.reason == error.reason
     assert info.reason.isupper()
+
+
+@given(st.datetimes(timezones=st.just(UTC) | st.none()))
+def test_timestamps_are_what_protobuf_makes_of_the_same_time(value: datetime) -> None:
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime(value)
+    assert convert.timestamp(value) == expected
+
+
+def test_a_shown_configuration_is_the_stored_one_and_stays_so() -> None:
+    first = {"calendar_id": "team@example.com", "api_base_url": "http://127.0.0.1:1/v3"}
+    shown = pb.Integration(config=convert.config_out("google_calendar", first))
+    shown.config.google_calendar.calendar_id = "changed by a caller"
+    again = convert.config_out("google_calendar", dict(first))
+    assert again.google_calendar.calendar_id == "team@example.com"
+    other = convert.config_out("google_calendar", {**first, "calendar_id": "other"})
+    assert other.google_calendar.calendar_id == "other"
+
+
+def test_plugin_configurations_that_python_finds_equal_are_shown_as_stored() -> None:
+    shown = [convert.config_out("acme", {"flag": v}).plugin["flag"] for v in (1.0, True, 1.0)]
+    assert [type(v) for v in shown] == [float, bool, float]
