@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -89,6 +90,10 @@ async def service(admin_database_url: str, sandbox: Sandbox) -> AsyncIterator[Se
     await postgres.drop_database(admin_database_url, url)
 
 
+#: grpcurl exits with 64 plus the gRPC status code: ABORTED is 10.
+_GRPCURL_ABORTED = 64 + grpc.StatusCode.ABORTED.value[0]
+
+
 class Operator:
     """Runs README commands against the test's service and sandbox."""
 
@@ -112,18 +117,34 @@ class Operator:
             return await self._exec(["curl", "-sS", "-f", *argv[1:]])
         argv[0] = GRPCURL
         argv = [self._target() if a == "localhost:50051" else a for a in argv]
-        if "-d" in argv:
-            at = argv.index("-d") + 1
-            argv[at] = await self._payload(argv[at])
         if argv[-1].endswith("/WatchStatus"):
+            if "-d" in argv:
+                at = argv.index("-d") + 1
+                argv[at] = await self._payload(argv[at])
             return await self._stream(argv)
-        out = await self._exec(argv)
+        out = await self._with_current_etag(argv)
         if argv[-1].endswith("/Create"):
             self.last_id = json.loads(out)["integration"]["id"]
         if argv[-1].endswith("/CreateWebhook"):
             self.webhook_id = json.loads(out)["webhook"]["id"]
         if argv[-1].endswith(("/ListRecords", "/ListRecordChanges")):
             self.cursor = json.loads(out).get("cursor", self.cursor)
+        return out
+
+    async def _with_current_etag(self, argv: list[str]) -> str:
+        """Run the command with its payload filled in. An etag is read just before; when the
+        service's own background work changed the integration in between, the call answers
+        ABORTED and is retried with the new etag, as the README tells callers to."""
+        if "-d" not in argv:
+            return await self._exec(argv)
+        at = argv.index("-d") + 1
+        template = argv[at]
+        for _ in range(3):
+            argv[at] = await self._payload(template)
+            out, code = await self._exec_status(argv)
+            if code != _GRPCURL_ABORTED or '"etag"' not in template:
+                break
+        assert code == 0, f"{shlex.join(argv)}\n{out}"
         return out
 
     async def _payload(self, text: str) -> str:
@@ -148,6 +169,12 @@ class Operator:
         return json.dumps(document)
 
     async def _exec(self, argv: list[str]) -> str:
+        out, code = await self._exec_status(argv)
+        assert code == 0, f"{shlex.join(argv)}\n{out}"
+        return out
+
+    async def _exec_status(self, argv: list[str]) -> tuple[str, int]:
+        """(its output (stderr first when it failed), its exit code)."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdout=asyncio.subprocess.PIPE,
@@ -155,8 +182,9 @@ class Operator:
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)  # a bound for the test only
-        assert proc.returncode == 0, f"{shlex.join(argv)}\n{err.decode()}{out.decode()}"
-        return out.decode()
+        code = proc.returncode
+        assert code is not None
+        return (out.decode() if code == 0 else err.decode() + out.decode()), code
 
     async def _stream(self, argv: list[str]) -> str:
         """A WatchStatus example: read until the stream is live, then stop it."""
