@@ -818,13 +818,7 @@ _BOOLEANS = {
 
 def is_loopback(address: str) -> bool:
     """Whether host:port only accepts connections from this machine."""
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or a wildcard: reachable from elsewhere
+    return _loopback(address.rpartition(":")[0].strip("[]"))
 
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")
@@ -832,7 +826,8 @@ _BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 def _loopback(host: str) -> bool:
-    """Whether `host` names this machine (where plain http is acceptable: the sandbox)."""
+    """Whether `host` names this machine (a host name other than localhost, or a wildcard
+    address, may be reached from elsewhere)."""
     if host == "localhost":
         return True
     try:
