@@ -15,8 +15,8 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
 
     The service's own events (one per RPC among them) go straight from structlog to stderr:
     the standard library's path (a LogRecord, handler locks, a formatter) costs about twice as
-    much per line. Libraries' records (asyncpg, aiohttp, grpc) keep the standard library's
-    path, through the same processors."""
+    much per line. Libraries' records (the database driver's, aiohttp's, grpc's) keep the
+    standard library's path, through the same processors."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         # Tracebacks without local variables: a local can hold a token or a password.

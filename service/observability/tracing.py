@@ -1,7 +1,8 @@
 """OpenTelemetry tracing: off unless the standard `OTEL_*` environment variables ask for it.
 
-When on, one trace shows an RPC (the gRPC server instrumentation), its queries (asyncpg) and
-its provider calls (aiohttp client); each background sync run is a trace of its own with its
+When on, one trace shows an RPC (the gRPC server instrumentation), its statements (the
+database driver's instrumentation, switched by service.storage.tracing) and its provider calls
+(aiohttp client); each background sync run is a trace of its own with its
 pages as spans; and every log line written inside a span carries `trace_id` and `span_id`.
 
 It is on when `OTEL_TRACES_EXPORTER` names an exporter (`otlp` or `console`), or when an
@@ -25,7 +26,6 @@ import grpc
 import structlog
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.export import (
 from yarl import URL
 
 from service.connectors.http import redact
+from service.storage import tracing as statements
 
 log = structlog.get_logger(__name__)
 
@@ -87,12 +88,12 @@ def _exporter(name: str) -> SpanExporter:
 
 
 def enable(provider: TracerProvider) -> None:
-    """Trace with `provider`: instrument asyncpg and aiohttp clients (sessions opened from
+    """Trace with `provider`: the database's statements and aiohttp clients (sessions opened from
     now on), and have servers built from now on trace their RPCs."""
     global _tracer, _provider
     _provider = provider
     _tracer = provider.get_tracer("service")
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    statements.instrument(provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider, url_filter=_redacted)
 
 
@@ -101,7 +102,7 @@ def disable() -> None:
     global _tracer, _provider
     if _provider is None:
         return
-    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+    statements.uninstrument()
     AioHttpClientInstrumentor().uninstrument()
     _tracer, _provider = trace.NoOpTracer(), None
 
