@@ -11,7 +11,7 @@ from service.api import convert
 from service.api.base import Context, RpcBase
 from service.connectors.base import Connector
 from service.domain import validation
-from service.engine.lifecycle import ConfigureSpec, CreateSpec
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 
 
 class LifecycleRpcs(RpcBase):

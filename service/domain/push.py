@@ -256,3 +256,44 @@ def _iso(value: datetime | None) -> str | None:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def with_push(integration: Integration, push: Push, *, due_now: bool, now: datetime) -> Integration:
+    """`integration` with `push`, and its next regular sync by its polling interval: a sync
+    now after a gap in push; back to its own interval when push is no longer ACTIVE."""
+    changed = integration.replace(push=push)
+    regular = (
+        changed.status is Status.ACTIVE
+        and not changed.breaker.consecutive_failures
+        and changed.breaker.next_attempt_at is None
+        and changed.next_sync_at is not None
+    )
+    if not regular:
+        return changed
+    assert changed.next_sync_at is not None
+    if due_now:
+        return changed.replace(next_sync_at=min(changed.next_sync_at, now))
+    if push.state is not PushState.ACTIVE:
+        since = changed.last_synced_at or now
+        return changed.replace(
+            next_sync_at=min(changed.next_sync_at, max(now, since + changed.sync_interval))
+        )
+    return changed
+
+
+def off_reason(integration: Integration) -> str:
+    """Why an integration has no push channel now (its event's reason)."""
+    if integration.status not in (Status.ACTIVE, Status.ERROR):
+        return f"push channel stopped: the integration is {integration.status.value}"
+    if integration.breaker.open:
+        return "push channel stopped: the safety brake is on"
+    return "push is off"
+
+
+def human_interval(interval: timedelta) -> str:
+    """`interval` as people write it in an event's reason: 6h, 90m, 30s."""
+    seconds = interval.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -8,11 +8,8 @@ one transaction; `Lifecycle.change` is that for a single trigger.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,7 +17,6 @@ from uuid import UUID
 from service.clock import Clock, utc_now
 from service.connectors.registry import ConnectorRegistry
 from service.domain import schedule
-from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Breaker, Event, Integration
 from service.domain.status import Status, Trigger
@@ -34,47 +30,8 @@ from service.domain.validation import (
     sync_interval,
 )
 from service.engine import changes
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec, Deletion
 from service.storage.database import Database, Tx
-
-
-@dataclass(frozen=True)
-class CreateSpec:
-    """What a Create asks for (already decoded from protobuf)."""
-
-    display_name: str
-    connector_type: str
-    request_id: str = ""
-    config: dict[str, Any] | None = None
-    credentials: Credentials | None = None
-    sync_interval: timedelta | None = None
-    #: The integration's own breaker threshold; None (or 0) uses the deployment's.
-    breaker_threshold: int | None = None
-
-
-@dataclass(frozen=True)
-class ConfigureSpec:
-    """What a Configure changes; None leaves a field as it is."""
-
-    display_name: str | None = None
-    config: dict[str, Any] | None = None
-    credentials: Credentials | None = None
-    sync_interval: timedelta | None = None
-    #: A new breaker threshold for this integration; 0 goes back to the deployment's.
-    breaker_threshold: int | None = None
-
-
-@dataclass(frozen=True)
-class Deletion:
-    """What a Delete removed."""
-
-    #: The revision of the tombstone.
-    revision: int
-    #: How many synced records went with it.
-    records: int
-    #: The integration as it was.
-    integration: Integration
-    #: Its credentials as they were (so the tokens can be revoked at the provider).
-    credentials: Credentials | None = field(repr=False)
 
 
 class _LostCreateRace(Exception):
@@ -180,7 +137,7 @@ class Lifecycle:
             if found is None:
                 return None
             integration_id, fingerprint = found
-            if fingerprint != _fingerprint(spec):
+            if fingerprint != spec.fingerprint():
                 raise InvalidArgument(
                     [
                         FieldViolation(
@@ -213,7 +170,7 @@ class Lifecycle:
                 tenant,
                 spec.request_id,
                 draft.id,
-                _fingerprint(spec),
+                spec.fingerprint(),
                 now=now,
                 expired_before=now - self.request_id_ttl,
             ):
@@ -294,7 +251,7 @@ class Lifecycle:
                 after=updated,
                 trigger="settings_changed",
                 actor="api",
-                reason=_settings_reason(spec),
+                reason=spec.reason(),
                 occurred_at=now,
             )
             assert event.state is not None
@@ -420,37 +377,6 @@ class Lifecycle:
                 mutate=mutate,
                 error=error,
             )
-
-
-def _fingerprint(spec: CreateSpec) -> str:
-    """A digest of what a Create asked for, so a reused request id with another body is
-    caught. Credentials are included only through their digest, never stored."""
-    payload = {
-        "display_name": spec.display_name,
-        "connector_type": spec.connector_type,
-        "config": spec.config,
-        "sync_interval": spec.sync_interval.total_seconds() if spec.sync_interval else None,
-        "credentials": hashlib.sha256(spec.credentials.to_bytes()).hexdigest()
-        if spec.credentials
-        else None,
-    }
-    if spec.breaker_threshold:  # only when given, so digests remembered before it stay valid
-        payload["breaker_threshold"] = spec.breaker_threshold
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _settings_reason(spec: ConfigureSpec) -> str:
-    changed = [
-        name
-        for name, value in (
-            ("display name", spec.display_name),
-            ("credentials", spec.credentials),
-            ("sync interval", spec.sync_interval),
-            ("breaker threshold", spec.breaker_threshold),
-        )
-        if value is not None
-    ]
-    return "changed: " + ", ".join(changed)
 
 
 def _rescheduled(current: Integration, updated: Integration) -> Integration:

@@ -46,13 +46,22 @@ from service.connectors.provider_failures import ProviderFailure
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FailedPrecondition, NotFound
 from service.domain.model import Integration
-from service.domain.push import Channel, Push, PushPolicy, PushState, wants_channel
-from service.domain.status import Status
+from service.domain.push import (
+    Channel,
+    Push,
+    PushPolicy,
+    PushState,
+    human_interval,
+    off_reason,
+    wants_channel,
+    with_push,
+)
 from service.engine import changes
 from service.engine.providers import Providers
 from service.engine.sync_runner import SyncCursor
 from service.oauth import tokens
-from service.oauth.providers import Endpoints, OAuthSetup
+from service.oauth.providers import OAuthSetup
+from service.oauth.refresh import UnstoredTokens
 from service.oauth.token_endpoint import TokenEndpoint
 from service.storage.database import Database, Tx
 from service.storage.push import StopDue
@@ -154,7 +163,7 @@ class PushReconciler:
             and wants_channel(integration)
             and synced
         ):
-            await self._settle(integration, channels, Push(), PUSH_OFF, _off_reason(integration))
+            await self._settle(integration, channels, Push(), PUSH_OFF, off_reason(integration))
             return
         push = integration.push
         if push.state is PushState.UNAVAILABLE and push.retry_at and push.retry_at > now:
@@ -247,7 +256,7 @@ class PushReconciler:
             )
             gap = current.push.state is not PushState.ACTIVE and not renewal
             push = self._active(current.push, channel, now)
-            interval = _human(max(current.sync_interval, self.policy.poll_interval))
+            interval = human_interval(max(current.sync_interval, self.policy.poll_interval))
             expires = channel.expires_at.isoformat(timespec="seconds")
             if gap:
                 push = push.replace(pending=True)
@@ -270,7 +279,7 @@ class PushReconciler:
                 actor=ACTOR,
                 reason=reason,
                 now=now,
-                changed=_with(current, push, due_now=gap, now=now),
+                changed=with_push(current, push, due_now=gap, now=now),
             )
 
     def _active(self, push: Push, channel: Channel, now: datetime) -> Push:
@@ -302,8 +311,8 @@ class PushReconciler:
             reason=reason,
         )
         said = (
-            f"push unavailable: {reason}; it polls every {_human(seen.sync_interval)} and push "
-            f"is retried at {retry.isoformat(timespec='seconds')}"
+            f"push unavailable: {reason}; it polls every {human_interval(seen.sync_interval)} "
+            f"and push is retried at {retry.isoformat(timespec='seconds')}"
         )
         await self._settle(seen, channels, push, PUSH_UNAVAILABLE, said)
 
@@ -343,7 +352,7 @@ class PushReconciler:
                 actor=ACTOR,
                 reason=reason or "push channel stopped",
                 now=now,
-                changed=_with(current, push, due_now=False, now=now),
+                changed=with_push(current, push, due_now=False, now=now),
             )
 
     # -- stopping --------------------------------------------------------------------------
@@ -414,73 +423,4 @@ class PushReconciler:
             )
         except FailedPrecondition:
             return StoredTokens(credentials)
-        return _UnstoredRefresh(credentials, self.token_endpoint, endpoints, self.clock)
-
-
-class _UnstoredRefresh:
-    """The access tokens of a deleted integration: refreshed when expired or rejected, and
-    never stored (there is nowhere left to store them)."""
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        endpoint: TokenEndpoint,
-        endpoints: Endpoints,
-        clock: Clock,
-    ) -> None:
-        self._credentials = credentials
-        self._endpoint = endpoint
-        self._endpoints = endpoints
-        self._clock = clock
-
-    async def current(self) -> str | None:
-        token = tokens.access_token_of(self._credentials)
-        if tokens.needs_refresh(self._credentials, self._clock()):
-            return await self.renew(token)
-        return token or None
-
-    async def renew(self, rejected: str) -> str | None:
-        grant = await self._endpoint.refresh(
-            self._endpoints, tokens.refresh_token_of(self._credentials)
-        )
-        self._credentials = tokens.from_grant(grant, self._clock(), self._credentials)
-        return grant.access_token
-
-
-def _with(integration: Integration, push: Push, *, due_now: bool, now: datetime) -> Integration:
-    """`integration` with `push`, and its next regular sync by its polling interval: a sync
-    now after a gap in push; back to its own interval when push is no longer ACTIVE."""
-    changed = integration.replace(push=push)
-    regular = (
-        changed.status is Status.ACTIVE
-        and not changed.breaker.consecutive_failures
-        and changed.breaker.next_attempt_at is None
-        and changed.next_sync_at is not None
-    )
-    if not regular:
-        return changed
-    assert changed.next_sync_at is not None
-    if due_now:
-        return changed.replace(next_sync_at=min(changed.next_sync_at, now))
-    if push.state is not PushState.ACTIVE:
-        since = changed.last_synced_at or now
-        return changed.replace(
-            next_sync_at=min(changed.next_sync_at, max(now, since + changed.sync_interval))
-        )
-    return changed
-
-
-def _off_reason(integration: Integration) -> str:
-    if integration.status not in (Status.ACTIVE, Status.ERROR):
-        return f"push channel stopped: the integration is {integration.status.value}"
-    if integration.breaker.open:
-        return "push channel stopped: the safety brake is on"
-    return "push is off"
-
-
-def _human(interval: timedelta) -> str:
-    seconds = interval.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
+        return UnstoredTokens(credentials, self.token_endpoint, endpoints, self.clock)

@@ -265,3 +265,34 @@ class RefreshingTokens:
         self._credentials = renewed
         token = tokens.access_token_of(renewed)
         return token if token and token != stale else None
+
+
+class UnstoredTokens:
+    """The access tokens of a deleted integration (its push channel is still to be stopped):
+    refreshed when expired or rejected, and never stored (there is nowhere left to store
+    them), so no lock and no TokenRefresher."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        endpoint: TokenEndpoint,
+        endpoints: Endpoints,
+        clock: Clock,
+    ) -> None:
+        self._credentials = credentials
+        self._endpoint = endpoint
+        self._endpoints = endpoints
+        self._clock = clock
+
+    async def current(self) -> str | None:
+        token = tokens.access_token_of(self._credentials)
+        if tokens.needs_refresh(self._credentials, self._clock()):
+            return await self.renew(token)
+        return token or None
+
+    async def renew(self, rejected: str) -> str | None:
+        grant = await self._endpoint.refresh(
+            self._endpoints, tokens.refresh_token_of(self._credentials)
+        )
+        self._credentials = tokens.from_grant(grant, self._clock(), self._credentials)
+        return grant.access_token

@@ -107,7 +107,7 @@ async def test_rotation_reseals_every_row_with_the_newest_key(
     app = await App.start(replace(settings, encryption_keys=old), clock=clock)
     try:
         from service.domain.credentials import Credentials
-        from service.engine.lifecycle import CreateSpec
+        from service.engine.lifecycle_specs import CreateSpec
 
         ids = []
         for n in range(7):
@@ -146,7 +146,7 @@ async def test_rotation_reseals_every_row_with_the_newest_key(
 
 async def test_a_sealed_value_copied_to_another_row_does_not_open(app: App) -> None:
     from service.domain.credentials import Credentials
-    from service.engine.lifecycle import CreateSpec
+    from service.engine.lifecycle_specs import CreateSpec
 
     a = await app.lifecycle.create(
         "default",

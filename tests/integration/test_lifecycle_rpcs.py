@@ -23,7 +23,7 @@ from integrations.v1 import service_pb2_grpc
 from service.app import App
 from service.config import Settings
 from service.domain.status import Trigger
-from service.engine.lifecycle import CreateSpec
+from service.engine.lifecycle_specs import CreateSpec
 from tests.support.clock import FakeClock
 from tests.support.rpc import RpcFailure, Stub, failure
 

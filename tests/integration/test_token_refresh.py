@@ -19,7 +19,7 @@ from service.connectors.provider_failures import ProviderFailure
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import ErrorCode
-from service.engine.lifecycle import ConfigureSpec, CreateSpec
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.refresh import RefreshingTokens, TokenRefresher
 from service.oauth.token_endpoint import TokenEndpoint

@@ -15,7 +15,7 @@ from service.app import App
 from service.domain.exceptions import ResourceExhausted
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
-from service.engine.lifecycle import ConfigureSpec, CreateSpec
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 from tests.support.rpc import Stub, failure, next_message
 from tests.support.watch import Recorder, database_view, eventually, messages_of, view_of
 

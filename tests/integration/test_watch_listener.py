@@ -14,7 +14,7 @@ from integrations.v1 import service_pb2 as api
 
 from service.app import App
 from service.domain.model import Integration
-from service.engine.lifecycle import ConfigureSpec, CreateSpec
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 from service.storage.watch_listener import APPLICATION_NAME
 from tests.support.rpc import Stub
 from tests.support.watch import Recorder, database_view, eventually, view_of

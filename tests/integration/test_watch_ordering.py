@@ -20,7 +20,7 @@ import pytest
 from service.app import App
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
-from service.engine.lifecycle import ConfigureSpec, CreateSpec
+from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 from service.storage import watch as history
 from service.storage.database import Database, Tx
 from tests.support.watch import eventually

@@ -19,7 +19,7 @@ from service.api.server import Server
 from service.app import App
 from service.config import Settings
 from service.domain.status import TRANSITIONS, Status
-from service.engine.lifecycle import ConfigureSpec
+from service.engine.lifecycle_specs import ConfigureSpec
 from tests.support.clock import FakeClock
 from tests.support.rpc import Stub
 from tests.support.watch import Recorder, database_view, messages_of, view_of

@@ -25,7 +25,7 @@ from sandbox import Sandbox
 from service.app import App
 from service.config import Settings
 from service.connectors.http import HttpClient, HttpPolicy
-from service.engine.lifecycle import CreateSpec
+from service.engine.lifecycle_specs import CreateSpec
 from service.engine.webhook_sender import WebhookSender
 from service.engine.webhooks import EndpointSpec, WebhookEndpoints
 from service.rekey import rekey
