@@ -1,0 +1,5 @@
+"""`python -m integrations.cli`: the same as the `integrationsctl` script."""
+
+from integrations.cli import app
+
+app()
