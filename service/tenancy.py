@@ -85,6 +85,11 @@ class Tenancy:
     def required(self) -> bool:
         return bool(self._keys)
 
+    @property
+    def by_certificate(self) -> bool:
+        """Whether a client certificate can decide the tenant (so callers need its name)."""
+        return bool(self._certificates)
+
     def tenant(
         self,
         metadata: Sequence[tuple[str, str | bytes]] | None,

@@ -33,8 +33,11 @@ class RpcBase:
 
     def tenant(self, context: Context) -> str:
         """The caller's tenant (UNAUTHENTICATED without a valid key when keys are set)."""
-        return self.app.tenancy.tenant(
-            tuple(context.invocation_metadata() or ()), certificate_name(context)
+        tenancy = self.app.tenancy
+        return tenancy.tenant(
+            tuple(context.invocation_metadata() or ()),
+            # The call's auth context is built on request: only when certificates map tenants.
+            certificate_name(context) if tenancy.by_certificate else None,
         )
 
     def out(self, integration: Integration) -> pb.Integration:
