@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import structlog
 
 from service import config, logs
-from service.api.server import serve
-from service.app import App
+from service.workers import Supervisor, serve_process
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = config.load(argv)
     logs.configure(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        sys.exit(Supervisor(settings).run())
     log = structlog.get_logger("service")
-
-    async def run() -> None:
-        app = await App.start(settings)
-        await serve(app, on_started=lambda port: log.info("ready", port=port))
-
     try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:  # uvloop has no Windows build; the standard loop works the same
-        asyncio.run(run())
+        serve_process(settings, lambda server: log.info("ready", port=server.port))
     except KeyboardInterrupt:
         sys.exit(130)
 

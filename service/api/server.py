@@ -27,7 +27,14 @@ class Server:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.grpc = grpc.aio.server(interceptors=[RpcInterceptor()])
+        settings = app.settings
+        # gRPC core turns SO_REUSEPORT on by default, which lets a second server start on a
+        # port already in use without a word. Only the processes of one `--workers` replica
+        # share their port on purpose; a lone server gets "address in use" like any other.
+        shared = settings.workers > 1
+        self.grpc = grpc.aio.server(
+            interceptors=[RpcInterceptor()], options=[("grpc.so_reuseport", int(shared))]
+        )
         self.health = health.aio.HealthServicer()
         service_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationServicer(app), self.grpc
@@ -37,12 +44,16 @@ class Server:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
         )
         self.port = 0
-        settings = app.settings
         #: The OAuth sign-in callback (HTTP), served beside the gRPC server unless "off".
         self.callback = (
             None
             if settings.callback_listen == "off"
-            else CallbackServer(app.reauthorization, settings.callback_listen, settings.public_url)
+            else CallbackServer(
+                app.reauthorization,
+                settings.callback_listen,
+                settings.public_url,
+                reuse_port=shared,
+            )
         )
 
     async def start(self, address: str) -> int:
@@ -71,17 +82,18 @@ class Server:
         log.info("stopped")
 
 
-async def serve(app: App, *, on_started: Callable[[int], None] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and close the app."""
+async def serve(app: App, *, on_started: Callable[[Server], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and close the app. `on_started` sees the
+    started server (its bound ports)."""
     server = Server(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        port = await server.start(app.settings.listen)
+        await server.start(app.settings.listen)
         if on_started is not None:
-            on_started(port)
+            on_started(server)
         await stop.wait()
         log.info("shutting_down", grace_seconds=app.settings.shutdown_grace.total_seconds())
         await server.stop(app.settings.shutdown_grace.total_seconds())

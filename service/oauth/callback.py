@@ -36,9 +36,18 @@ def parse_listen(address: str) -> tuple[str, int]:
 class CallbackServer:
     """Serves the callback while the gRPC server serves."""
 
-    def __init__(self, reauthorization: Reauthorization, listen: str, public_url: str) -> None:
+    def __init__(
+        self,
+        reauthorization: Reauthorization,
+        listen: str,
+        public_url: str,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self.reauthorization = reauthorization
         self.listen = listen
+        #: Share the port with the other server processes of this replica (`--workers`).
+        self.reuse_port = reuse_port
         #: The base URL browsers reach this endpoint at; empty: derived from the bound address.
         self.public_url = public_url.rstrip("/")
         self._runner: web.AppRunner | None = None
@@ -67,6 +76,8 @@ class CallbackServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             await web.SockSite(runner, sock).start()
         except BaseException:
