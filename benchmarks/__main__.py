@@ -68,7 +68,7 @@ async def run(args: argparse.Namespace) -> Report:
         for key in chosen:
             print(f"benchmark {key} ...", flush=True)
             try:
-                report.sections += await BENCHMARKS[key](bench)
+                report.add(await BENCHMARKS[key](bench))
             finally:
                 await bench.stop()  # its processes go, so the next one has the machine
     finally:

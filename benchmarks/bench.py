@@ -55,6 +55,9 @@ class Sizes:
     stall_window: float
     outage: int
     outage_window: float
+    sweep: str
+    """The scheduler's sweep interval (the default in full runs; short in smoke runs, where
+    waiting for a sweep would be most of the time)."""
 
 
 FULL = Sizes(
@@ -72,6 +75,7 @@ FULL = Sizes(
     stall_window=10.0,
     outage=10_000,
     outage_window=30.0,
+    sweep="5s",
 )
 
 SMOKE = Sizes(
@@ -89,6 +93,7 @@ SMOKE = Sizes(
     stall_window=0.5,
     outage=40,
     outage_window=1.0,
+    sweep="0.3s",
 )
 
 

@@ -104,6 +104,17 @@ class Report:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
+    def add(self, sections: list[Section]) -> None:
+        """Add sections; one with the key of an earlier one extends it."""
+        for section in sections:
+            same = next((s for s in self.sections if s.key == section.key), None)
+            if same is None:
+                self.sections.append(section)
+            else:
+                same.figures += section.figures
+                same.notes += section.notes
+                same.seconds += section.seconds
+
     def markdown(self) -> str:
         missed = [f for s in self.sections for f in s.figures if f.verdict == "MISSED"]
         out = [
