@@ -7,7 +7,9 @@ BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard protos/integrations/v1/*.proto)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox bench ci clean
+.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox bench h2load ci clean
+# apt-get needs root; as anyone else, ask sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,20 +33,26 @@ run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DAT
 sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
 	$(BIN)/python -m sandbox $(ARGS)
 
-test: $(VENV)/.dev-installed ## Run the whole test suite
+test: $(VENV)/.dev-installed h2load ## Run the whole test suite (with the benchmarks in smoke mode)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev-installed ## Run the benchmarks (speed and memory targets)
-	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+bench: $(VENV)/.dev-installed h2load ## Run the benchmarks beside their baselines; writes BENCHMARKS.md
+	$(BIN)/python -m benchmarks --out BENCHMARKS.md $(ARGS)
+
+h2load: ## Install h2load (Debian's nghttp2-client), the benchmarks' load generator
+	@command -v h2load >/dev/null 2>&1 || { \
+		echo "installing h2load (nghttp2-client)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 
 lint: $(VENV)/.dev-installed ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/ and sandbox/
+typecheck: $(VENV)/.dev-installed ## mypy --strict on service/, clients/, sandbox/ and benchmarks/
 	$(BIN)/mypy
 
 $(BUF):

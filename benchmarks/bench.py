@@ -81,7 +81,7 @@ FULL = Sizes(
 SMOKE = Sizes(
     name="smoke (tiny sizes: the figures mean nothing, the code paths all ran)",
     rounds=1,
-    load=Load(connections=2, streams=4, seconds=0.5, warm_up=0.1),
+    load=Load(connections=2, streams=4, seconds=1.0, warm_up=0.2),
     sync_events=1_200,
     sync_changes=30,
     sync_rounds=1,
@@ -90,7 +90,7 @@ SMOKE = Sizes(
     idle_window=0.5,
     watch=(WatchCase(10, 10, 0.5, 100.0),),
     stall_events=600,
-    stall_window=0.5,
+    stall_window=1.0,
     outage=40,
     outage_window=1.0,
     sweep="0.3s",
