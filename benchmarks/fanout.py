@@ -111,8 +111,9 @@ async def _case(
         str(changes),
         str(case.seconds + DRAIN),
     )
-    await watchers.wait_for_line(lambda s: s == "subscribed", "subscriptions")
-    per_stream = (rss_bytes(pid) - before) / case.subscribers
+    line = await watchers.wait_for_line(lambda s: s.startswith("subscribed "), "subscriptions")
+    subscribed = int(line.split()[1])
+    per_stream = (rss_bytes(pid) - before) / max(1, subscribed)
     begun = time.monotonic()
     for n in range(changes):
         pause = begun + n / case.rate - time.monotonic()
@@ -125,6 +126,7 @@ async def _case(
     summary["per_stream_kb"] = per_stream / 1024
     summary["changes"] = changes
     summary["all"] = 1.0 if summary["complete"] == case.subscribers else 0.0
+    summary["subscribed"] = subscribed
     return summary
 
 
@@ -145,7 +147,8 @@ def _figures(
     section.add(
         Figure(
             f"{name}: every subscriber got all {int(mine['changes'])} changes "
-            f"({int(mine['complete']):,} did)",
+            f"({int(mine['subscribed']):,} subscribed, {int(mine['complete']):,} got them all; "
+            f"baseline {int(base['subscribed']):,} and {int(base['complete']):,})",
             mine["all"],
             "yes/no",
             base["all"],

@@ -16,6 +16,8 @@ from benchmarks.stack import DEADLINE, ServiceProcess, clone_integrations
 from benchmarks.stats import median
 
 FEED = "tiny"
+#: Tenants the fleet is spread over.
+TENANTS = 1000
 #: The service's default pool: the bare loop gets as many connections.
 CONNECTIONS = 10
 
@@ -126,6 +128,9 @@ async def _fleet(bench: Bench, service: ServiceProcess, database: str) -> None:
             UUID(template.id),
             bench.sizes.fleet - 1,
             {
+                # Spread over tenants as a real fleet is: every change takes its tenant's
+                # revision lock until commit, so one tenant's changes commit one at a time.
+                "tenant_id": f"'fleet-' || (g % {TENANTS})",
                 "next_sync_at": "now() + interval '1 day'",
                 "late_at": "now() + interval '2 days'",
                 "cursor": "NULL",

@@ -1,16 +1,17 @@
 """WatchStatus subscribers in a process of their own (so they do not share a core with the
 bench): `python -m benchmarks.watchers TARGET STREAMS EXPECTED DEADLINE`.
 
-Opens STREAMS WatchStatus streams (about a hundred per connection), prints `subscribed` once
-every stream has its snapshot, then takes every change: its latency is the receipt time
-minus the commit time the message carries (`event.occur_time`, the same machine's clock).
-Each stream stops after EXPECTED changes; after DEADLINE seconds the rest give up. The last
-line is a JSON summary.
+Opens STREAMS WatchStatus streams (about a hundred per connection) and prints `subscribed N`
+once every stream has its snapshot (or once N of them had, a minute on). Then it takes every
+change: its latency is the receipt time minus the commit time the message carries
+(`event.occur_time`, the same machine's clock). Each stream stops after EXPECTED changes;
+after DEADLINE seconds the rest give up. The last line is a JSON summary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from integrations.v1.service_pb2_grpc import IntegrationServiceAsyncStub
 
 STREAMS_PER_CONNECTION = 100
+#: How long all the streams may take to get their snapshots.
+SUBSCRIBE_TIMEOUT = 60.0
 
 
 class Watchers:
@@ -82,8 +85,11 @@ async def main(target: str, streams: int, expected: int, deadline: float) -> Non
     ]
     stubs = [service_pb2_grpc.IntegrationServiceStub(c) for c in channels]
     tasks = [asyncio.create_task(watchers.watch(stubs[n % connections])) for n in range(streams)]
-    await asyncio.wait_for(watchers.all_subscribed.wait(), timeout=300)
-    print("subscribed", flush=True)
+    # Subscribing stalls past some number of streams (see docs/SCALING.md): after a while,
+    # go on with the streams that did subscribe, and say how many.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(watchers.all_subscribed.wait(), timeout=SUBSCRIBE_TIMEOUT)
+    print(f"subscribed {watchers.subscribed}", flush=True)
     _, pending = await asyncio.wait(tasks, timeout=deadline)
     for task in pending:
         task.cancel()
@@ -92,6 +98,7 @@ async def main(target: str, streams: int, expected: int, deadline: float) -> Non
     summary = {
         "received": len(ordered),
         "complete": watchers.complete,
+        "subscribed": watchers.subscribed,
         "p50_ms": 1000 * percentile(ordered, 50),
         "p99_ms": 1000 * percentile(ordered, 99),
         "max_ms": 1000 * ordered[-1] if ordered else float("nan"),
