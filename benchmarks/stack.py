@@ -84,11 +84,14 @@ class Child:
         self.log_path = log_dir / f"{name}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> None:
+    async def spawn(
+        self, *args: str, env: Mapping[str, str] | None = None, stdin: bool = False
+    ) -> None:
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *args,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env={**quiet_env(), **(env or {})},
@@ -110,6 +113,12 @@ class Child:
             await asyncio.sleep(0.05)
         tail = "\n".join(self.lines()[-20:])
         raise RuntimeError(f"{self.name}: no {what}; its output ends with:\n{tail}")
+
+    async def tell(self, line: str) -> None:
+        """Write a line to the child's standard input (spawned with `stdin=True`)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
 
     @property
     def pid(self) -> int:

@@ -1,11 +1,12 @@
 """WatchStatus subscribers in a process of their own (so they do not share a core with the
-bench): `python -m benchmarks.watchers TARGET STREAMS EXPECTED DEADLINE`.
+bench): `python -m benchmarks.watchers TARGET STREAMS EXPECTED DRAIN`.
 
 Opens STREAMS WatchStatus streams (about a hundred per connection) and prints `subscribed N`
-once every stream has its snapshot (or once N of them had, a minute on). Then it takes every
+once every stream has its snapshot (or once N of them had, 30 s on). Then it takes every
 change: its latency is the receipt time minus the commit time the message carries
 (`event.occur_time`, the same machine's clock). Each stream stops after EXPECTED changes;
-after DEADLINE seconds the rest give up. The last line is a JSON summary.
+DRAIN seconds after the bench says (a line on stdin) it made them all, the rest give up. The
+last line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 STREAMS_PER_CONNECTION = 100
 #: How long all the streams may take to get their snapshots.
-SUBSCRIBE_TIMEOUT = 60.0
+SUBSCRIBE_TIMEOUT = 30.0
 
 
 class Watchers:
@@ -76,7 +77,7 @@ class Watchers:
             raise
 
 
-async def main(target: str, streams: int, expected: int, deadline: float) -> None:
+async def main(target: str, streams: int, expected: int, drain: float) -> None:
     watchers = Watchers(target, streams, expected)
     connections = max(1, -(-streams // STREAMS_PER_CONNECTION))
     channels = [
@@ -90,7 +91,14 @@ async def main(target: str, streams: int, expected: int, deadline: float) -> Non
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(watchers.all_subscribed.wait(), timeout=SUBSCRIBE_TIMEOUT)
     print(f"subscribed {watchers.subscribed}", flush=True)
-    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    # The bench writes a line once it has made every change; from then on the streams have
+    # `drain` seconds to receive the last of them.
+    produced = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
+    everything = asyncio.ensure_future(asyncio.wait(tasks))
+    await asyncio.wait({produced, everything}, return_when=asyncio.FIRST_COMPLETED)
+    if not everything.done():
+        await asyncio.wait({everything}, timeout=drain)
+    pending = [t for t in tasks if not t.done()]
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -107,6 +115,7 @@ async def main(target: str, streams: int, expected: int, deadline: float) -> Non
     print(json.dumps(summary), flush=True)
     for channel in channels:
         await channel.close()
+    await produced  # the bench always writes its line
 
 
 if __name__ == "__main__":
