@@ -53,6 +53,7 @@ class Sizes:
     watch: tuple[WatchCase, ...]
     stall_events: int
     stall_window: float
+    stall_rounds: int
     outage: int
     outage_window: float
     sweep: str
@@ -62,7 +63,7 @@ class Sizes:
 
 FULL = Sizes(
     name="full",
-    rounds=3,
+    rounds=2,
     load=Load(connections=8, streams=16, seconds=5.0, warm_up=1.0),
     sync_events=100_000,
     sync_changes=1_000,
@@ -73,8 +74,9 @@ FULL = Sizes(
     watch=(WatchCase(1_000, 20, 10.0, 100.0), WatchCase(10_000, 2, 10.0, 1000.0)),
     stall_events=100_000,
     stall_window=10.0,
+    stall_rounds=1,
     outage=10_000,
-    outage_window=30.0,
+    outage_window=20.0,
     sweep="5s",
 )
 
@@ -91,6 +93,7 @@ SMOKE = Sizes(
     watch=(WatchCase(10, 10, 0.5, 100.0),),
     stall_events=600,
     stall_window=1.0,
+    stall_rounds=1,
     outage=40,
     outage_window=1.0,
     sweep="0.3s",
