@@ -137,7 +137,8 @@ class Report:
                 "",
                 f"## {section.key}. {section.title}",
                 "",
-                f"Baseline: {section.baseline}. ({section.seconds:.0f} s)",
+                f"Baseline: {section.baseline}."
+                + (f" ({section.seconds:.0f} s)" if section.seconds else ""),
                 "",
                 "| figure | service | baseline | ratio | target | |",
                 "|---|---:|---:|---:|---|---|",
