@@ -15,13 +15,20 @@ from benchmarks.bench import raw_call
 
 async def probe(
     target: str, method: str, request: bytes, rate: float, done: asyncio.Event
-) -> list[float]:
-    """Latencies (ms) of `method` calls sent at `rate` per second until `done` is set."""
+) -> tuple[list[float], list[str]]:
+    """Latencies (ms, sorted) of `method` calls sent at `rate` per second until `done` is
+    set, answered or failed; and the status codes of those that failed."""
     latencies: list[float] = []
+    failures: list[str] = []
     async with grpc.aio.insecure_channel(target) as channel:
 
         async def one(due: float) -> None:
-            await raw_call(channel, method, request)
+            try:
+                await raw_call(channel, method, request)
+            except grpc.aio.AioRpcError as exc:
+                # gRPC core cancels calls that wait too long to be taken by a stalled loop:
+                # such a call still waited, and it failed.
+                failures.append(exc.code().name)
             latencies.append(1000 * (time.monotonic() - due))
 
         calls: list[asyncio.Task[None]] = []
@@ -35,4 +42,4 @@ async def probe(
             calls.append(asyncio.create_task(one(due)))
             n += 1
         await asyncio.gather(*calls)
-    return sorted(latencies)
+    return sorted(latencies), failures

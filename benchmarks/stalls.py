@@ -43,6 +43,7 @@ async def run(bench: Bench) -> list[Section]:
     idle: list[float] = []
     busy: list[float] = []
     sync_seconds: list[float] = []
+    failed: list[str] = []
     try:
         probe_target = await client.Create(
             api.CreateRequest(display_name="Probe", connector_type="google_calendar")
@@ -51,7 +52,10 @@ async def run(bench: Bench) -> list[Section]:
         for n in range(sizes.stall_rounds):
             quiet = asyncio.Event()
             asyncio.get_running_loop().call_later(sizes.stall_window, quiet.set)
-            idle += await probe(service.target, "Get", request.SerializeToString(), RATE, quiet)
+            quiet_latencies, _ = await probe(
+                service.target, "Get", request.SerializeToString(), RATE, quiet
+            )
+            idle += quiet_latencies
             google = await google_integration(client, sb.url, NAME, f"Busy calendar {n}")
             # Verified on a small feed (verification reads the whole feed too), then big.
             await sb.control("POST", f"/ics/{NAME}/generate", {"count": 3})
@@ -60,7 +64,11 @@ async def run(bench: Bench) -> list[Section]:
             begun = time.monotonic()
             synced = asyncio.Event()
             syncs = asyncio.create_task(_both(client, (google.id, feed.id), synced))
-            busy += await probe(service.target, "Get", request.SerializeToString(), RATE, synced)
+            busy_latencies, busy_failures = await probe(
+                service.target, "Get", request.SerializeToString(), RATE, synced
+            )
+            busy += busy_latencies
+            failed += busy_failures
             for reply in await syncs:
                 if reply.run.records_upserted != sizes.stall_events:
                     raise RuntimeError(f"the busy sync did not sync everything: {reply.run}")
@@ -85,6 +93,7 @@ async def run(bench: Bench) -> list[Section]:
         )
     )
     section.add(Figure("Get, slowest during the syncs", busy[-1], "ms", idle[-1]))
+    section.add(Figure("Gets that failed during the syncs", len(failed), f"of {len(busy)}"))
     section.notes += [
         f"A probe sends {RATE:g} Gets a second, each timed from when it was due to its answer, "
         f"from the start of both syncs to the end of the later one ({median(sync_seconds):.1f} "

@@ -123,7 +123,7 @@ class Supervisor:
     def _serve(self, settings: Settings) -> int:
         grpc_port, callback_port = self._start(settings, 0)
         if grpc_port == 0:
-            return 1
+            return 0 if self.stopping else 1
         shared = replace(
             settings,
             listen=_with_port(settings.listen, grpc_port),
@@ -135,7 +135,7 @@ class Supervisor:
         )
         for index in range(1, settings.workers):
             if self._start(shared, index)[0] == 0:
-                return 1
+                return 0 if self.stopping else 1
         log.info("ready", port=grpc_port, workers=settings.workers)
         while not self.stopping:
             ready = self._wait([w.sentinel for w in self.workers], None)
