@@ -2,8 +2,9 @@
 same table, as fast as we know how to write one with the same libraries.
 
 aiohttp fetches Google's events.list a page of 1,000 at a time; each page is one transaction:
-a binary COPY into a temporary staging table, one `INSERT … SELECT … ON CONFLICT DO UPDATE`
-into `records`, the deletions, and the cursor (the page or sync token). No classification,
+the integration's row lock (its change-feed counter), a binary COPY into a temporary staging
+table, one `INSERT … SELECT … ON CONFLICT DO UPDATE` into `records` with the change numbers,
+the deletions as tombstones, and the cursor (the page or sync token). No classification,
 no leases, no run bookkeeping, no breaker: what is left is the floor a sync cannot go below.
 """
 
@@ -20,20 +21,27 @@ import asyncpg
 PAGE = 1000
 
 _STAGING = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS bench_staging (record_id text, data jsonb) "
+    "CREATE TEMPORARY TABLE IF NOT EXISTS bench_staging (record_id text, data jsonb, n bigint) "
     "ON COMMIT DELETE ROWS"
 )
+# The change feed numbers every written record after the integration's change_seq, as the
+# service does: the pipeline takes the same row lock and writes the same columns.
+_HOLD = "SELECT change_seq FROM integrations WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 _UPSERT = (
-    "INSERT INTO records (tenant_id, integration_id, record_id, data, updated_at) "
-    "SELECT $1, $2, record_id, data, $3 FROM bench_staging "
-    "ON CONFLICT (tenant_id, integration_id, record_id) "
-    "DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+    "INSERT INTO records (tenant_id, integration_id, record_id, data, updated_at, seq) "
+    "SELECT $1, $2, record_id, data, $3, $4 + n FROM bench_staging "
+    "ON CONFLICT (tenant_id, integration_id, record_id) DO UPDATE SET data = excluded.data, "
+    "updated_at = excluded.updated_at, seq = excluded.seq, deleted_at = NULL"
 )
 _DELETE = (
-    "DELETE FROM records WHERE tenant_id = $1 AND integration_id = $2 "
-    "AND record_id = ANY($3::text[])"
+    "UPDATE records r SET data = NULL, deleted_at = $3, updated_at = $3, seq = $4 + d.n "
+    "FROM unnest($5::text[]) WITH ORDINALITY AS d (record_id, n) "
+    "WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = d.record_id"
 )
-_CURSOR = "UPDATE integrations SET cursor = $3::jsonb WHERE tenant_id = $1 AND id = $2"
+_CURSOR = (
+    "UPDATE integrations SET cursor = $3::jsonb, change_seq = change_seq + $4 "
+    "WHERE tenant_id = $1 AND id = $2"
+)
 
 
 @dataclass(frozen=True)
@@ -87,17 +95,26 @@ class Pipeline:
     async def _commit(self, page: dict[str, object]) -> int:
         items = page.get("items")
         assert isinstance(items, list)
-        upserts = [(i["id"], json.dumps(i)) for i in items if i.get("status") != "cancelled"]
+        upserts = [
+            (i["id"], json.dumps(i), n)
+            for n, i in enumerate((i for i in items if i.get("status") != "cancelled"), 1)
+        ]
         deletions = [i["id"] for i in items if i.get("status") == "cancelled"]
         cursor = json.dumps(
             {"page_token": page.get("nextPageToken"), "sync_token": page.get("nextSyncToken")}
         )
+        now = datetime.now(UTC)
         async with self.conn.transaction():
+            base = await self.conn.fetchval(_HOLD, self.tenant, self.integration)
             await self.conn.copy_records_to_table(
-                "bench_staging", records=upserts, columns=("record_id", "data")
+                "bench_staging", records=upserts, columns=("record_id", "data", "n")
             )
-            await self.conn.execute(_UPSERT, self.tenant, self.integration, datetime.now(UTC))
+            await self.conn.execute(_UPSERT, self.tenant, self.integration, now, base)
             if deletions:
-                await self.conn.execute(_DELETE, self.tenant, self.integration, deletions)
-            await self.conn.execute(_CURSOR, self.tenant, self.integration, cursor)
+                await self.conn.execute(
+                    _DELETE, self.tenant, self.integration, now, base + len(upserts), deletions
+                )
+            await self.conn.execute(
+                _CURSOR, self.tenant, self.integration, cursor, len(upserts) + len(deletions)
+            )
         return len(items)

@@ -194,6 +194,8 @@ class ServiceProcess(Child):
                 "DATABASE_URL": self.database_url,
                 "INTEGRATIONS_ENCRYPTION_KEYS": f"bench:{key}",
                 "INTEGRATIONS_LOG_FORMAT": "json",
+                # Like `make run`: without API keys, unauthenticated by explicit choice.
+                "INTEGRATIONS_ALLOW_UNAUTHENTICATED": "true",
             },
         )
         ready = await self.wait_for_line(_event("ready"), "ready line")

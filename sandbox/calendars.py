@@ -17,7 +17,7 @@ import bisect
 import itertools
 import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -166,10 +166,12 @@ class _Position:
 class CalendarStore:
     """All calendars of the Google provider, keyed by calendar id (e.g. ``primary``)."""
 
-    def __init__(self, clock: Clock) -> None:
-        """Create an empty store reading the time from ``clock``."""
+    def __init__(self, clock: Clock, on_change: Callable[[str], None] | None = None) -> None:
+        """Create an empty store reading the time from ``clock``; ``on_change`` hears of
+        every change to a calendar's events (push channels notify their watchers)."""
         self._clock = clock
         self._calendars: dict[str, Calendar] = {}
+        self._on_change = on_change or (lambda calendar_id: None)
 
     def add_calendar(self, calendar_id: str, summary: str = "", time_zone: str = "UTC") -> Calendar:
         """Create (or replace, with a new epoch and no events) the calendar ``calendar_id``."""
@@ -213,11 +215,13 @@ class CalendarStore:
             event = CalendarEvent(event_id, summary, description, start, end, now, now, seq, seq)
             calendar.events[event_id] = event
             calendar.created.append((seq, event_id))
-            return event
-        event.summary, event.description, event.start, event.end = summary, description, start, end
-        event.status = CONFIRMED
-        event.updated, event.updated_seq = now, seq
-        event.sequence += 1
+        else:
+            event.summary, event.description = summary, description
+            event.start, event.end = start, end
+            event.status = CONFIRMED
+            event.updated, event.updated_seq = now, seq
+            event.sequence += 1
+        self._on_change(calendar_id)
         return event
 
     def delete_event(self, calendar_id: str, event_id: str) -> CalendarEvent:
@@ -230,6 +234,7 @@ class CalendarStore:
             event.updated_seq, event.updated = self._next_change(calendar)
             event.status = CANCELLED
             calendar.changes.append((event.updated_seq, event_id))
+            self._on_change(calendar_id)
         return event
 
     def events(self, calendar_id: str, *, include_cancelled: bool = False) -> list[CalendarEvent]:

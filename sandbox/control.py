@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sandbox import bulk, schema
 from sandbox.faults import Provider
+from sandbox.push import REFUSALS, PushFaults
 from sandbox.state import SandboxState
 from sandbox.traffic import STATE
 
@@ -159,6 +160,76 @@ async def generate_events(request: web.Request) -> web.Response:
         revision=revision,
     )
     return _ok(seq=seq)
+
+
+@_routes.get("/google/push/channels")
+async def list_channels(request: web.Request) -> web.Response:
+    """The live push channels, and the ids of those stopped through channels.stop."""
+    push = _state(request).push
+    channels = [
+        {
+            "id": c.id,
+            "calendar_id": c.calendar_id,
+            "resource_id": c.resource_id,
+            "address": c.address,
+            "expiration": c.expiration.isoformat(),
+            "messages": c.number,
+        }
+        for c in push.live()
+    ]
+    return web.json_response({"channels": channels, "stopped": push.stopped})
+
+
+@_routes.post("/google/push/channels/{channel}/expire")
+async def expire_channel(request: web.Request) -> web.Response:
+    """Fault: the channel dies now, earlier than agreed, without a word to its owner."""
+    _state(request).push.expire(request.match_info["channel"])
+    return _ok()
+
+
+@_routes.post("/google/push/faults")
+async def push_faults(request: web.Request) -> web.Response:
+    """``{"drop"?: n|null (null: all), "reorder"?: bool, "refuse"?: [reason, ...]}``."""
+    body = await _body(request)
+    faults = _state(request).push.faults
+    if "drop" in body:
+        drop = body["drop"]
+        if drop is not None and (not isinstance(drop, int) or drop < 0):
+            raise schema.SchemaError("drop must be a count or null (every notification)")
+        faults.drop = drop
+    if "reorder" in body:
+        if not isinstance(body["reorder"], bool):
+            raise schema.SchemaError("reorder must be a boolean")
+        faults.reorder = body["reorder"]
+    refuse = body.get("refuse", [])
+    if not isinstance(refuse, list) or not all(r in REFUSALS for r in refuse):
+        raise schema.SchemaError(f"refuse must be a list of: {', '.join(REFUSALS)}")
+    faults.refuse.extend(refuse)
+    return _ok()
+
+
+@_routes.delete("/google/push/faults")
+async def clear_push_faults(request: web.Request) -> web.Response:
+    """Push works normally again."""
+    _state(request).push.faults = PushFaults()
+    return _ok()
+
+
+@_routes.get("/google/push/deliveries")
+async def deliveries(request: web.Request) -> web.Response:
+    """Every notification sent (or dropped), oldest first."""
+    sent = [
+        {
+            "channel_id": d.channel_id,
+            "calendar_id": d.calendar_id,
+            "state": d.state,
+            "number": d.number,
+            "status": d.status,
+            "dropped": d.dropped,
+        }
+        for d in _state(request).push.deliveries
+    ]
+    return web.json_response({"deliveries": sent})
 
 
 # --- OAuth -------------------------------------------------------------------------------

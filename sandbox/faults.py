@@ -90,6 +90,9 @@ class Fault:
     """SLOW: seconds to wait instead of a gate (never use this from tests)."""
     body: str | None = None
     """MALFORMED / WRONG_SHAPE: an exact body to send instead of the provider's default."""
+    purpose: str | None = None
+    """Only requests marked with this purpose (``X-Sandbox-Purpose``, e.g. ``sync``) suffer it;
+    others pass as if nothing were armed. ``None`` = every request."""
 
     def __post_init__(self) -> None:
         """Reject field combinations that cannot mean anything."""
@@ -163,10 +166,14 @@ class FaultBoard:
                 continue
             del self._queues[target]
 
-    def take(self, provider: Provider, resource: str | None) -> Fault | None:
-        """The fault the next request to ``resource`` of ``provider`` must suffer, if any.
+    def take(
+        self, provider: Provider, resource: str | None, purpose: str | None = None
+    ) -> Fault | None:
+        """The fault the next request to ``resource`` of ``provider`` (marked with
+        ``purpose``) must suffer, if any.
 
-        Consumes one use of a counted fault; the resource's queue wins over the provider's.
+        Consumes one use of a counted fault; the resource's queue wins over the provider's. A
+        fault for another purpose stays armed and lets the request through.
         """
         targets = [FaultTarget(provider)]
         if resource is not None:
@@ -176,6 +183,8 @@ class FaultBoard:
             if not queue:
                 continue
             armed = queue[0]
+            if armed.fault.purpose is not None and armed.fault.purpose != purpose:
+                continue
             if armed.remaining is not None:
                 armed.remaining -= 1
                 if armed.remaining == 0:

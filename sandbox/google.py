@@ -1,4 +1,5 @@
-"""The Google Calendar API v3 provider: ``calendars.get`` and ``events.list`` with sync tokens.
+"""The Google Calendar API v3 provider: ``calendars.get``, ``events.list`` with sync tokens,
+and push: ``events.watch`` and ``channels.stop`` (the channels themselves: ``sandbox.push``).
 
 Errors use Google's JSON error shape (``{"error": {"code", "message", "errors": [...]}}``)
 so that connectors classify them exactly as they would classify Google's.
@@ -7,6 +8,7 @@ so that connectors classify them exactly as they would classify Google's.
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +24,7 @@ from sandbox.calendars import (
 )
 from sandbox.credentials import bearer_token
 from sandbox.faults import Fault, FaultKind, Provider
+from sandbox.push import WatchRefused
 from sandbox.traffic import STATE, endpoint, path_param
 
 PREFIX = "/calendar/v3"
@@ -212,6 +215,87 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     return web.json_response(body)
 
 
+@_google
+async def watch_events(request: web.Request) -> web.StreamResponse:
+    """``POST /calendar/v3/calendars/{calendarId}/events/watch`` (events.watch).
+
+    Body: ``{"id", "type": "web_hook", "address", "token"?, "expiration"?}`` (expiration in
+    milliseconds since the epoch). Answers the channel with its ``resourceId`` and
+    ``expiration``; the ``sync`` notification follows.
+    """
+    if not _authorized(request):
+        return unauthenticated()
+    calendar_id = request.match_info["calendarId"]
+    try:
+        request.app[STATE].google.calendar(calendar_id)
+    except CalendarNotFound:
+        return not_found()
+    body = await _json(request)
+    if body is None:
+        return error(400, "parseError", "Parse Error")
+    channel_id, address, token = body.get("id"), body.get("address"), body.get("token")
+    if not isinstance(channel_id, str) or not 0 < len(channel_id) <= 64:
+        return error(400, "required", "Required channel id", location="id")
+    if body.get("type") not in ("web_hook", "webhook"):
+        return error(400, "invalid", "Invalid channel type", location="type")
+    if not isinstance(address, str) or not address:
+        return error(400, "required", "Required address", location="address")
+    if token is not None and (not isinstance(token, str) or len(token) > 256):
+        return error(400, "invalid", "Invalid token", location="token")
+    expiration = _millis(body.get("expiration"))
+    if body.get("expiration") is not None and expiration is None:
+        return error(400, "invalid", "Invalid expiration", location="expiration")
+    uri = str(request.url.with_path(PREFIX + f"/calendars/{calendar_id}/events").with_query(None))
+    try:
+        channel = request.app[STATE].push.watch(
+            calendar_id, channel_id, address, token, expiration, uri
+        )
+    except WatchRefused as refused:
+        return error(400, refused.reason, refused.message)
+    answer: dict[str, Any] = {
+        "kind": "api#channel",
+        "id": channel.id,
+        "resourceId": channel.resource_id,
+        "resourceUri": channel.resource_uri,
+        "expiration": str(int(channel.expiration.timestamp() * 1000)),
+    }
+    if channel.token is not None:
+        answer["token"] = channel.token
+    return web.json_response(answer)
+
+
+@_google
+async def stop_channel(request: web.Request) -> web.StreamResponse:
+    """``POST /calendar/v3/channels/stop``: ``{"id", "resourceId"}``; 204, or 404 when no
+    live channel has them."""
+    if not _authorized(request):
+        return unauthenticated()
+    body = await _json(request)
+    if body is None:
+        return error(400, "parseError", "Parse Error")
+    channel_id, resource_id = body.get("id"), body.get("resourceId")
+    if not isinstance(channel_id, str) or not isinstance(resource_id, str):
+        return error(400, "required", "Required id and resourceId")
+    if not request.app[STATE].push.stop(channel_id, resource_id):
+        return error(404, "notFound", f"Channel '{channel_id}' not found for project 'sandbox'")
+    return web.Response(status=204)
+
+
+async def _json(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.read() or b"null")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _millis(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def event_json(calendar: Calendar, event: CalendarEvent) -> dict[str, Any]:
     """An event resource as Google returns it (deleted events carry little besides their id)."""
     common = {
@@ -245,6 +329,8 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get(PREFIX + "/calendars/{calendarId}", get_calendar),
         web.get(PREFIX + "/calendars/{calendarId}/events", list_events),
+        web.post(PREFIX + "/calendars/{calendarId}/events/watch", watch_events),
+        web.post(PREFIX + "/channels/stop", stop_channel),
     ]
 
 

@@ -163,6 +163,7 @@ def fault_request(value: Any) -> FaultRequest:
             gate=optional_string(body, "gate"),
             delay=float(delay) if delay is not None else None,
             body=optional_string(body, "body"),
+            purpose=optional_string(body, "purpose"),
         )
     except ValueError as exc:
         raise SchemaError(str(exc)) from None
@@ -184,6 +185,7 @@ def armed_fault_json(target: FaultTarget, armed: ArmedFault) -> dict[str, Any]:
         "retry_after": fault.retry_after,
         "gate": fault.gate,
         "delay": fault.delay,
+        "purpose": fault.purpose,
     }
 
 

@@ -96,6 +96,7 @@ class Sandbox:
             return
         self.state.gates.open_all()
         await runner.cleanup()
+        await self.state.push.close()
         self._bound = None
 
     async def __aenter__(self) -> Sandbox:

@@ -8,6 +8,7 @@ from sandbox.datasets import DatasetStore
 from sandbox.faults import Fault, FaultBoard, FaultTarget, Provider
 from sandbox.feeds import FeedStore
 from sandbox.gates import Gates
+from sandbox.push import PushChannels
 from sandbox.request_log import RequestLog
 from sandbox.tokens import AuthServer
 
@@ -25,7 +26,11 @@ class SandboxState:
         self._init()
 
     def _init(self) -> None:
-        self.google = CalendarStore(self.clock)
+        # Kept across resets (its HTTP client belongs to the server's life), but emptied.
+        self.push: PushChannels = getattr(self, "push", None) or PushChannels(self.clock)
+        self.push.clear()
+        """Google push channels (events.watch) and the notifications they sent."""
+        self.google = CalendarStore(self.clock, on_change=self.push.changed)
         """Google calendars and events."""
         self.oauth = AuthServer(self.clock)
         """OAuth clients, codes and tokens."""

@@ -42,7 +42,7 @@ def endpoint(
             state = request.app[STATE]
             arrived = state.clock()
             name = resource(request)
-            fault = state.faults.take(provider, name)
+            fault = state.faults.take(provider, name, request.headers.get(PURPOSE_HEADER))
             status: int | None = None
             try:
                 response = await _answer(request, state, fault, handler, render)

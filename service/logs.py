@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from service.observability.tracing import add_trace_ids
+
 
 def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = None) -> None:
     """Route structlog and the standard library's logging through one renderer. With
@@ -24,6 +26,7 @@ def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = No
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     if worker is not None:
         shared.append(_WorkerField(worker))

@@ -1,4 +1,5 @@
-"""`python -m service.rekey`: re-seal every stored credential with the newest key.
+"""`python -m service.rekey`: re-seal every stored credential and webhook secret with the
+newest key.
 
 Rotate by putting a new key first in INTEGRATIONS_ENCRYPTION_KEYS (keep the old ones after
 it), restarting the replicas, then running this once; afterwards the old keys can be dropped.
@@ -16,8 +17,6 @@ from uuid import UUID
 
 from service import config, logs
 from service.storage.database import Database, EmbeddedPostgres
-from service.storage.queries import Q
-from service.storage.sealing import KeyRing, row_binding
 
 BATCH = 500
 
@@ -32,30 +31,21 @@ class RekeyReport:
     skipped: int
 
 
-async def rekey(db: Database, keys: KeyRing) -> RekeyReport:
-    """Re-seal every credential not sealed with the primary key."""
+async def rekey(db: Database) -> RekeyReport:
+    """Re-seal every credential and webhook secret not sealed with the primary key of `db`'s
+    key ring."""
     examined = resealed = skipped = 0
-    after: tuple[str, UUID] = ("", UUID(int=0))
-    while True:
-        rows = await db.fetch(Q["credentials_batch"], after[0], after[1], BATCH)
-        if not rows:
-            return RekeyReport(examined, resealed, skipped)
-        for row in rows:
-            examined += 1
-            sealed = bytes(row["sealed"])
-            if keys.key_id_of(sealed) == keys.primary_id:
-                continue
-            binding = row_binding(row["tenant_id"], row["integration_id"])
-            fresh = keys.seal(keys.open(sealed, binding), binding)
-            async with db.connection() as conn:
-                status = await conn.execute(
-                    Q["credentials_reseal"], row["tenant_id"], row["integration_id"], sealed, fresh
-                )
-            if status.endswith(" 1"):
-                resealed += 1
-            else:
-                skipped += 1
-        after = (rows[-1]["tenant_id"], rows[-1]["integration_id"])
+    for table in ("credentials", "webhooks"):
+        after: tuple[str, UUID] | None = ("", UUID(int=0))
+        while after is not None:
+            async with db.connection() as tx:
+                rows = tx.credentials if table == "credentials" else tx.webhooks
+                batch = await rows.rekey_batch(after, BATCH)
+            examined += batch.examined
+            resealed += batch.resealed
+            skipped += batch.skipped
+            after = batch.last
+    return RekeyReport(examined, resealed, skipped)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,14 +58,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not dsn:
             embedded = EmbeddedPostgres(settings.data_dir)
             dsn = await embedded.start()
-        db = await Database.open(dsn, pool_size=2)
+        db = await Database.open(dsn, keys=settings.key_ring(), pool_size=2)
         try:
-            keys = (
-                KeyRing.parse(settings.encryption_keys)
-                if settings.encryption_keys
-                else KeyRing.local(settings.data_dir / "encryption.keys")
-            )
-            return await rekey(db, keys)
+            return await rekey(db)
         finally:
             await db.close()
             if embedded is not None:

@@ -10,7 +10,9 @@ PostgreSQL if no DATABASE_URL is set, and creates the local key file, so that th
 not race for them. It then starts worker 0 on the configured addresses. Once worker 0 reports
 the ports it bound (port 0 picks them), workers 1…N-1 bind the same ports. gRPC core and the
 sign-in callback set SO_REUSEPORT, and the kernel spreads new connections over the workers.
-Any worker can complete any sign-in, because sign-ins are stored in PostgreSQL.
+Any worker can complete any sign-in, because sign-ins are stored in PostgreSQL. The metrics
+and health endpoints (`--ops-listen`) are not shared: each worker counts its own, on the
+configured port plus its index, so that Prometheus scrapes every one of them.
 
 SIGTERM or SIGINT is forwarded to every worker. Each one drains as a lone process does, and
 the supervisor exits 0 once all of them have. A worker that exits on its own (a crash, the
@@ -41,6 +43,7 @@ from service.api.server import Server, serve
 from service.app import App
 from service.config import Settings
 from service.oauth.callback import parse_listen
+from service.observability import tracing
 from service.storage.database import EmbeddedPostgres
 from service.storage.sealing import KeyRing
 
@@ -66,6 +69,7 @@ def serve_process(settings: Settings, on_started: Callable[[Server], None]) -> N
     """This process serves until SIGTERM or SIGINT (see `service.api.server.serve`)."""
 
     async def run() -> None:
+        tracing.configure()
         app = await App.start(settings)
         await serve(app, on_started=on_started)
 
@@ -134,13 +138,14 @@ class Supervisor:
             ),
         )
         for index in range(1, settings.workers):
-            if self._start(shared, index)[0] == 0:
+            if self._start(replace(shared, ops_listen=_ops_of(settings, index)), index)[0] == 0:
                 return 0 if self.stopping else 1
         log.info("ready", port=grpc_port, workers=settings.workers)
         while not self.stopping:
             ready = self._wait([w.sentinel for w in self.workers], None)
             for worker in self.workers:
                 if worker.sentinel in ready and not self.stopping:
+                    worker.join()  # it has exited (its sentinel says so): reap it, for the code
                     log.error(
                         "worker_exited", worker=self.workers.index(worker), code=worker.exitcode
                     )
@@ -197,6 +202,16 @@ class Supervisor:
                 log.warning("worker_killed", worker=self.workers.index(worker))
                 worker.kill()
                 worker.join()
+
+
+def _ops_of(settings: Settings, index: int) -> str:
+    """Worker `index`'s metrics and health address: each worker counts its own, so each has
+    its own port (the configured one plus the index; port 0: a free one each) for Prometheus
+    to scrape every worker."""
+    if settings.ops_listen == "off":
+        return "off"
+    _, port = parse_listen(settings.ops_listen)
+    return settings.ops_listen if port == 0 else _with_port(settings.ops_listen, port + index)
 
 
 def _with_port(address: str, port: int) -> str:

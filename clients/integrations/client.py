@@ -4,15 +4,20 @@ It wraps the generated stub with what every caller otherwise rewrites: the API k
 call, a request id on Create so retries are safe, retries of idempotent calls when a replica
 is unavailable, iteration over every page, and errors decoded from google.rpc details into
 one exception a caller can branch on (`error.reason`, `error.violations`).
+
+TLS: pass `credentials=tls_credentials(ca_file=..., cert_file=..., key_file=...)` (the CA that
+signed the server's certificate, and for mutual TLS this client's certificate and key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +27,7 @@ from google.rpc import error_details_pb2, status_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.v1 import service_pb2_grpc
+from integrations.v1 import webhooks_pb2 as wh
 from integrations.watch import StatusWatch
 
 R = TypeVar("R")
@@ -76,6 +82,24 @@ class IntegrationsError(Exception):
         return result
 
 
+def tls_credentials(
+    *,
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for TLS: `ca_file` is the CA that signed the server's certificate
+    (None: the system's trusted CAs); `cert_file` and `key_file` are this client's certificate
+    and key, for a server that requires mutual TLS."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs its key, and a key its certificate")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
+
+
 def _duration(value: timedelta | None) -> duration_pb2.Duration | None:
     if value is None:
         return None
@@ -93,11 +117,18 @@ class IntegrationsClient:
         *,
         api_key: str | None = None,
         channel: grpc.aio.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
         retries: int = 3,
         retry_delay: timedelta = timedelta(milliseconds=200),
     ) -> None:
+        """`credentials` (see `tls_credentials`) connect over TLS; without them the channel
+        is plaintext, for a service on this machine."""
         self._own_channel = channel is None
-        self.channel = channel or grpc.aio.insecure_channel(target)
+        self.channel = channel or (
+            grpc.aio.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target)
+        )
         self.stub = service_pb2_grpc.IntegrationServiceStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
@@ -325,13 +356,170 @@ class IntegrationsClient:
         ):
             yield item
 
+    async def sync_runs_page(
+        self, integration_id: str, *, page_size: int = 20, page_token: str = ""
+    ) -> tuple[builtins.list[pb.SyncRun], str]:
+        """One page of sync runs, newest first, and the token of the next ("" at the end)."""
+        page = await self._call(
+            self.stub.ListSyncRuns,
+            api.ListSyncRunsRequest(id=integration_id, page_size=page_size, page_token=page_token),
+            idempotent=True,
+        )
+        return list(page.runs), page.next_page_token
+
+    async def records_page(
+        self, integration_id: str, *, page_size: int = 50, page_token: str = ""
+    ) -> tuple[builtins.list[pb.Record], str]:
+        """One page of synced records and the token of the next ("" at the end)."""
+        page = await self._call(
+            self.stub.ListRecords,
+            api.ListRecordsRequest(id=integration_id, page_size=page_size, page_token=page_token),
+            idempotent=True,
+        )
+        return list(page.records), page.next_page_token
+
+    async def list_page(
+        self,
+        *,
+        statuses: Sequence[pb.Status.ValueType] = (),
+        connector_type: str = "",
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[builtins.list[pb.Integration], str]:
+        """One page of integrations, newest first, and the token of the next."""
+        page = await self._call(
+            self.stub.List,
+            api.ListRequest(
+                page_size=page_size,
+                page_token=page_token,
+                statuses=list(statuses),
+                connector_type=connector_type,
+            ),
+            idempotent=True,
+        )
+        return list(page.integrations), page.next_page_token
+
     async def records(self, integration_id: str, page_size: int = 500) -> AsyncIterator[pb.Record]:
-        """The integration's synced records."""
+        """The integration's synced records (for the cursor that goes with them, page through
+        ListRecords yourself: every page's `cursor`)."""
         async for item in self._pages(
             self.stub.ListRecords,
             lambda token: api.ListRecordsRequest(
                 id=integration_id, page_size=page_size, page_token=token
             ),
             "records",
+        ):
+            yield item
+
+    async def record_changes(
+        self,
+        integration_id: str,
+        *,
+        after: str = "",
+        page_size: int = 500,
+        follow: bool = False,
+        poll_interval: timedelta = timedelta(seconds=5),
+    ) -> AsyncIterator[api.ListRecordChangesResponse]:
+        """The integration's change feed after the cursor `after` ("" = from the start), one
+        page at a time, each with the cursor that resumes after it: apply a page's `changes`,
+        then store its `cursor` (a crash in between replays the page, which is harmless: every
+        change is the record's latest state). A page comes when it has changes or moves the
+        cursor. Stops once caught up, unless `follow`, which keeps asking every
+        `poll_interval` (or subscribe to the records.changed webhook and call this when one
+        arrives). Raises IntegrationsError CURSOR_EXPIRED when the cursor is older than the
+        feed keeps deletions: read everything again with ListRecords."""
+        cursor = after
+        while True:
+            page = await self._call(
+                self.stub.ListRecordChanges,
+                api.ListRecordChangesRequest(id=integration_id, after=cursor, page_size=page_size),
+                idempotent=True,
+            )
+            moved, cursor = page.cursor != cursor, page.cursor
+            if page.changes or moved:
+                yield page
+            if page.has_more:
+                continue
+            if not follow:
+                return
+            await asyncio.sleep(poll_interval.total_seconds())
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def create_webhook(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[wh.WebhookEventType.ValueType] = (),
+        description: str = "",
+    ) -> wh.CreateWebhookResponse:
+        """Create a webhook endpoint; the response's `secret` is shown only this once. Not
+        retried (a retry could create a second endpoint)."""
+        request = wh.CreateWebhookRequest(
+            url=url,
+            description=description,
+            filter=wh.WebhookEventFilter(event_types=list(event_types)),
+        )
+        return await self._call(self.stub.CreateWebhook, request, idempotent=False)
+
+    async def webhooks(self, page_size: int = 100) -> AsyncIterator[wh.Webhook]:
+        """The tenant's webhook endpoints, newest first."""
+        async for item in self._pages(
+            self.stub.ListWebhooks,
+            lambda token: wh.ListWebhooksRequest(page_size=page_size, page_token=token),
+            "webhooks",
+        ):
+            yield item
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        etag: str = "",
+        url: str | None = None,
+        description: str | None = None,
+        event_types: Sequence[wh.WebhookEventType.ValueType] | None = None,
+        enabled: bool | None = None,
+    ) -> wh.Webhook:
+        """Change a webhook; `enabled=True` re-enables one the service disabled."""
+        request = wh.UpdateWebhookRequest(id=webhook_id, etag=etag)
+        if url is not None:
+            request.url = url
+        if description is not None:
+            request.description = description
+        if event_types is not None:
+            request.filter.CopyFrom(wh.WebhookEventFilter(event_types=list(event_types)))
+        if enabled is not None:
+            request.enabled = enabled
+        response = await self._call(self.stub.UpdateWebhook, request, idempotent=True)
+        return response.webhook
+
+    async def delete_webhook(self, webhook_id: str, *, etag: str = "") -> None:
+        await self._call(
+            self.stub.DeleteWebhook,
+            wh.DeleteWebhookRequest(id=webhook_id, etag=etag),
+            idempotent=bool(etag),
+        )
+
+    async def rotate_webhook_secret(
+        self, webhook_id: str, *, etag: str = "", overlap: timedelta | None = None
+    ) -> wh.RotateWebhookSecretResponse:
+        """A new secret (shown only this once); the old one keeps signing for `overlap`."""
+        return await self._call(
+            self.stub.RotateWebhookSecret,
+            wh.RotateWebhookSecretRequest(id=webhook_id, etag=etag, overlap=_duration(overlap)),
+            idempotent=False,
+        )
+
+    async def webhook_deliveries(
+        self, webhook_id: str, page_size: int = 100
+    ) -> AsyncIterator[wh.WebhookDelivery]:
+        """A webhook's delivery log, newest first."""
+        async for item in self._pages(
+            self.stub.ListWebhookDeliveries,
+            lambda token: wh.ListWebhookDeliveriesRequest(
+                id=webhook_id, page_size=page_size, page_token=token
+            ),
+            "deliveries",
         ):
             yield item

@@ -6,9 +6,14 @@
         watch.view              # id -> Integration of everything selected, kept current
         watch.revision          # the newest revision seen: where a reconnection resumes
 
-When a stream breaks (UNAVAILABLE: the server is shutting down or unreachable;
-RESOURCE_EXHAUSTED: this subscriber fell too far behind; ABORTED) the watch reconnects with
-backoff and resumes after `revision`, so no change is missed or repeated. When the server no
+When a stream ends in a way that a retry can fix — UNAVAILABLE (the server is shutting down
+or unreachable), RESOURCE_EXHAUSTED (this subscriber fell too far behind, or the replica serves
+its maximum of streams), CANCELLED (by the server's transport or a proxy), DEADLINE_EXCEEDED,
+ABORTED, INTERNAL or UNKNOWN (often a proxy in between), or a plain end without a status —
+the watch reconnects with backoff (never sooner than the server's RetryInfo asks) and resumes
+after `revision`, so no change is missed or repeated. A permanent refusal (UNAUTHENTICATED,
+PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED…) is raised at once: retrying
+the same request cannot fix it. When the server no
 longer has the history to resume from (REVISION_COMPACTED), it starts over from a fresh
 snapshot: the `snapshot` messages arrive again and `view` is replaced when the snapshot is
 complete. Heartbeats advance `revision` too, so a quiet, filtered watch resumes from near
@@ -22,7 +27,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -35,9 +40,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Codes after which the same request, resumed, can succeed.
+#: Codes after which the same request, resumed, can succeed. (CANCELLED reaches here only
+#: from the other side: cancelling the watch locally ends the iteration with CancelledError.)
 RESUMABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
 )
 #: ErrorInfo reasons that mean "your revision cannot be resumed from: take a new snapshot".
 START_OVER = frozenset({"REVISION_COMPACTED", "REVISION_AHEAD"})
@@ -121,7 +135,7 @@ class StatusWatch:
                 if ended is not None:
                     raise ended
                 return
-            delay = self._backoff.delay(failures)
+            delay = max(self._backoff.delay(failures), _retry_delay(ended))
             log.info(
                 "watch stream ended (%s); resuming after revision %d in %.2fs",
                 ended.code().name if ended is not None else "closed",
@@ -163,14 +177,32 @@ class StatusWatch:
             self.revision = max(self.revision, message.heartbeat.revision)
 
 
-def _reason(error: grpc.aio.AioRpcError) -> str:
-    """The google.rpc.ErrorInfo reason of a failed call ('' when it has none)."""
+def _details(error: grpc.aio.AioRpcError) -> list[Any]:
+    """The google.rpc details of a failed call (none when it carries none, or garbage)."""
     for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return str(info.reason)
+            try:
+                return list(status_pb2.Status.FromString(value).details)
+            except Exception:  # a proxy's trailer need not be ours
+                return []
+    return []
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    """The google.rpc.ErrorInfo reason of a failed call ('' when it has none)."""
+    for detail in _details(error):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
     return ""
+
+
+def _retry_delay(error: grpc.aio.AioRpcError | None) -> float:
+    """The seconds a google.rpc.RetryInfo of a failed call asks to wait (0 without one)."""
+    for detail in _details(error) if error is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return max(0.0, float(info.retry_delay.ToTimedelta().total_seconds()))
+    return 0.0

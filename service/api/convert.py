@@ -15,11 +15,13 @@ from google.protobuf.message import Message
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
+from service.domain.breaker import BreakerState
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
+from service.domain.push import Push, PushState
 from service.domain.status import Action, Status, SyncState, allowed_actions
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain.sync import RecordChange, StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
 
 E = TypeVar("E", bound=enum.Enum)
@@ -52,6 +54,7 @@ ERROR_CODE = EnumMap(ErrorCode, pb.ErrorCode, "ERROR_CODE")
 ERROR_CATEGORY = EnumMap(ErrorCategory, pb.ErrorCategory, "ERROR_CATEGORY")
 SYNC_RUN_TRIGGER = EnumMap(SyncTrigger, pb.SyncRunTrigger, "SYNC_RUN_TRIGGER")
 SYNC_RUN_OUTCOME = EnumMap(SyncOutcome, pb.SyncRunOutcome, "SYNC_RUN_OUTCOME")
+PUSH_STATE = EnumMap(PushState, pb.PushState, "PUSH_STATE")
 
 #: The oneof field of ConnectorConfig that holds each built-in connector's config.
 BUILTIN_CONFIG_FIELDS = {"google_calendar", "ics_feed", "rest_json"}
@@ -81,14 +84,46 @@ def duration(value: timedelta | None) -> duration_pb2.Duration | None:
     return d
 
 
+#: google.protobuf.Duration's range (±10,000 years) and Timestamp's (years 1 to 9999).
+MAX_DURATION_SECONDS = 315_576_000_000
+MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
+
+
 def duration_in(message: Message, field: str) -> timedelta | None:
-    """A Duration field of a request, None when unset; negative ones are an error."""
+    """A Duration field of a request, None when unset; negative or invalid ones (outside the
+    Duration range, nanos of another sign) are an error."""
     if not message.HasField(field):
         return None
     value: duration_pb2.Duration = getattr(message, field)
+    if (
+        abs(value.seconds) > MAX_DURATION_SECONDS
+        or abs(value.nanos) >= 1_000_000_000
+        or (value.seconds > 0 > value.nanos)
+        or (value.seconds < 0 < value.nanos)
+    ):
+        raise InvalidArgument(
+            [FieldViolation(field, "is not a valid duration", "INVALID_DURATION")]
+        )
     if value.seconds < 0 or value.nanos < 0:
         raise InvalidArgument([FieldViolation(field, "must not be negative", "NEGATIVE")])
     return value.ToTimedelta()
+
+
+def timestamp_in(value: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A Timestamp of a request as a naive UTC datetime (the form stored so far), or
+    InvalidArgument when it is outside Timestamp's range (years 1 to 9999)."""
+    if (
+        not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
+        or not 0 <= value.nanos < 1_000_000_000
+    ):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    field, "must be a valid time between the years 1 and 9999", "INVALID_TIME"
+                )
+            ]
+        )
+    return value.ToDatetime()
 
 
 def config_in(connector_type: str, config: pb.ConnectorConfig) -> dict[str, Any] | None:
@@ -134,12 +169,15 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
     secret: dict[str, Any]
     if which == "oauth":
         o = message.oauth
+        expires = (
+            timestamp_in(o.expire_time, f"{field}.oauth.expire_time")
+            if o.HasField("expire_time")
+            else None
+        )
         secret = {
             "access_token": o.access_token,
             "refresh_token": o.refresh_token,
-            "expires_at": o.expire_time.ToDatetime().isoformat()
-            if o.HasField("expire_time")
-            else None,
+            "expires_at": expires.isoformat() if expires is not None else None,
         }
         if not o.access_token and not o.refresh_token:
             missing.append("oauth.access_token")
@@ -147,6 +185,16 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
         secret = {"username": message.basic.username, "password": message.basic.password}
         if not message.basic.username:
             missing.append("basic.username")
+        elif ":" in message.basic.username:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        f"{field}.basic.username",
+                        "must not contain ':' (HTTP Basic authentication cannot carry it)",
+                        "INVALID_CHARACTERS",
+                    )
+                ]
+            )
     else:
         secret = {"token": getattr(message, which)}
         if not secret["token"]:
@@ -173,7 +221,7 @@ def error_out(error: IntegrationError | None) -> pb.IntegrationError | None:
     )
 
 
-def integration_out(i: Integration, *, now: datetime, default_threshold: int) -> pb.Integration:
+def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:
     """The API view of an integration (credentials reduced to whether they are set)."""
     b = i.breaker
     return pb.Integration(
@@ -190,9 +238,9 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
         sync_state=SYNC_STATE.out(i.sync_state),
         last_error=error_out(i.last_error),
         breaker=pb.Breaker(
-            state=pb.BREAKER_STATE_OPEN if b.open else pb.BREAKER_STATE_CLOSED,
+            state=_breaker_state(b.state),
             consecutive_failures=b.consecutive_failures,
-            threshold=b.threshold or default_threshold,
+            threshold=threshold,
             open_time=timestamp(b.opened_at),
             next_attempt_time=timestamp(b.next_attempt_at),
         ),
@@ -207,7 +255,26 @@ def integration_out(i: Integration, *, now: datetime, default_threshold: int) ->
         missing_config_fields=list(i.missing_config_fields),
         allowed_actions=[ACTION.to_pb[a] for a in allowed_actions(i.status)],
         late=i.late(now),
+        push=push_out(i.push),
     )
+
+
+def push_out(push: Push) -> pb.Push:
+    """The API view of an integration's push state (its bookkeeping stays inside)."""
+    active = push.state is PushState.ACTIVE
+    unavailable = push.state is PushState.UNAVAILABLE
+    return pb.Push(
+        state=PUSH_STATE.to_pb[push.state],
+        expire_time=timestamp(push.expires_at) if active else None,
+        reason=push.reason if unavailable else "",
+        retry_time=timestamp(push.retry_at) if unavailable else None,
+    )
+
+
+def _breaker_state(state: BreakerState) -> Any:
+    if state.trial:
+        return pb.BREAKER_STATE_HALF_OPEN
+    return pb.BREAKER_STATE_OPEN if state.open else pb.BREAKER_STATE_CLOSED
 
 
 def event_out(e: Event) -> pb.IntegrationEvent:
@@ -252,10 +319,36 @@ def sync_run_out(run: SyncRun) -> pb.SyncRun:
         records_deleted=run.records_deleted,
         full_resync=run.full_resync,
         error=error_out(run.error),
+        records_rejected=run.records_rejected,
+        rejected_example=run.rejected_example,
+        reason=run.note or (run.error.message if run.error else ""),
     )
 
 
 def record_out(record: StoredRecord) -> pb.Record:
     return pb.Record(
-        id=record.id, data=struct(record.data), update_time=timestamp(record.updated_at)
+        id=record.id,
+        data=struct(record.data),
+        update_time=timestamp(record.updated_at),
+        sequence=record.seq,
+    )
+
+
+def change_out(change: RecordChange) -> pb.RecordChange:
+    if change.data is None:
+        return pb.RecordChange(
+            sequence=change.seq,
+            kind=pb.RECORD_CHANGE_KIND_DELETE,
+            record_id=change.record_id,
+            change_time=timestamp(change.changed_at),
+        )
+    record = StoredRecord(
+        id=change.record_id, data=change.data, updated_at=change.changed_at, seq=change.seq
+    )
+    return pb.RecordChange(
+        sequence=change.seq,
+        kind=pb.RECORD_CHANGE_KIND_UPSERT,
+        record_id=change.record_id,
+        record=record_out(record),
+        change_time=timestamp(change.changed_at),
     )

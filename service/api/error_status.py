@@ -49,7 +49,7 @@ def to_grpc_status(error: exc.ServiceError) -> grpc.Status:
     details = [
         error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     ]
-    if isinstance(error, exc.InvalidArgument):
+    if isinstance(error, exc.InvalidArgument) and error.violations:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
+from typing import Any
 
 from google.protobuf.message import Message
 from integrations.v1 import service_pb2 as api
 
-from service.api import convert, page_tokens
+from service.api import convert
 from service.api.base import Context, RpcBase
+from service.connectors.base import Connector
 from service.domain import validation
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
 
@@ -19,20 +19,30 @@ class LifecycleRpcs(RpcBase):
 
     async def Create(self, request: api.CreateRequest, context: Context) -> api.CreateResponse:
         tenant = self.tenant(context)
+        connector = self.app.connectors.get(request.connector_type)
+        config = convert.config_in(request.connector_type, request.config) if connector else None
+        if connector is not None and config is not None:
+            self._check_oauth_overrides(connector, config)
         spec = CreateSpec(
             display_name=request.display_name,
             connector_type=request.connector_type,
             request_id=request.request_id,
-            config=convert.config_in(request.connector_type, request.config)
-            if self.app.connectors.get(request.connector_type)
-            else None,
+            config=config,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.create(tenant, spec)
-        integration, _ = await self.app.verify_if_testing(integration)
+        integration, _ = await self.app.tester.verify_if_testing(integration)
         return api.CreateResponse(integration=self.out(integration))
+
+    def _check_oauth_overrides(self, connector: Connector, config: dict[str, Any]) -> None:
+        """Refuse token / consent URL overrides this deployment would never use. Checked once
+        the URLs are well-formed (the lifecycle reports malformed ones, with every other
+        field), so a caller is not told about trust before syntax."""
+        if connector.check_config(config).violations:
+            return
+        validation.raise_if(self.app.reauthorization.setup.override_violations(connector, config))
 
     async def Get(self, request: api.GetRequest, context: Context) -> api.GetResponse:
         tenant = self.tenant(context)
@@ -56,16 +66,21 @@ class LifecycleRpcs(RpcBase):
             "statuses": sorted(s.value for s in statuses),
             "connector_type": request.connector_type,
         }
-        position = page_tokens.decode(request.page_token, "integrations", filters)
+        after = self.page_tokens.decode_keyset(request.page_token, tenant, "integrations", filters)
         found = await self.app.lifecycle.list_page(
             tenant,
             statuses=statuses,
             connector_type=request.connector_type,
-            after=_keyset(position),
+            after=after,
             limit=size + 1,
         )
-        page, token = page_tokens.page(
-            found, size, "integrations", filters, lambda i: [i.created_at.isoformat(), str(i.id)]
+        page, token = self.page_tokens.page(
+            found,
+            size,
+            tenant,
+            "integrations",
+            filters,
+            lambda i: [i.created_at.isoformat(), str(i.id)],
         )
         return api.ListResponse(integrations=[self.out(i) for i in page], next_page_token=token)
 
@@ -75,15 +90,19 @@ class LifecycleRpcs(RpcBase):
         tenant = self.tenant(context)
         integration_id = validation.integration_id(request.id)
         current = await self.app.lifecycle.get(tenant, integration_id)
+        config = convert.config_in(current.connector_type, request.config)
+        connector = self.app.connectors.get(current.connector_type)
+        if connector is not None and config is not None:
+            self._check_oauth_overrides(connector, config)
         spec = ConfigureSpec(
             display_name=request.display_name if request.HasField("display_name") else None,
-            config=convert.config_in(current.connector_type, request.config),
+            config=config,
             credentials=convert.credentials_in(request.credentials),
             sync_interval=convert.duration_in(request, "sync_interval"),
             breaker_threshold=_optional(request, "breaker_threshold"),
         )
         integration = await self.app.lifecycle.configure(tenant, integration_id, request.etag, spec)
-        integration, outcome = await self.app.verify_if_testing(integration)
+        integration, outcome = await self.app.tester.verify_if_testing(integration)
         test = convert.test_out(outcome, self.out(integration)) if outcome else None
         return api.ConfigureResponse(integration=self.out(integration), test=test)
 
@@ -119,30 +138,16 @@ class LifecycleRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        before = page_tokens.decode_one(request.page_token, "events", filters, int)
+        before = self.page_tokens.decode_one(request.page_token, tenant, "events", filters, int)
         found = await self.app.lifecycle.events(
             tenant, integration_id, before_revision=before, limit=size + 1
         )
-        events, token = page_tokens.page(found, size, "events", filters, lambda e: [e.revision])
+        events, token = self.page_tokens.page(
+            found, size, tenant, "events", filters, lambda e: [e.revision]
+        )
         return api.ListEventsResponse(
             events=[convert.event_out(e) for e in events], next_page_token=token
         )
-
-
-def _keyset(position: list[object] | None) -> tuple[datetime, UUID] | None:
-    if position is None:
-        return None
-    try:
-        created, ident = position
-        return datetime.fromisoformat(str(created)), UUID(str(ident))
-    except (ValueError, TypeError):
-        raise validation.InvalidArgument(
-            [
-                validation.FieldViolation(
-                    "page_token", "is not a page token of this list", "MALFORMED_PAGE_TOKEN"
-                )
-            ]
-        ) from None
 
 
 def _optional(request: Message, field: str) -> int | None:

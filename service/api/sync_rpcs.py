@@ -1,10 +1,10 @@
-"""TestConnection, Sync, ListSyncRuns and ListRecords."""
+"""TestConnection, Sync and ListSyncRuns (records are read through feed_rpcs)."""
 
 from __future__ import annotations
 
 from integrations.v1 import service_pb2 as api
 
-from service.api import convert, page_tokens
+from service.api import convert
 from service.api.base import Context, RpcBase
 from service.domain import validation
 
@@ -13,7 +13,7 @@ DEADLINE_MARGIN = 0.25
 
 
 class SyncRpcs(RpcBase):
-    """The RPCs that talk to providers and read what they brought in."""
+    """The RPCs that talk to providers, and the history of their syncs."""
 
     async def TestConnection(
         self, request: api.TestConnectionRequest, context: Context
@@ -44,24 +44,11 @@ class SyncRpcs(RpcBase):
         size, violations = validation.page_size(request.page_size, default=50)
         validation.raise_if(violations)
         filters = {"id": request.id}
-        before = page_tokens.decode_one(request.page_token, "sync_runs", filters, int)
+        before = self.page_tokens.decode_one(request.page_token, tenant, "sync_runs", filters, int)
         found = await self.app.syncs.runs(tenant, integration_id, before_seq=before, limit=size + 1)
-        runs, token = page_tokens.page(found, size, "sync_runs", filters, lambda r: [r.seq])
+        runs, token = self.page_tokens.page(
+            found, size, tenant, "sync_runs", filters, lambda r: [r.seq]
+        )
         return api.ListSyncRunsResponse(
             runs=[convert.sync_run_out(r) for r in runs], next_page_token=token
-        )
-
-    async def ListRecords(
-        self, request: api.ListRecordsRequest, context: Context
-    ) -> api.ListRecordsResponse:
-        tenant = self.tenant(context)
-        integration_id = validation.integration_id(request.id)
-        size, violations = validation.page_size(request.page_size, default=100)
-        validation.raise_if(violations)
-        filters = {"id": request.id}
-        after = page_tokens.decode_one(request.page_token, "records", filters, str)
-        found = await self.app.syncs.records(tenant, integration_id, after_id=after, limit=size + 1)
-        records, token = page_tokens.page(found, size, "records", filters, lambda r: [r.id])
-        return api.ListRecordsResponse(
-            records=[convert.record_out(r) for r in records], next_page_token=token
         )

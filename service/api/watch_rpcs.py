@@ -64,7 +64,9 @@ class WatchRpcs(RpcBase):
             case Change(event):
                 return api.WatchStatusResponse(
                     deleted=api.IntegrationDeleted(
-                        id=str(event.integration_id), revision=event.revision
+                        id=str(event.integration_id),
+                        revision=event.revision,
+                        connector_type=event.connector_type or "",
                     ),
                     event=convert.event_out(event),
                 )

@@ -38,6 +38,9 @@ class OAuthProvider:
     """Scopes asked for when a sign-in names none."""
     authorization_params: tuple[tuple[str, str], ...] = ()
     """Extra query parameters of the consent page (e.g. to be given a refresh token)."""
+    revocation_url: str | None = None
+    """Where tokens are revoked (RFC 7009), if the provider supports it. With a `token_url`
+    override, the override's sibling `revoke` is used (…/token -> …/revoke)."""
 
 
 class AccessTokens(Protocol):

@@ -13,14 +13,14 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from service.connectors.auth import AccessTokens, OAuthProvider
 from service.connectors.http import HttpClient
+from service.domain import validation
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
-from service.domain.validation import MAX_CONFIG_STRING
 
 Cursor = Mapping[str, Any]
 """A connector's position at its provider, as JSON; opaque to everything else."""
@@ -90,6 +90,10 @@ class Page:
     cursor: Cursor
     #: Nothing more to fetch in this sync.
     last: bool
+    #: Mentions of a record that a later mention with the same id replaced on this page.
+    superseded: int = 0
+    #: One of them, for the sync run's example of what was not stored.
+    superseded_example: str = ""
 
     @classmethod
     def of(
@@ -100,11 +104,18 @@ class Page:
         *,
         last: bool,
     ) -> Page:
-        """A page from (id, data) pairs in the provider's order, None data meaning deleted; a
-        record mentioned twice counts as its last mention."""
+        """A page from (id, data) pairs in the provider's order, None data meaning deleted. A
+        record mentioned twice counts as its last mention (the provider's latest word); the
+        earlier mentions are counted as superseded."""
         latest: dict[str, Mapping[str, Any] | None] = {}
+        superseded, example = 0, ""
         for record_id, data in items:
-            latest.pop(record_id, None)
+            if latest.pop(record_id, _ABSENT) is not _ABSENT:
+                superseded += 1
+                example = example or (
+                    f"record {str(record_id)[:80]!r}: a later record with the same id on the "
+                    "same page replaced it"
+                )
             latest[record_id] = data
         return cls(
             kind,
@@ -112,12 +123,17 @@ class Page:
             [k for k, v in latest.items() if v is None],
             cursor,
             last,
+            superseded,
+            example,
         )
 
     @property
     def full(self) -> bool:
         """Whether the page belongs to a full listing."""
         return self.kind is not PageKind.CHANGES
+
+
+_ABSENT: Any = object()
 
 
 class Connector(ABC):
@@ -159,6 +175,22 @@ class Connector(ABC):
                 continue
             violations.extend(_check_value(f, path, value))
         return ConfigCheck(tuple(violations), tuple(missing))
+
+    def check_credentials(
+        self, credentials: Credentials, field: str = "credentials"
+    ) -> list[FieldViolation]:
+        """A violation when this connector does not accept this kind of credentials."""
+        if credentials.kind in self.credential_kinds:
+            return []
+        accepted = ", ".join(sorted(self.credential_kinds))
+        return [
+            FieldViolation(
+                field,
+                f"{credentials.kind} credentials are not accepted by the {self.type} "
+                f"connector; use one of {accepted}",
+                "UNSUPPORTED_CREDENTIALS",
+            )
+        ]
 
     @abstractmethod
     async def fetch(self, source: Source, cursor: Cursor | None) -> Page:
@@ -208,13 +240,56 @@ class Connector(ABC):
 def _check_value(f: ConfigField, path: str, value: Any) -> list[FieldViolation]:
     if not isinstance(value, str):
         return [FieldViolation(path, "must be a string", "WRONG_TYPE")]
-    if len(value) > MAX_CONFIG_STRING:
-        return [FieldViolation(path, f"must be at most {MAX_CONFIG_STRING} characters", "TOO_LONG")]
     if f.kind is FieldKind.URL:
-        parts = urlsplit(value)
-        if parts.scheme not in f.allowed or not parts.hostname:
-            schemes = ", ".join(f.allowed)
-            return [FieldViolation(path, f"must be an absolute URL ({schemes})", "INVALID_URL")]
+        return validation.url(value, path, f.allowed)
+    found = validation.text(value, path, validation.max_length(f.name))
+    if found:
+        return found
     if f.kind is FieldKind.CHOICE and value not in f.allowed:
         return [FieldViolation(path, f"must be one of {', '.join(f.allowed)}", "INVALID_CHOICE")]
     return []
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A channel to open: where the provider should send notifications, and how to tell ours
+    apart (the id and the secret token come back in every notification)."""
+
+    channel_id: str
+    token: str = field(repr=False)
+    address: str
+    #: When we would like it to expire (the provider may choose earlier).
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Watching:
+    """A channel the provider opened."""
+
+    #: The provider's id of the watched resource (channels.stop needs it).
+    resource_id: str
+    #: When the provider will stop sending (its word, not ours).
+    expires_at: datetime
+
+
+class PushRefused(Exception):
+    """The provider will not open a channel for this integration, and retrying soon will not
+    change that (an address it does not accept, a resource it cannot watch). The message
+    says why, in words for people; it never holds a secret."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PushConnector(Connector):
+    """A connector whose provider can notify us of changes (push channels). Failures are
+    `PushRefused` or the connector's classified `ProviderFailure`."""
+
+    @abstractmethod
+    async def watch(self, source: Source, request: WatchRequest) -> Watching:
+        """Open a channel that notifies `request.address` of changes to the source."""
+
+    @abstractmethod
+    async def stop_channel(self, source: Source, channel_id: str, resource_id: str) -> bool:
+        """Stop a channel; False when the provider does not know it (stopped or expired)."""

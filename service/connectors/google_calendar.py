@@ -4,12 +4,17 @@ The first sync lists every event (`events.list`, page by page); its last page ca
 `nextSyncToken`, and later syncs list only what changed since (cancelled events are deletions).
 When Google no longer knows a sync or page token it answers HTTP 410: we start a full listing
 again, and its end removes the events Google no longer has.
+
+Google can also push: `events.watch` opens a channel that POSTs a bodiless notification to our
+address whenever the calendar changes, until it expires or `channels.stop` ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -18,12 +23,15 @@ from yarl import URL
 from service.connectors.auth import OAuthProvider, bearer
 from service.connectors.base import (
     ConfigField,
-    Connector,
     Cursor,
     FieldKind,
     Page,
     PageKind,
+    PushConnector,
+    PushRefused,
     Source,
+    Watching,
+    WatchRequest,
 )
 from service.connectors.http import Response, json_body, redact, retry_after
 from service.connectors.provider_failures import ProviderFailure, from_status, malformed
@@ -41,6 +49,7 @@ GOOGLE_OAUTH = OAuthProvider(
     authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
     token_url="https://oauth2.googleapis.com/token",
     default_scopes=("https://www.googleapis.com/auth/calendar.readonly",),
+    revocation_url="https://oauth2.googleapis.com/revoke",
     authorization_params=(
         ("access_type", "offline"),
         ("prompt", "consent"),
@@ -90,8 +99,8 @@ class _Position:
         return PageKind.FULL_NEXT if self.page_token else PageKind.FULL_START
 
 
-class GoogleCalendarConnector(Connector):
-    """Syncs `events.list` of one calendar with sync tokens."""
+class GoogleCalendarConnector(PushConnector):
+    """Syncs `events.list` of one calendar with sync tokens; watches it with `events.watch`."""
 
     type = "google_calendar"
     description = "The events of one Google Calendar."
@@ -151,39 +160,76 @@ class GoogleCalendarConnector(Connector):
             params["syncToken"] = position.sync_token
         url = _calendar_url(source.config).joinpath("events").with_query(params)
         response = await self._get(source, url)
-        body = json_body(response, WHAT)
-        if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+        # Decoding a page of up to 2500 events is CPU work: off the event loop.
+        return await asyncio.to_thread(_events_page, response, position)
+
+    async def watch(self, source: Source, request: WatchRequest) -> Watching:
+        """`events.watch`: a web_hook channel on the calendar's events."""
+        body = {
+            "id": request.channel_id,
+            "type": "web_hook",
+            "address": request.address,
+            "token": request.token,
+            "expiration": str(int(request.expires_at.timestamp() * 1000)),
+        }
+        url = _calendar_url(source.config).joinpath("events", "watch")
+        response = await self._call(source, url, body, refusals=True)
+        answer = json_body(response, WHAT)
+        resource_id = answer.get("resourceId") if isinstance(answer, dict) else None
+        expiration = _expiration(answer.get("expiration") if isinstance(answer, dict) else None)
+        if not isinstance(resource_id, str) or not resource_id or expiration is None:
             raise malformed(
-                f"{WHAT} answered events.list without a list of events",
+                f"{WHAT} answered events.watch without a resource id and expiration",
                 url=redact(response.url),
-                excerpt=response.excerpt(),
             )
-        entries = [_entry(item, response) for item in body.get("items", [])]
-        next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
-        if isinstance(next_page, str) and next_page:
-            after = _Position(full=position.full, page_token=next_page)
-            return Page.of(position.kind, entries, after.cursor(), last=False)
-        if isinstance(next_sync, str) and next_sync:
-            after = _Position(full=False, sync_token=next_sync)
-            return Page.of(position.kind, entries, after.cursor(), last=True)
-        raise malformed(
-            f"{WHAT} answered events.list with neither a next page nor a sync token",
-            url=redact(response.url),
-            excerpt=response.excerpt(),
-        )
+        return Watching(resource_id, expiration)
+
+    async def stop_channel(self, source: Source, channel_id: str, resource_id: str) -> bool:
+        """`channels.stop`; False when Google does not know the channel (HTTP 404)."""
+        base = URL(str(source.config.get("api_base_url") or DEFAULT_API_BASE_URL))
+        url = base.joinpath("channels", "stop")
+        try:
+            await self._call(source, url, {"id": channel_id, "resourceId": resource_id})
+        except ProviderFailure as failure:
+            if failure.code is ErrorCode.RESOURCE_NOT_FOUND:
+                return False
+            raise
+        return True
 
     async def _get(self, source: Source, url: URL) -> Response:
         """GET with the access token; a rejected token is renewed once if it can be."""
+        return await self._call(source, url)
+
+    async def _call(
+        self,
+        source: Source,
+        url: URL,
+        body: Mapping[str, Any] | None = None,
+        *,
+        refusals: bool = False,
+    ) -> Response:
+        """GET (or POST `body`) with the access token; a rejected token is renewed once if it
+        can be. With `refusals`, Google's "will not push here" answers are PushRefused."""
+
+        async def send(token: str | None) -> Response:
+            credentials = bearer(token) if token else None
+            if body is None:
+                return await source.http.get(url, what=WHAT, credentials=credentials)
+            return await source.http.post_json(url, body, what=WHAT, credentials=credentials)
+
         token = await source.tokens.current()
-        credentials = bearer(token) if token else None
-        response = await source.http.get(url, what=WHAT, credentials=credentials)
+        response = await send(token)
         if response.status == 401 and token:
             renewed = await source.tokens.renew(token)
             if renewed:
-                response = await source.http.get(url, what=WHAT, credentials=bearer(renewed))
-        if response.status != 200:
-            raise _failure(response, str(source.config.get("calendar_id", "")))
-        return response
+                response = await send(renewed)
+        if response.status in (200, 204):
+            return response
+        if refusals:
+            refused = _push_refusal(response)
+            if refused is not None:
+                raise refused
+        raise _failure(response, str(source.config.get("calendar_id", "")))
 
 
 def _calendar_url(config: Mapping[str, Any]) -> URL:
@@ -201,6 +247,32 @@ def _entry(item: Any, response: Response) -> tuple[str, Mapping[str, Any] | None
             excerpt=response.excerpt(),
         )
     return item["id"], None if item.get("status") == "cancelled" else item
+
+
+#: Google's reasons for not opening a channel that retrying soon cannot change.
+_PUSH_REFUSALS = {
+    "push.webhookUrlNotHttps": "the notification address is not HTTPS",
+    "push.webhookUrlUnauthorized": "the notification address is not allowed for this project",
+    "push.webhookUrlNotAccepted": "the notification address was not accepted",
+    "pushNotSupportedForRequestedResource": "this calendar does not support push notifications",
+}
+
+
+def _push_refusal(response: Response) -> PushRefused | None:
+    reason, message = _google_error(response)
+    if response.status not in (400, 403) or reason not in _PUSH_REFUSALS:
+        return None
+    detail = f" ({message})" if message else ""
+    return PushRefused(f"{WHAT} refused the channel: {_PUSH_REFUSALS[reason]}{detail}")
+
+
+def _expiration(value: Any) -> datetime | None:
+    """A channel's expiration: milliseconds since the epoch, as a number or a string."""
+    try:
+        millis = int(value)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def _failure(response: Response, calendar_id: str) -> Exception:
@@ -254,4 +326,31 @@ def _google_error(response: Response) -> tuple[str, str]:
     first = errors[0] if isinstance(errors, list) and errors else {}
     reason = first.get("reason") if isinstance(first, dict) else None
     message = error.get("message")
-    return (reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")
+    return (
+        response.quote(reason) if isinstance(reason, str) else "",
+        response.quote(message) if isinstance(message, str) else "",
+    )
+
+
+def _events_page(response: Response, position: _Position) -> Page:
+    """An events.list answer as a page (runs in a worker thread)."""
+    body = json_body(response, WHAT)
+    if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+        raise malformed(
+            f"{WHAT} answered events.list without a list of events",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
+    entries = [_entry(item, response) for item in body.get("items", [])]
+    next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
+    if isinstance(next_page, str) and next_page:
+        after = _Position(full=position.full, page_token=next_page)
+        return Page.of(position.kind, entries, after.cursor(), last=False)
+    if isinstance(next_sync, str) and next_sync:
+        after = _Position(full=False, sync_token=next_sync)
+        return Page.of(position.kind, entries, after.cursor(), last=True)
+    raise malformed(
+        f"{WHAT} answered events.list with neither a next page nor a sync token",
+        url=redact(response.url),
+        excerpt=response.excerpt(),
+    )

@@ -2,19 +2,23 @@
 failures already classified.
 
 One `HttpClient` (one aiohttp session and connection pool) serves the whole process. Each
-request has a total timeout; redirects are followed by hand so every hop is checked and
-credentials never follow a redirect to another origin; bodies are read whole, up to a cap.
-Any failure leaves as a `ProviderFailure`, so a connector only interprets answers.
+request has one total deadline, every redirect hop and the reading of the body included;
+redirects are followed by hand so every hop is checked and credentials never follow a redirect
+to another origin; bodies are read whole, up to a cap. Any failure leaves as a
+`ProviderFailure`, so a connector only interprets answers, and an answer's excerpt never
+carries the credentials the request sent (service.connectors.redaction).
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,14 +26,16 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from service.connectors.network import BlockedAddress, GuardedResolver, check_literal
+from service.connectors.network import BlockedAddress, GuardedResolver, check_literal, ipv4_number
 from service.connectors.provider_failures import (
     ProviderFailure,
     malformed,
     parse_retry_after,
     unavailable,
 )
+from service.connectors.redaction import SHAPES, Redactor
 from service.domain.taxonomy import ErrorCode
+from service.observability import metrics
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -53,7 +59,7 @@ class HttpPolicy:
     """How connectors may use the network (from the deployment's settings)."""
 
     timeout: timedelta = timedelta(seconds=30)
-    """Longest a request may take, connecting and reading the whole answer included."""
+    """Longest a request may take, every redirect and reading the whole answer included."""
     allow_private_networks: bool = False
     """Whether URLs may reach private, loopback and link-local addresses."""
     max_redirects: int = 5
@@ -78,21 +84,36 @@ class Response:
     """The URL that answered (after redirects)."""
     next_link: URL | None
     """The RFC 8288 `Link: <…>; rel="next"` target, if any."""
+    redactor: Redactor = field(default=SHAPES, repr=False)
+    """Removes the credentials the request sent from anything quoted from the answer."""
 
     def text(self) -> str:
         return self.body.decode(_charset(self.headers), errors="replace")
 
     def excerpt(self, limit: int = 300) -> str:
-        """The start of the body, for logs about malformed answers."""
-        return self.text()[:limit]
+        """The start of the body, for logs about malformed answers; never the credentials the
+        request sent, nor anything shaped like a credential (a provider may echo them)."""
+        return self.redactor.text(self.text()[: limit * 2])[:limit]
+
+    def quote(self, text: str) -> str:
+        """Text the provider sent (an error description), safe to log and store."""
+        return self.redactor.text(text)
 
 
 class HttpClient:
     """Makes connectors' requests; see the module docstring."""
 
-    def __init__(self, session: aiohttp.ClientSession, policy: HttpPolicy) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, policy: HttpPolicy, connector: str = "other"
+    ) -> None:
         self.session = session
         self.policy = policy
+        #: Which connector's requests these are, for the metrics (a bounded label).
+        self.connector = connector
+
+    def for_connector(self, connector: str) -> HttpClient:
+        """The same client (session, pool, policy), its requests counted for `connector`."""
+        return HttpClient(self.session, self.policy, connector)
 
     @classmethod
     def open(cls, policy: HttpPolicy) -> HttpClient:
@@ -115,52 +136,163 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         credentials: Mapping[str, str] | None = None,
     ) -> Response:
-        """GET `url`, following redirects. `what` names the target in messages ("Google
-        Calendar", "the feed at example.com"); `credentials` are headers sent only to the
-        origin of `url`, never to a redirect elsewhere."""
-        target = URL(url)
+        """GET `url`, following redirects, within one total deadline. `what` names the
+        target in messages ("Google Calendar", "the feed at example.com"); `credentials` are
+        headers sent only to the origin of `url`, never to a redirect elsewhere."""
+        credentials = dict(credentials or {})
+        _check_credentials(credentials, what)
+        redactor = Redactor.for_headers(credentials)
+        target = canonical(URL(url))
         origin = target.origin()
         marked = REQUEST_PURPOSE.get() if self.policy.purpose_header else None
+        total = self.policy.timeout.total_seconds()
+        deadline = asyncio.get_running_loop().time() + total
         for _ in range(self.policy.max_redirects + 1):
             sent = dict(headers or {})
             if marked:
                 sent[self.policy.purpose_header] = marked
             if credentials and target.origin() == origin:
                 sent.update(credentials)
-            response = await self._once(target, sent, what)
+            response = await self._once(target, sent, what, deadline, total, redactor)
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
                 return response
-            target = target.join(URL(location))
-            if target.scheme not in ("http", "https"):
+            try:
+                target = canonical(target.join(URL(location)))
+            except ValueError:
                 raise malformed(
-                    f"{what} redirected to a {target.scheme or 'relative'} URL", url=redact(target)
+                    f"{what} redirected to an invalid URL", url=redact(target)
+                ) from None
+            if target.scheme not in ("http", "https"):
+                # The configured URL leads somewhere this service never fetches from: it is the
+                # configuration that must change (as for a forbidden address).
+                raise ProviderFailure(
+                    ErrorCode.RESOURCE_NOT_FOUND,
+                    f"{what} redirected to a {target.scheme or 'relative'}: URL, which this "
+                    "service does not fetch; configure the URL the content is served at over "
+                    "http or https",
+                    context={"url": redact(response.url), "scheme": target.scheme},
                 )
         raise malformed(
             f"{what} redirected more than {self.policy.max_redirects} times", url=redact(target)
         )
 
-    async def _once(self, url: URL, headers: Mapping[str, str], what: str) -> Response:
+    async def post(
+        self, url: str | URL, *, body: bytes, headers: Mapping[str, str], what: str
+    ) -> Response:
+        """POST `body` to `url` and return the answer. Redirects are not followed: a 3xx is
+        the answer. Used for webhooks, which go through the same network guard (and the same
+        total deadline) as every provider request."""
+        total = self.policy.timeout.total_seconds()
+        deadline = asyncio.get_running_loop().time() + total
+        return await self._once(
+            canonical(URL(url)),
+            headers,
+            what,
+            deadline,
+            total,
+            Redactor.for_headers({}),
+            method="POST",
+            data=body,
+        )
+
+    async def post_json(
+        self,
+        url: str | URL,
+        body: Mapping[str, Any],
+        *,
+        what: str,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Response:
+        """POST a JSON document to `url` (no redirect is followed: the answer is returned as
+        it is). `what` and `credentials` as for `get`."""
+        credentials = dict(credentials or {})
+        _check_credentials(credentials, what)
+        sent = dict(credentials)
+        marked = REQUEST_PURPOSE.get() if self.policy.purpose_header else None
+        if marked:
+            sent[self.policy.purpose_header] = marked
+        total = self.policy.timeout.total_seconds()
+        deadline = asyncio.get_running_loop().time() + total
+        return await self._once(
+            canonical(URL(url)),
+            sent,
+            what,
+            deadline,
+            total,
+            Redactor.for_headers(credentials),
+            method="POST",
+            json_body=body,
+        )
+
+    async def _once(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        what: str,
+        deadline: float,
+        total: float,
+        redactor: Redactor,
+        *,
+        method: str = "GET",
+        json_body: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+    ) -> Response:
+        with metrics.provider_request(self.connector) as answered:
+            response = await self._request(
+                url,
+                headers,
+                what,
+                deadline,
+                total,
+                redactor,
+                method=method,
+                json_body=json_body,
+                data=data,
+            )
+            answered(response.status)
+            return response
+
+    async def _request(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        what: str,
+        deadline: float,
+        total: float,
+        redactor: Redactor,
+        *,
+        method: str = "GET",
+        json_body: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+    ) -> Response:
         host = url.host or ""
-        timeout = self.policy.timeout.total_seconds()
+        remaining = deadline - asyncio.get_running_loop().time()
         try:
+            if remaining <= 0:
+                raise TimeoutError
             if not self.policy.allow_private_networks:
                 check_literal(host)
-            async with self.session.get(
+            async with self.session.request(
+                method,
                 url,
                 headers=headers,
+                json=json_body,
+                data=data,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=remaining),
             ) as resp:
-                body = await self._read(resp, what, url)
+                # A webhook receiver's answer is its status: its body is not read.
+                answer = await self._read(resp, what, url) if data is None else b""
                 links = resp.links.get("next")
                 next_link = links.get("url") if links else None
                 return Response(
                     resp.status,
                     resp.headers,
-                    body,
+                    answer,
                     resp.url,
                     URL(str(next_link)) if next_link is not None else None,
+                    redactor,
                 )
         except BlockedAddress as exc:
             raise _blocked(what, exc) from None
@@ -174,7 +306,7 @@ class HttpClient:
             ) from None
         except TimeoutError:
             raise unavailable(
-                f"{what} did not answer within {_seconds(timeout)}", url=redact(url)
+                f"{what} did not answer within {_seconds(total)}", url=redact(url)
             ) from None
         except aiohttp.ClientConnectorError as exc:
             raise unavailable(
@@ -206,6 +338,35 @@ class HttpClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def canonical(url: URL) -> URL:
+    """`url` as it is fetched: a numeric IPv4 host in any notation browsers accept (127.1,
+    0x7f000001) rewritten as the address it names, so the network guard and the connection
+    agree on it; user info dropped (credentials travel only as the integration's own)."""
+    if url.user is not None or url.password is not None:
+        url = url.with_user(None)
+    host = url.host or ""
+    if host and ":" not in host:
+        address = ipv4_number(host)
+        if address is not None and str(address) != host:
+            url = url.with_host(str(address))
+    return url
+
+
+#: What a header value may not hold (RFC 9110 §5.5: no CR, LF, NUL or other controls).
+_HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_credentials(credentials: Mapping[str, str], what: str) -> None:
+    """Credentials that cannot be sent (stored before they were checked) are the
+    credentials' fault, which only new credentials fix; never a crash."""
+    if any(_HEADER_FORBIDDEN.search(value) for value in credentials.values()):
+        raise ProviderFailure(
+            ErrorCode.INVALID_CREDENTIALS,
+            f"the stored credentials for {what} contain a line break or another control "
+            "character, so they cannot be sent; give new credentials",
+        )
 
 
 def redact(url: URL | str) -> str:

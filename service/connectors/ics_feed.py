@@ -8,6 +8,7 @@ validators, one download and no parsing) and writes no record.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -64,15 +65,22 @@ class IcsFeedConnector(Connector):
                 retry_after=retry_after(response),
                 context={"url": redact(response.url)},
             )
-        digest = hashlib.sha256(response.body).hexdigest()
-        after = {
-            "etag": response.headers.get("ETag"),
-            "last_modified": response.headers.get("Last-Modified"),
-            "digest": digest,
-        }
-        if cursor and cursor.get("digest") == digest:
-            return Page(PageKind.CHANGES, {}, [], after, last=True)
-        return Page.of(PageKind.FULL_START, events(response, what), after, last=True)
+        # Hashing and parsing a big feed takes seconds of CPU: a worker thread does it, so
+        # the event loop (every other integration, every RPC) never waits for it.
+        return await asyncio.to_thread(_listing, response, what, cursor)
+
+
+def _listing(response: Response, what: str, cursor: Cursor | None) -> Page:
+    """The feed as a full listing, or nothing new when it is the feed the cursor has seen."""
+    digest = hashlib.sha256(response.body).hexdigest()
+    after = {
+        "etag": response.headers.get("ETag"),
+        "last_modified": response.headers.get("Last-Modified"),
+        "digest": digest,
+    }
+    if cursor and cursor.get("digest") == digest:
+        return Page(PageKind.CHANGES, {}, [], after, last=True)
+    return Page.of(PageKind.FULL_START, events(response, what), after, last=True)
 
 
 def feed_url(configured: str) -> URL:

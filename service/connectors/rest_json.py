@@ -8,6 +8,7 @@ configured URL's origin, never to a next-page link elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -112,13 +113,22 @@ class RestJsonConnector(Connector):
                 retry_after=retry_after(response),
                 context={"url": redact(response.url)},
             )
-        body = json_body(response, what)
-        records = _records(body, config, response, what)
-        following_url = _next(body, config, first, response, what)
         kind = PageKind.FULL_NEXT if following else PageKind.FULL_START
-        if following_url is None:
-            return Page.of(kind, records, {}, last=True)
-        return Page.of(kind, records, {"next": str(following_url)}, last=False)
+        # Decoding a page (an API may send any number of records in one) is CPU work: off
+        # the event loop.
+        return await asyncio.to_thread(_page, response, config, first, kind, what)
+
+
+def _page(
+    response: Response, config: Mapping[str, Any], first: URL, kind: PageKind, what: str
+) -> Page:
+    """One answer of the API as a page (runs in a worker thread)."""
+    body = json_body(response, what)
+    records = _records(body, config, response, what)
+    following_url = _next(body, config, first, response, what)
+    if following_url is None:
+        return Page.of(kind, records, {}, last=True)
+    return Page.of(kind, records, {"next": str(following_url)}, last=False)
 
 
 def dig(document: Any, path: str) -> Any:

@@ -20,9 +20,14 @@ Pure policy, no I/O: the engine passes the time in (`now`, timezone-aware) and o
    "full jitter", 0.5 "equal jitter"; a cap stays a true maximum.
 6. **Retry-After** is a floor, for every code that is retried (RATE_LIMITED above all, but a 503
    may send one too): the next attempt is never before `now + retry_after`, jitter included.
-7. **Closing.** A success (probe, TestConnection, Sync, the test after Reauthorize) closes the
-   breaker and resets everything; `Outcome.REACTIVATED` says it was open, i.e. the integration
-   reactivated itself, which the engine records as an event.
+7. **Closing.** A success (TestConnection, Sync, the test after Reauthorize) closes the breaker
+   and resets everything; `Outcome.REACTIVATED` says it was open, i.e. the integration
+   reactivated itself, which the engine records as an event. A *probe's* success only
+   half-opens it (`trial`): the cheap check passing does not prove that the work that failed
+   works, so a sync from where it left off runs next, and only its success closes the breaker.
+   Should that sync fail, the breaker stays open and the probe schedule keeps growing: an
+   integration whose probe passes but whose data cannot be synced never flaps between
+   "reactivated" and "braked".
 8. **People.** Pause freezes the breaker: nothing is scheduled, and outcomes reported while
    paused (a TestConnection on a paused integration only reports) change nothing. Resume and
    Reauthorize are a person's explicit retry: they close the breaker, reset the streak and ask
@@ -161,6 +166,9 @@ class BreakerState:
     """Attempts of the current streak scheduled on the probe schedule; the next one waits longer."""
     halt: Halt | None = None
     """Set when nothing at all may be attempted."""
+    trial: bool = False
+    """Half-open: a probe passed, and the next attempt is the sync that must succeed before
+    the breaker closes (rule 7)."""
 
     def __post_init__(self) -> None:
         if self.consecutive_failures < 0 or self.slow_steps < 0:
@@ -173,16 +181,19 @@ class BreakerState:
             raise ValueError("a halted breaker schedules nothing")
         if self.open and self.halt is None and self.next_attempt_at is None:
             raise ValueError("an open breaker must have its next probe scheduled")
+        if self.trial and not self.open:
+            raise ValueError("only an open breaker can be on trial")
         for moment in (self.opened_at, self.next_attempt_at):
             if moment is not None:
                 _require_aware(moment)
 
     @property
     def next_attempt_kind(self) -> AttemptKind:
-        """What the engine should run next: nothing when halted, a probe when open, else a sync."""
+        """What the engine should run next: nothing when halted, a probe when open (unless a
+        probe passed: then the trial sync), else a sync."""
         if self.halt is not None:
             return AttemptKind.NONE
-        return AttemptKind.PROBE if self.open else AttemptKind.SYNC
+        return AttemptKind.PROBE if self.open and not self.trial else AttemptKind.SYNC
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the database and in event snapshots."""
@@ -193,6 +204,7 @@ class BreakerState:
             "next_attempt_at": _iso(self.next_attempt_at),
             "slow_steps": self.slow_steps,
             "halt": self.halt.value if self.halt else None,
+            "trial": self.trial,
         }
 
     @classmethod
@@ -205,6 +217,7 @@ class BreakerState:
             next_attempt_at=_from_iso(data["next_attempt_at"]),
             slow_steps=data["slow_steps"],
             halt=Halt(data["halt"]) if data["halt"] else None,
+            trial=data.get("trial", False),
         )
 
 
@@ -214,6 +227,8 @@ class Outcome(enum.Enum):
     RETRY_SCHEDULED = "RETRY_SCHEDULED"  # failure counted, breaker closed, sync retried later
     BREAKER_OPENED = "BREAKER_OPENED"  # the threshold was reached: auto-paused, probing starts
     PROBE_SCHEDULED = "PROBE_SCHEDULED"  # failure while open: the next probe is further out
+    PROBE_PASSED = "PROBE_PASSED"  # a probe worked while open: half-open, the trial sync is due
+    TRIAL_FAILED = "TRIAL_FAILED"  # the trial sync failed: still open, the next probe further out
     DISCONNECTED = "DISCONNECTED"  # credentials rejected: nothing until Reauthorize
     CLOSED = "CLOSED"  # success while closed: streak reset
     REACTIVATED = "REACTIVATED"  # success while open: closed, the integration reactivated itself
@@ -284,7 +299,8 @@ class BreakerRules:
         if opening:
             outcome, opened_at = Outcome.BREAKER_OPENED, now
         elif state.open:
-            outcome, opened_at = Outcome.PROBE_SCHEDULED, state.opened_at
+            outcome = Outcome.TRIAL_FAILED if state.trial else Outcome.PROBE_SCHEDULED
+            opened_at = state.opened_at
         else:
             outcome, opened_at = Outcome.RETRY_SCHEDULED, None
         new_state = BreakerState(
@@ -297,10 +313,19 @@ class BreakerRules:
         return Decision(new_state, outcome)
 
     def record_success(self, state: BreakerState) -> Decision:
-        """A sync, test or probe worked: close the breaker and return to the regular interval."""
+        """A sync or test worked: close the breaker and return to the regular interval."""
         if state.halt is Halt.PAUSED:
             return Decision(state, Outcome.STILL_PAUSED)
         return Decision(BreakerState(), Outcome.REACTIVATED if state.open else Outcome.CLOSED)
+
+    def record_probe_success(self, state: BreakerState, now: datetime) -> Decision:
+        """A probe worked. While the breaker is open, that only half-opens it (rule 7): the
+        trial sync is due now, and the streak stays until it succeeds."""
+        _require_aware(now)
+        if not state.open or state.halt is not None:
+            return self.record_success(state)
+        trial = dataclasses.replace(state, trial=True, next_attempt_at=now)
+        return Decision(trial, Outcome.PROBE_PASSED)
 
     def on_pause(self, state: BreakerState) -> Decision:
         """A person paused: schedule nothing, not even probes; the streak stays visible."""

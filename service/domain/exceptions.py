@@ -50,6 +50,20 @@ class InvalidArgument(ServiceError):
         super().__init__(text, metadata={"fields": ",".join(v.field for v in self.violations)})
 
 
+class MalformedRequest(InvalidArgument):
+    """The request body is not a message of the RPC's request type (it does not decode)."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, request_type: str) -> None:
+        super().__init__(
+            (),
+            f"the request body is not a valid {request_type} message; send the protobuf "
+            "encoding of the RPC's request",
+        )
+        self.metadata = {"request_type": request_type}
+
+
 class NotFound(ServiceError):
     """The resource does not exist (or belongs to another tenant, which is the same to a caller)."""
 

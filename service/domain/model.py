@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from service.domain.breaker import BreakerState, Halt
+from service.domain.push import Push, PushState
 from service.domain.status import Status, SyncState
 from service.domain.taxonomy import IntegrationError
 
@@ -67,6 +68,7 @@ class Breaker:
             next_attempt_at=None if halt else next_at,
             slow_steps=data.get("slow_steps", 0),
             halt=halt,
+            trial=data.get("trial", False) and opened_at is not None,
         )
         return cls(state=state, threshold=data.get("threshold"))
 
@@ -98,6 +100,8 @@ class Integration:
     last_synced_at: datetime | None = None
     next_sync_at: datetime | None = None
     record_count: int = 0
+    #: Whether the provider notifies us of changes (push), and its bookkeeping.
+    push: Push = field(default_factory=Push)
 
     @property
     def etag(self) -> str:
@@ -109,13 +113,20 @@ class Integration:
         return bool(self.config) and not self.missing_config_fields
 
     @property
+    def interval(self) -> timedelta:
+        """How often it polls: its sync interval, stretched to the safety net's interval
+        while a push channel is open (never shortened)."""
+        stretched = self.push.poll_interval if self.push.state is PushState.ACTIVE else None
+        return max(self.sync_interval, stretched) if stretched else self.sync_interval
+
+    @property
     def late_at(self) -> datetime | None:
-        """When it becomes late unless a sync succeeds first: twice its interval after the
-        last successful sync (or its creation). None where lateness does not apply (not
-        ACTIVE or ERROR: nobody expects a paused or disconnected integration to sync)."""
+        """When it becomes late unless a sync succeeds first: twice its polling interval
+        after the last successful sync (or its creation). None where lateness does not apply
+        (not ACTIVE or ERROR: nobody expects a paused or disconnected integration to sync)."""
         if self.status not in SCHEDULED_STATUSES:
             return None
-        return (self.last_synced_at or self.created_at) + 2 * self.sync_interval
+        return (self.last_synced_at or self.created_at) + 2 * self.interval
 
     def late(self, now: datetime) -> bool:
         """Not synced successfully within twice its interval (only meaningful once active)."""
@@ -147,6 +158,7 @@ class Integration:
             "last_synced_at": _iso(self.last_synced_at),
             "next_sync_at": _iso(self.next_sync_at),
             "record_count": self.record_count,
+            "push": self.push.to_json(),
         }
 
     @classmethod
@@ -171,6 +183,7 @@ class Integration:
             last_synced_at=_dt(d.get("last_synced_at")),
             next_sync_at=_dt(d.get("next_sync_at")),
             record_count=d.get("record_count", 0),
+            push=Push.from_json(d["push"]) if d.get("push") else Push(),
         )
 
 
@@ -190,6 +203,8 @@ class Event:
     error: IntegrationError | None = None
     #: The integration's full state after the change; None for a deletion.
     state: Integration | None = None
+    #: The integration's connector type (what a deletion's filter can still be told).
+    connector_type: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -63,9 +63,10 @@ class Schedule:
         return integration.breaker.threshold or self.policy.threshold
 
     def regular(self, integration: Integration, now: datetime) -> datetime:
-        """The next regular sync after one that ended at `now`: the interval, minus up to the
+        """The next regular sync after one that ended at `now`: the polling interval (the
+        sync interval, or the safety net's while a push channel is open), minus up to the
         policy's jitter (never later, so jitter cannot make an integration late)."""
-        interval = integration.sync_interval
+        interval = integration.interval
         return now + interval - interval * (self.policy.jitter * self.rng.random())
 
     def failed(
@@ -96,7 +97,21 @@ class Schedule:
         self, integration: Integration, now: datetime, *, what: str, attempt: Attempt
     ) -> Verdict:
         """A sync, test or probe (`what`, e.g. "probe succeeded in 0.12s") worked."""
-        decision = self._rules(integration).record_success(integration.breaker.state)
+        rules = self._rules(integration)
+        state = integration.breaker.state
+        if attempt is Attempt.PROBE and state.open:
+            # A probe is cheaper than the work that failed: it half-opens the brake, and the
+            # trial sync it makes due now decides (see breaker rule 7).
+            trial = rules.record_probe_success(state, now)
+            return Verdict(
+                Trigger.PROBE_SUCCEEDED,
+                f"{what}: the connection answers again, so a sync from where it left off runs "
+                "now; the safety brake is released once that sync succeeds",
+                integration.breaker.with_state(trial.state),
+                now,
+                trial.outcome,
+            )
+        decision = rules.record_success(state)
         reactivated = decision.outcome is Outcome.REACTIVATED
         trigger, reason = Trigger.SUCCEEDED, what
         due: datetime | None
@@ -126,6 +141,18 @@ class Schedule:
         return BreakerRules(policy, self.rng)
 
 
+#: Statuses a sync may write in; any other means a person stopped it (Pause, Configure…).
+SYNCABLE = frozenset({Status.ACTIVE, Status.ERROR})
+
+
+def probing(integration: Integration) -> bool:
+    """Whether the integration is waiting on probes: in ERROR with its breaker open."""
+    state = integration.breaker.state
+    return (
+        integration.status is Status.ERROR and state.open and state.halt is None and not state.trial
+    )
+
+
 def paused(breaker: Breaker) -> Breaker:
     """A person paused: nothing is attempted, not even probes; the streak stays visible."""
     return breaker.with_state(BreakerRules().on_pause(breaker.state).state)
@@ -146,6 +173,8 @@ def sync_trigger(integration: Integration) -> SyncTrigger:
     """What kind of run a due integration's scheduled sync is: a retry after failures, the
     first sync after the breaker closed (or a Resume), or a regular one."""
     state = integration.breaker.state
+    if state.trial:
+        return SyncTrigger.REACTIVATION
     if state.consecutive_failures:
         return SyncTrigger.RETRY
     if state.next_attempt_at is not None:
@@ -168,6 +197,11 @@ def _failure_reason(said: str, outcome: Outcome, state: BreakerState, threshold:
         )
     if outcome is Outcome.PROBE_SCHEDULED:
         return f"{said}; the safety brake stays on, next probe at {at}"
+    if outcome is Outcome.TRIAL_FAILED:
+        return (
+            f"{said}; the probe had passed but the sync still fails, so the safety brake stays "
+            f"on, next probe at {at}"
+        )
     if outcome is Outcome.DISCONNECTED:
         return f"{said}; the credentials no longer work, so nothing is attempted until Reauthorize"
     return said

@@ -62,6 +62,7 @@ class Trigger(enum.Enum):
     CREDENTIALS_REJECTED = "credentials_rejected"  # credentials revoked or no longer valid
     BREAKER_OPENED = "breaker_opened"  # too many consecutive failures: auto-pause
     REACTIVATED = "reactivated"  # a success closed the open breaker: back to work by itself
+    PROBE_SUCCEEDED = "probe_succeeded"  # a probe passed while braked: a trial sync is due
     DELETE = "delete"
 
 
@@ -102,7 +103,8 @@ D, C, T, A, P, E, X = (
 #:   id); the same 404 on a working integration is an ERROR to be fixed and retried.
 #: - BREAKER_OPENED is the failure that reaches the breaker's threshold (one event, not FAILED
 #:   then BREAKER_OPENED); with a threshold of 1 that can be the first failure of an ACTIVE or
-#:   TESTING integration. REACTIVATED is the success (probe, test, sync) that closes it.
+#:   TESTING integration. REACTIVATED is the success (trial sync, test, sync) that closes it;
+#:   a probe's success is PROBE_SUCCEEDED: still braked until the trial sync succeeds.
 TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (D, Trigger.CONFIGURE_INCOMPLETE): C,
     (C, Trigger.CONFIGURE_INCOMPLETE): C,
@@ -157,7 +159,23 @@ TRANSITIONS: dict[tuple[Status, Trigger], Status | None] = {
     (E, Trigger.BREAKER_OPENED): E,
     (T, Trigger.REACTIVATED): A,
     (E, Trigger.REACTIVATED): A,
+    (E, Trigger.PROBE_SUCCEEDED): E,
     **{(s, Trigger.DELETE): None for s in Status},
+}
+
+
+#: What to do instead, when the table does not allow an action from a status (shown with
+#: FAILED_PRECONDITION beside the allowed actions).
+HINTS: dict[tuple[Action, Status], str] = {
+    (Action.SYNC, Status.PAUSED): "Resume it: it continues from where it left off.",
+    (
+        Action.SYNC,
+        Status.DISCONNECTED,
+    ): "Its credentials are no longer valid: Reauthorize it first.",
+    (Action.SYNC, Status.DRAFT): "Configure it first.",
+    (Action.SYNC, Status.CONFIGURE): "Complete its configuration with Configure first.",
+    (Action.SYNC, Status.TESTING): "Its connection is being verified; sync once it is ACTIVE.",
+    (Action.TEST_CONNECTION, Status.DRAFT): "Configure it first: there is nothing to test yet.",
 }
 
 

@@ -54,7 +54,7 @@ class SyncRun:
     #: It listed everything from scratch (first sync, or the provider asked to start over).
     full_resync: bool = False
     error: IntegrationError | None = None
-    #: Why it was cancelled (for operators; not part of the API).
+    #: Why it was cancelled (shown as the API's `reason`).
     note: str = ""
     #: Until when the runner owns it; an expired lease on a RUNNING run means its runner died.
     lease_expires_at: datetime | None = None
@@ -63,6 +63,10 @@ class SyncRun:
     lease_version: int = 0
     #: The worker (process) that runs it, for operators.
     worker: str = ""
+    #: Records skipped so that the others could be stored (see the proto's SyncRun).
+    records_rejected: int = 0
+    #: One rejected record and why.
+    rejected_example: str = ""
 
     @property
     def running(self) -> bool:
@@ -76,3 +80,64 @@ class StoredRecord:
     id: str
     data: dict[str, Any]
     updated_at: datetime
+    #: Its change number: the integration's change that wrote this version (see RecordChange).
+    seq: int = 0
+    #: The size of its JSON in bytes (what a page of records costs a client to receive).
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """One entry of an integration's change feed: a record as it is now (an upsert) or its
+    tombstone (a deletion). Change numbers grow per integration in commit order; the feed holds
+    each record once, at its latest change, so it is compacted per record."""
+
+    seq: int
+    record_id: str
+    #: The record's fields; None when it was deleted.
+    data: dict[str, Any] | None
+    #: When the change was written (the record's update, or its deletion).
+    changed_at: datetime
+
+    @property
+    def deleted(self) -> bool:
+        return self.data is None
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    """A page of ListRecords: live records as of change number `snapshot`."""
+
+    records: list[StoredRecord]
+    #: The change number the listing is exact at: the feed continues after it.
+    snapshot: int
+
+
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where a consumer is in an integration's change feed (what its cursor holds).
+
+    `after` is the last change number it has seen. `floor` is the change number its copy is
+    known to be complete at: the integration's last number when the copy began (a listing's
+    snapshot, or the head at the first read from the start), and `after` once it is past
+    that. A tombstone at or below `floor` concerns records the consumer never held (they were
+    deleted before its copy began, or it has seen the tombstone), so purging it is harmless;
+    only a purge above `floor` may have taken a deletion it still needs.
+    """
+
+    after: int
+    floor: int
+
+    def moved_to(self, after: int) -> FeedPosition:
+        return FeedPosition(after, max(self.floor, after))
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of the change feed, and what bounds it."""
+
+    changes: list[RecordChange]
+    #: The integration's last change number when the page was read.
+    head: int
+    #: Tombstones up to this number were purged: a cursor below it may have missed one.
+    purged_through: int

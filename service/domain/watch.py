@@ -8,10 +8,11 @@ a resumed stream (on any replica) selects exactly what the original stream would
 - a change is sent when the integration matches the filter before *or* after it, so an
   integration that leaves the selected statuses is sent once more (and the subscriber drops
   it);
-- a deletion is sent to every stream whose `ids` (if any) name the integration, whatever its
-  status or connector type: a tombstone carries no state to test, and a subscriber that never
-  held the id simply ignores it. Sending it can never be wrong; withholding it could leave a
-  subscriber holding a deleted integration forever.
+- a deletion is sent to every stream whose `ids` (if any) name the integration and whose
+  connector type (if any) is the integration's, whatever its status: a tombstone carries no
+  state to test, and a subscriber that never held the id simply ignores it. Sending it can
+  never be wrong; withholding it could leave a subscriber holding a deleted integration
+  forever. (Deletions recorded before events named their connector type go to every stream.)
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class WatchFilter:
             return False
         after = event.state
         if after is None:
-            return True
+            kind = event.connector_type
+            return not self.connector_type or kind is None or kind == self.connector_type
         if self.connector_type and after.connector_type != self.connector_type:
             return False  # the connector type of an integration never changes
         if not self.statuses:

@@ -18,47 +18,33 @@ from service.clock import Clock
 from service.connectors.http import purpose
 from service.domain.exceptions import FailedPrecondition, TransitionNotAllowed
 from service.domain.model import Integration, TestOutcome
-from service.domain.schedule import Attempt, Schedule
-from service.domain.status import Action, Disallowed, Status, Trigger, transition
+from service.domain.schedule import Attempt
+from service.domain.status import Status, Trigger
 from service.domain.taxonomy import IntegrationError
-from service.engine.lifecycle import Lifecycle
+from service.engine import changes
+from service.engine.outcomes import Attempted, Outcomes, stale
 from service.engine.providers import Providers
-
-#: What to do instead, when a status does not allow a connection test.
-TEST_HINTS: dict[Status, str] = {
-    Status.DRAFT: "Configure it first: there is nothing to test yet.",
-}
+from service.storage.database import Database
 
 
 class ConnectionTester:
     """Runs connection tests and records their outcome."""
 
     def __init__(
-        self,
-        lifecycle: Lifecycle,
-        providers: Providers,
-        clock: Clock,
-        *,
-        schedule: Schedule | None = None,
+        self, db: Database, providers: Providers, outcomes: Outcomes, clock: Clock
     ) -> None:
-        self.lifecycle = lifecycle
+        self.db = db
         self.providers = providers
+        self.outcomes = outcomes
         self.clock = clock
-        self.schedule = schedule or Schedule()
 
     async def test(
         self, tenant: str, integration_id: UUID, *, actor: str = "api"
     ) -> tuple[Integration, TestOutcome]:
         """The TestConnection RPC: check now, answer with the result and the integration."""
-        current = await self.lifecycle.get(tenant, integration_id)
-        target = transition(current.status, Trigger.TEST)
-        if isinstance(target, Disallowed):
-            raise TransitionNotAllowed(
-                Action.TEST_CONNECTION,
-                current.status,
-                target.allowed,
-                TEST_HINTS.get(current.status, ""),
-            )
+        async with self.db.connection() as tx:
+            current = await tx.integrations.get(tenant, integration_id)
+        target = changes.allowed(current.status, Trigger.TEST)
         if not current.config_complete:
             missing = ", ".join(current.missing_config_fields) or "everything"
             raise FailedPrecondition(
@@ -67,10 +53,26 @@ class ConnectionTester:
                 metadata={"missing_config_fields": ",".join(current.missing_config_fields)},
             )
         if target is not current.status:
-            current = await self.lifecycle.change(
-                tenant, integration_id, Trigger.TEST, actor=actor, reason="testing the connection"
-            )
+            async with self.db.transaction() as tx:
+                locked = await changes.lock(tx, tenant, integration_id)
+                current = await changes.apply(
+                    tx,
+                    locked,
+                    Trigger.TEST,
+                    actor=actor,
+                    reason="testing the connection",
+                    now=self.clock(),
+                )
         return await self.verify(current, actor=actor)
+
+    async def verify_if_testing(
+        self, integration: Integration, *, actor: str = "api"
+    ) -> tuple[Integration, TestOutcome | None]:
+        """Run the connection test of an integration that a change put in TESTING (its
+        outcome moves it on: ACTIVE, or the classified error)."""
+        if integration.status is not Status.TESTING:
+            return integration, None
+        return await self.verify(integration, actor=actor)
 
     async def verify(
         self, integration: Integration, *, actor: str = "api"
@@ -85,47 +87,38 @@ class ConnectionTester:
         except Exception as exc:  # every failure is classified; none escapes as a crash
             error = self.providers.classify(exc, integration, "test_connection")
         outcome = TestOutcome(
-            ok=error is None, error=error, duration=timedelta(seconds=time.monotonic() - started)
+            ok=error is None,
+            error=error,
+            duration=timedelta(seconds=time.monotonic() - started),
         )
         return await self._record(integration, outcome, actor), outcome
 
     async def _record(
         self, integration: Integration, outcome: TestOutcome, actor: str
     ) -> Integration:
-        now = self.clock()
-        error = outcome.error
         seconds = f"{outcome.duration.total_seconds():.2f}s"
-        async with self.lifecycle.db.transaction() as conn:
-            current = await self.lifecycle.lock(conn, integration.tenant_id, integration.id)
-            if current.config != integration.config:
-                return current  # reconfigured meanwhile: the new configuration gets its own test
-            if current.credentials_set_at != integration.credentials_set_at:
-                # Reauthorized meanwhile: this result is about the credentials it replaced (a
-                # rejected old token must not disconnect the new ones); theirs is tested anew.
-                return current
+        attempted = Attempted(Attempt.TEST, integration)
+        async with self.db.transaction() as tx:
+            held = await tx.claims.hold(integration.tenant_id, integration.id)
+            if stale(held, attempted) is not None:
+                # Reconfigured or reauthorized meanwhile: this result is about what was
+                # replaced; the new configuration or credentials get their own test.
+                return held.integration
             # The breaker counts tests like syncs: a failure is a step towards (or past) its
             # threshold, a success closes it. Coming back to ACTIVE, the data is stale: the
             # verdict makes a sync due at once.
-            if error is None:
-                verdict = self.schedule.succeeded(
-                    current,
-                    now,
-                    what=f"connection test succeeded in {seconds}",
-                    attempt=Attempt.TEST,
-                )
-            else:
-                verdict = self.schedule.failed(current, error, now, what="connection test")
+            what = "connection test" if outcome.error else f"connection test succeeded in {seconds}"
             try:
-                return await self.lifecycle.apply(
-                    conn,
-                    current,
-                    verdict.trigger,
+                return await self.outcomes.record(
+                    tx,
+                    held.integration,
+                    attempted,
+                    error=outcome.error,
+                    what=what,
                     actor=actor,
-                    reason=verdict.reason,
-                    mutate=lambda i: verdict.apply(i).replace(last_error=error),
-                    error=error,
+                    now=self.clock(),
                 )
             except TransitionNotAllowed:
                 # PAUSED (a test there only reports), or moved on while the test ran: the
                 # result is answered but changes nothing.
-                return current
+                return held.integration

@@ -16,9 +16,8 @@ import structlog
 
 from service.clock import Clock
 from service.domain.model import Integration
-from service.engine.lifecycle import Lifecycle
-from service.storage import claims
-from service.storage import integrations as store
+from service.engine import changes
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -30,30 +29,29 @@ class LateNotices:
     """Records "late" events; safe to run on every replica at once (each lateness is
     noticed once, under the integration's row lock)."""
 
-    def __init__(self, lifecycle: Lifecycle, clock: Clock, *, batch: int = 100) -> None:
-        self.lifecycle = lifecycle
+    def __init__(self, db: Database, clock: Clock, *, batch: int = 100) -> None:
+        self.db = db
         self.clock = clock
         self.batch = batch
 
     async def notice(self) -> int:
         """Record every unnoticed lateness (up to a batch); returns how many were recorded."""
         now = self.clock()
-        async with self.lifecycle.db.connection() as conn:
-            due = await claims.late_due(conn, now, self.batch)
+        async with self.db.connection() as tx:
+            due = await tx.claims.late_due(now, self.batch)
         recorded = 0
         for tenant, integration_id, late_at in due:
-            async with self.lifecycle.db.transaction() as conn:
-                if not await claims.take_late_notice(conn, tenant, integration_id, late_at):
+            async with self.db.transaction() as tx:
+                if not await tx.claims.take_late_notice(tenant, integration_id, late_at):
                     continue  # another replica's, or it synced meanwhile
-                current = await self.lifecycle.lock(conn, tenant, integration_id)
-                await store.record_change(
-                    conn,
-                    before=current,
-                    after=current,
-                    trigger=LATE_TRIGGER,
+                current = await tx.integrations.lock(tenant, integration_id)
+                await changes.note(
+                    tx,
+                    current,
+                    LATE_TRIGGER,
                     actor="scheduler",
                     reason=_reason(current, now),
-                    occurred_at=now,
+                    now=now,
                 )
                 recorded += 1
         if recorded:

@@ -1,9 +1,8 @@
-"""The lifecycle of integrations: create, configure, pause, resume, delete, and the one path
-through which every status change is made.
+"""The lifecycle of integrations as people drive it: create, configure, pause, resume, delete,
+and reading them back.
 
-`Lifecycle.change` locks the integration, checks the etag, asks the transition table, applies
-the caller's mutation and records the change (new revision + event) in one transaction. The
-RPC handlers and the background engine both change integrations only through it.
+Every change goes through `service.engine.changes` (lock, etag, transition table, record) in
+one transaction; `Lifecycle.change` is that for a single trigger.
 """
 
 from __future__ import annotations
@@ -18,23 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from service.clock import Clock, utc_now
 from service.connectors.registry import ConnectorRegistry
 from service.domain import schedule
 from service.domain.credentials import Credentials
-from service.domain.exceptions import Aborted, FieldViolation, InvalidArgument, TransitionNotAllowed
+from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Breaker, Event, Integration
-from service.domain.status import (
-    ACTION_OF,
-    Action,
-    Disallowed,
-    Status,
-    SyncState,
-    Trigger,
-    transition,
-)
+from service.domain.status import Status, Trigger
 from service.domain.taxonomy import IntegrationError
 from service.domain.validation import (
     IntervalBounds,
@@ -44,9 +33,8 @@ from service.domain.validation import (
     request_id,
     sync_interval,
 )
-from service.storage import integrations as store
-from service.storage.database import Database
-from service.storage.sealing import KeyRing, row_binding
+from service.engine import changes
+from service.storage.database import Database, Tx
 
 
 @dataclass(frozen=True)
@@ -86,7 +74,6 @@ class Lifecycle:
         self,
         db: Database,
         connectors: ConnectorRegistry,
-        keys: KeyRing,
         bounds: IntervalBounds,
         *,
         request_id_ttl: timedelta = timedelta(hours=24),
@@ -94,7 +81,6 @@ class Lifecycle:
     ) -> None:
         self.db = db
         self.connectors = connectors
-        self.keys = keys
         self.bounds = bounds
         self.request_id_ttl = request_id_ttl
         self.clock = clock
@@ -102,8 +88,8 @@ class Lifecycle:
     # -- reading -------------------------------------------------------------------------
 
     async def get(self, tenant: str, integration_id: UUID) -> Integration:
-        async with self.db.connection() as conn:
-            return await store.get(conn, tenant, integration_id)
+        async with self.db.connection() as tx:
+            return await tx.integrations.get(tenant, integration_id)
 
     async def list_page(
         self,
@@ -114,9 +100,8 @@ class Lifecycle:
         after: tuple[datetime, UUID] | None,
         limit: int,
     ) -> list[Integration]:
-        async with self.db.connection() as conn:
-            return await store.list_page(
-                conn,
+        async with self.db.connection() as tx:
+            return await tx.integrations.list_page(
                 tenant,
                 statuses=statuses,
                 connector_type=connector_type,
@@ -127,19 +112,11 @@ class Lifecycle:
     async def events(
         self, tenant: str, integration_id: UUID, *, before_revision: int | None, limit: int
     ) -> list[Event]:
-        async with self.db.connection() as conn:
-            await store.get(conn, tenant, integration_id)  # NOT_FOUND before an empty page
-            return await store.list_events(
-                conn, tenant, integration_id, before_revision=before_revision, limit=limit
+        async with self.db.connection() as tx:
+            await tx.integrations.get(tenant, integration_id)  # NOT_FOUND before an empty page
+            return await tx.integrations.events(
+                tenant, integration_id, before_revision=before_revision, limit=limit
             )
-
-    async def credentials(self, tenant: str, integration_id: UUID) -> Credentials | None:
-        """The integration's credentials, unsealed (for connectors only; never returned)."""
-        async with self.db.connection() as conn:
-            found = await store.get_credentials(conn, tenant, integration_id)
-        if found is None:
-            return None
-        return Credentials.from_bytes(self.keys.open(found[1], row_binding(tenant, integration_id)))
 
     # -- creating and configuring ------------------------------------------------------
 
@@ -167,7 +144,7 @@ class Lifecycle:
             violations += check.violations
             missing = check.missing
         if connector is not None and spec.credentials is not None:
-            violations += _credential_violations(connector.credential_kinds, spec.credentials)
+            violations += connector.check_credentials(spec.credentials)
         raise_if(violations)
 
         if spec.request_id:
@@ -182,9 +159,9 @@ class Lifecycle:
             return existing
 
     async def _replayed(self, tenant: str, spec: CreateSpec) -> Integration | None:
-        async with self.db.connection() as conn:
-            found = await store.find_create_request(
-                conn, tenant, spec.request_id, self.clock() - self.request_id_ttl
+        async with self.db.connection() as tx:
+            found = await tx.integrations.find_create_request(
+                tenant, spec.request_id, self.clock() - self.request_id_ttl
             )
             if found is None:
                 return None
@@ -199,7 +176,7 @@ class Lifecycle:
                         )
                     ]
                 )
-            return await store.get(conn, tenant, integration_id)
+            return await tx.integrations.get(tenant, integration_id)
 
     async def _insert(
         self, tenant: str, spec: CreateSpec, interval: timedelta, missing: tuple[str, ...]
@@ -217,20 +194,21 @@ class Lifecycle:
             sync_interval=interval,
             breaker=Breaker(threshold=spec.breaker_threshold or None),
         )
-        async with self.db.transaction() as conn:
-            if spec.request_id:
-                expired = now - self.request_id_ttl
-                await store.purge_create_requests(conn, tenant, expired)
-                if not await store.remember_create_request(
-                    conn, tenant, spec.request_id, draft.id, _fingerprint(spec), now, expired
-                ):
-                    raise _LostCreateRace
+        async with self.db.transaction() as tx:
+            if spec.request_id and not await tx.integrations.remember_create_request(
+                tenant,
+                spec.request_id,
+                draft.id,
+                _fingerprint(spec),
+                now=now,
+                expired_before=now - self.request_id_ttl,
+            ):
+                raise _LostCreateRace
             if spec.credentials is not None:
                 draft = draft.replace(
                     credentials_kind=spec.credentials.kind, credentials_set_at=now
                 )
-            event = await store.record_change(
-                conn,
+            event = await tx.integrations.record_change(
                 before=None,
                 after=draft,
                 trigger="create",
@@ -241,9 +219,9 @@ class Lifecycle:
             assert event.state is not None
             created = event.state
             if spec.credentials is not None:
-                await self._store_credentials(conn, created, spec.credentials, now)
+                await tx.credentials.put(tenant, created.id, spec.credentials, now)
             if spec.config is not None:
-                created = await self._apply_config(conn, created, spec.config, missing, now)
+                created = await self._apply_config(tx, created, spec.config, missing, now)
             return created
 
     async def configure(
@@ -251,8 +229,8 @@ class Lifecycle:
     ) -> Integration:
         """Change name, config, credentials or interval. A config change moves the status
         (DRAFT/CONFIGURE/ACTIVE/ERROR to TESTING or CONFIGURE); the caller runs the test."""
-        async with self.db.transaction() as conn:
-            current = await self._lock(conn, tenant, integration_id, etag)
+        async with self.db.transaction() as tx:
+            current = await changes.lock(tx, tenant, integration_id, etag)
             connector = self.connectors.get(current.connector_type)
             violations: list[FieldViolation] = []
             if spec.display_name is not None:
@@ -267,7 +245,7 @@ class Lifecycle:
                 violations += check.violations
                 missing = check.missing
             if spec.credentials is not None and connector is not None:
-                violations += _credential_violations(connector.credential_kinds, spec.credentials)
+                violations += connector.check_credentials(spec.credentials)
             raise_if(violations)
 
             now = self.clock()
@@ -289,16 +267,15 @@ class Lifecycle:
                 )
             updated = _rescheduled(current, updated)
             if spec.credentials is not None:
-                await self._store_credentials(conn, updated, spec.credentials, now)
+                await tx.credentials.put(tenant, integration_id, spec.credentials, now)
                 updated = updated.replace(
                     credentials_kind=spec.credentials.kind, credentials_set_at=now
                 )
             if spec.config is not None:
-                return await self._apply_config(conn, updated, spec.config, missing, now)
+                return await self._apply_config(tx, updated, spec.config, missing, now)
             if updated == current and spec.credentials is None:
                 return current
-            event = await store.record_change(
-                conn,
+            event = await tx.integrations.record_change(
                 before=current,
                 after=updated,
                 trigger="settings_changed",
@@ -311,25 +288,14 @@ class Lifecycle:
 
     async def _apply_config(
         self,
-        conn: asyncpg.Connection,
+        tx: Tx,
         current: Integration,
         config: dict[str, Any],
         missing: tuple[str, ...],
         now: datetime,
     ) -> Integration:
         trigger = Trigger.CONFIGURE_INCOMPLETE if missing else Trigger.CONFIGURE_COMPLETE
-        target = _allowed(current, trigger)
-        changed = current.replace(
-            config=config,
-            missing_config_fields=missing,
-            status=target,
-            sync_state=_sync_state_for(target, current.sync_state),
-            last_error=current.last_error if target is current.status else None,
-        )
-        if target not in (Status.PAUSED, Status.DISCONNECTED):
-            # Another source to verify: the old one's failures say nothing about it. (Paused
-            # and disconnected ones keep their breaker until Resume or Reauthorize.)
-            changed = changed.replace(breaker=schedule.reset(changed.breaker))
+        target = changes.allowed(current.status, trigger)
         reason = (
             "configuration saved; missing: " + ", ".join(missing)
             if missing
@@ -337,30 +303,20 @@ class Lifecycle:
         )
         if target is Status.PAUSED:
             reason = "configuration saved while paused; it is verified on Resume"
-        event = await store.record_change(
-            conn,
-            before=current,
-            after=changed,
-            trigger=trigger.value,
-            actor="api",
-            reason=reason,
-            occurred_at=now,
-        )
-        assert event.state is not None
-        return event.state
 
-    async def _store_credentials(
-        self,
-        conn: asyncpg.Connection,
-        integration: Integration,
-        credentials: Credentials,
-        now: datetime,
-    ) -> None:
-        sealed = self.keys.seal(
-            credentials.to_bytes(), row_binding(integration.tenant_id, integration.id)
-        )
-        await store.put_credentials(
-            conn, integration.tenant_id, integration.id, credentials.kind, sealed, now
+        def configured(i: Integration) -> Integration:
+            changed = i.replace(
+                config=config,
+                missing_config_fields=missing,
+                last_error=i.last_error if target is i.status else None,
+            )
+            if target in (Status.PAUSED, Status.DISCONNECTED):
+                return changed  # they keep their breaker until Resume or Reauthorize
+            # Another source to verify: the old one's failures say nothing about it.
+            return changed.replace(breaker=schedule.reset(changed.breaker))
+
+        return await changes.apply(
+            tx, current, trigger, actor="api", reason=reason, now=now, mutate=configured
         )
 
     # -- pausing, resuming, deleting ---------------------------------------------------
@@ -407,12 +363,11 @@ class Lifecycle:
     async def delete(self, tenant: str, integration_id: UUID, etag: str) -> tuple[int, int]:
         """Delete the integration and everything that belongs to it, in one transaction.
         Returns (revision of the tombstone, records deleted)."""
-        async with self.db.transaction() as conn:
-            current = await self._lock(conn, tenant, integration_id, etag)
-            _check(current, Trigger.DELETE)
-            records = await store.delete(conn, tenant, integration_id)
-            event = await store.record_change(
-                conn,
+        async with self.db.transaction() as tx:
+            current = await changes.lock(tx, tenant, integration_id, etag)
+            changes.allowed(current.status, Trigger.DELETE)
+            records = await tx.integrations.delete(tenant, integration_id)
+            event = await tx.integrations.record_change(
                 before=current,
                 after=None,
                 trigger=Trigger.DELETE.value,
@@ -421,8 +376,6 @@ class Lifecycle:
                 occurred_at=self.clock(),
             )
             return event.revision, records
-
-    # -- the one path for status changes -----------------------------------------------
 
     async def change(
         self,
@@ -436,99 +389,21 @@ class Lifecycle:
         mutate: Callable[[Integration], Integration] = lambda i: i,
         error: IntegrationError | None = None,
     ) -> Integration:
-        """Apply `trigger` to the integration: lock, check the etag and the table, mutate,
-        record. Raises TransitionNotAllowed (FAILED_PRECONDITION) or Aborted (stale etag)."""
-        async with self.db.transaction() as conn:
-            current = await self._lock(conn, tenant, integration_id, etag)
-            return await self.apply(
-                conn, current, trigger, actor=actor, reason=reason, mutate=mutate, error=error
+        """Apply `trigger` to the integration in a transaction of its own (see
+        `changes.apply`). Raises TransitionNotAllowed (FAILED_PRECONDITION) or Aborted (stale
+        etag)."""
+        async with self.db.transaction() as tx:
+            current = await changes.lock(tx, tenant, integration_id, etag)
+            return await changes.apply(
+                tx,
+                current,
+                trigger,
+                actor=actor,
+                reason=reason,
+                now=self.clock(),
+                mutate=mutate,
+                error=error,
             )
-
-    async def lock(
-        self, conn: asyncpg.Connection, tenant: str, integration_id: UUID, etag: str = ""
-    ) -> Integration:
-        """Lock the integration's row in the caller's transaction (for engines that commit
-        more with a change, e.g. a sync run with its SYNC transition)."""
-        return await self._lock(conn, tenant, integration_id, etag)
-
-    async def apply(
-        self,
-        conn: asyncpg.Connection,
-        current: Integration,
-        trigger: Trigger,
-        *,
-        actor: str,
-        reason: str,
-        mutate: Callable[[Integration], Integration] = lambda i: i,
-        error: IntegrationError | None = None,
-    ) -> Integration:
-        """`change` inside the caller's transaction, on an integration it locked with `lock`.
-        Must be the caller's last write: it takes the tenant's revision lock."""
-        target = _allowed(current, trigger)
-        changed = mutate(current).replace(status=target)
-        changed = changed.replace(sync_state=_sync_state_for(target, changed.sync_state))
-        event = await store.record_change(
-            conn,
-            before=current,
-            after=changed,
-            trigger=trigger.value,
-            actor=actor,
-            reason=reason,
-            occurred_at=self.clock(),
-            error=error,
-        )
-        assert event.state is not None
-        return event.state
-
-    async def _lock(
-        self, conn: asyncpg.Connection, tenant: str, integration_id: UUID, etag: str
-    ) -> Integration:
-        current = await store.get(conn, tenant, integration_id, for_update=True)
-        if etag and etag != current.etag:
-            raise Aborted(
-                "the integration changed since you read it; get it again and retry",
-                reason="ETAG_MISMATCH",
-                metadata={"current_etag": current.etag, "given_etag": etag},
-            )
-        return current
-
-
-def _check(current: Integration, trigger: Trigger) -> Status | None:
-    """The status `trigger` leads to (None: deleted), or TransitionNotAllowed."""
-    outcome = transition(current.status, trigger)
-    if isinstance(outcome, Disallowed):
-        action = ACTION_OF.get(trigger, Action.CONFIGURE)
-        raise TransitionNotAllowed(action, current.status, outcome.allowed)
-    return outcome
-
-
-def _allowed(current: Integration, trigger: Trigger) -> Status:
-    """Like _check, for triggers that keep the integration."""
-    outcome = _check(current, trigger)
-    if outcome is None:
-        raise ValueError(f"{trigger.value} deletes; use Lifecycle.delete")
-    return outcome
-
-
-def _sync_state_for(status: Status, previous: SyncState | None) -> SyncState | None:
-    if status is not Status.ACTIVE:
-        return None
-    return previous or SyncState.SYNCED
-
-
-def _credential_violations(
-    accepted: frozenset[str], credentials: Credentials
-) -> list[FieldViolation]:
-    if credentials.kind in accepted:
-        return []
-    return [
-        FieldViolation(
-            "credentials",
-            f"{credentials.kind} credentials are not accepted by "
-            f"this connector; use one of {', '.join(sorted(accepted))}",
-            "UNSUPPORTED_CREDENTIALS",
-        )
-    ]
 
 
 def _fingerprint(spec: CreateSpec) -> str:

@@ -3,9 +3,10 @@
 A probe is the connector's `test_connection` — the cheap check a person's TestConnection makes
 — with a time limit: one that hangs counts as a failure (SERVICE_UNAVAILABLE) once the
 policy's probe timeout has passed. The scheduler claims each probe like a sync, so one runs at
-a time per integration across all replicas. Its outcome is written only while that claim
-still holds (the lease version) and the breaker is still open, so a Pause, a Sync or a
-TestConnection that came in meanwhile wins. A success closes the breaker (REACTIVATED: back to
+a time per integration across all replicas, and gives the claim back when a probe records
+nothing. Its outcome is written only while it still counts (`outcomes.stale`: the claim still
+holds and the breaker is still open), so a Pause, a Sync or a TestConnection that came in
+meanwhile wins. A success closes the breaker (REACTIVATED: back to
 ACTIVE, a sync from the cursor due at once); a failure moves the next probe further out.
 """
 
@@ -21,13 +22,12 @@ from service.clock import Clock
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
-from service.domain.schedule import Attempt, Schedule
-from service.domain.status import Status
+from service.domain.schedule import Attempt, probing
 from service.domain.taxonomy import ErrorCode, IntegrationError
-from service.engine.lifecycle import Lifecycle
+from service.engine.outcomes import Attempted, Outcomes, stale
 from service.engine.providers import Providers
-from service.storage import claims
 from service.storage.claims import Claim
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -39,36 +39,36 @@ class Prober:
     """Runs claimed probes and records their outcome."""
 
     def __init__(
-        self, lifecycle: Lifecycle, providers: Providers, schedule: Schedule, clock: Clock
+        self,
+        db: Database,
+        providers: Providers,
+        outcomes: Outcomes,
+        clock: Clock,
     ) -> None:
-        self.lifecycle = lifecycle
+        self.db = db
         self.providers = providers
-        self.schedule = schedule
+        self.outcomes = outcomes
         self.clock = clock
 
     @property
     def timeout(self) -> timedelta:
-        return self.schedule.policy.probe_timeout
+        return self.outcomes.schedule.policy.probe_timeout
 
     async def probe(self, claim: Claim) -> Integration | None:
-        """Probe the claimed integration; the integration after the outcome was recorded, or
-        None when there was nothing to record (gone, no longer open, claim lost)."""
+        """Probe the claimed integration; the integration after the outcome was recorded (the
+        claim then given back with it), or None when there was nothing to record (gone, no
+        longer braked, claim lost)."""
         try:
-            integration = await self.lifecycle.get(claim.tenant_id, claim.integration_id)
+            async with self.db.connection() as tx:
+                integration = await tx.integrations.get(claim.tenant_id, claim.integration_id)
         except NotFound:
             return None
         if not probing(integration):
-            await self._release(claim)
             return None
-        try:
-            started = time.monotonic()
-            error = await self._check(integration)
-            seconds = time.monotonic() - started
-            return await self._record(claim, integration, error, seconds)
-        except asyncio.CancelledError:
-            # This process stops: give the claim back so another replica probes at once.
-            await asyncio.shield(self._release(claim))
-            raise
+        attempted = Attempted(Attempt.PROBE, integration, claim.lease_version)
+        started = time.monotonic()
+        error = await self._check(integration)
+        return await self._record(claim, attempted, error, time.monotonic() - started)
 
     async def _check(self, integration: Integration) -> IntegrationError | None:
         """The connector's check, within the probe timeout; the classified failure, if any."""
@@ -92,64 +92,31 @@ class Prober:
         return None
 
     async def _record(
-        self, claim: Claim, probed: Integration, error: IntegrationError | None, seconds: float
+        self, claim: Claim, attempted: Attempted, error: IntegrationError | None, seconds: float
     ) -> Integration | None:
         now = self.clock()
-        async with self.lifecycle.db.transaction() as conn:
+        async with self.db.transaction() as tx:
             try:
-                current = await self.lifecycle.lock(conn, claim.tenant_id, claim.integration_id)
+                held = await tx.claims.hold(claim.tenant_id, claim.integration_id)
             except NotFound:
                 return None
-            version = await claims.lease_version(conn, claim.tenant_id, claim.integration_id)
-            if version != claim.lease_version:
-                # Taken over (this process stalled past the claim, or a Sync claimed it):
-                # the newer claim's outcome is the one that counts.
+            why = stale(held, attempted)
+            if why is not None:
                 log.info(
-                    "probe_outcome_fenced",
+                    "probe_outcome_not_recorded",
                     tenant_id=claim.tenant_id,
                     integration_id=str(claim.integration_id),
-                    claimed=claim.lease_version,
-                    current=version,
+                    why=why,
                 )
                 return None
-            await claims.release_claim(conn, claim.tenant_id, claim.integration_id, version)
-            if (
-                not probing(current)
-                or current.config != probed.config
-                or current.credentials_set_at != probed.credentials_set_at
-            ):
-                return None  # a person acted meanwhile; their action decides
-            if error is None:
-                verdict = self.schedule.succeeded(
-                    current, now, attempt=Attempt.PROBE, what=f"probe succeeded in {seconds:.2f}s"
-                )
-            else:
-                verdict = self.schedule.failed(current, error, now, what="probe")
-            return await self.lifecycle.apply(
-                conn,
-                current,
-                verdict.trigger,
-                actor=PROBE_ACTOR,
-                reason=verdict.reason,
+            await tx.claims.release(claim)
+            what = "probe" if error else f"probe succeeded in {seconds:.2f}s"
+            return await self.outcomes.record(
+                tx,
+                held.integration,
+                attempted,
                 error=error,
-                mutate=lambda i: verdict.apply(i).replace(last_error=error),
+                what=what,
+                actor=PROBE_ACTOR,
+                now=now,
             )
-
-    async def _release(self, claim: Claim) -> None:
-        try:
-            async with self.lifecycle.db.connection() as conn:
-                await claims.release_claim(
-                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
-                )
-        except Exception:
-            # The claim expires by itself; releasing only lets another replica start sooner.
-            log.warning("probe_claim_not_released", exc_info=True)
-
-
-def probing(integration: Integration) -> bool:
-    """Whether the integration is waiting on probes: in ERROR with its breaker open."""
-    return (
-        integration.status is Status.ERROR
-        and integration.breaker.open
-        and integration.breaker.halt is None
-    )

@@ -20,11 +20,12 @@ from service.connectors.auth import AccessTokens, StoredTokens
 from service.connectors.base import Connector, Source
 from service.connectors.http import HttpClient
 from service.connectors.provider_failures import ProviderFailure
+from service.connectors.redaction import SHAPES
 from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import ErrorCode, IntegrationError
-from service.engine.lifecycle import Lifecycle
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class Providers:
 
     connectors: ConnectorRegistry
     http: HttpClient
-    lifecycle: Lifecycle
+    db: Database
     clock: Clock
     page_size: int = 250
     tokens: TokensFactory = stored_tokens
@@ -58,11 +59,13 @@ class Providers:
                 f"the connector {integration.connector_type!r} is not installed in this deployment",
                 context={"connector_type": integration.connector_type},
             )
-        credentials = await self.lifecycle.credentials(integration.tenant_id, integration.id)
+        async with self.db.connection() as tx:
+            stored = await tx.credentials.get(integration.tenant_id, integration.id)
+        credentials = stored.credentials if stored else None
         source = Source(
             config=integration.config,
             credentials=credentials,
-            http=self.http,
+            http=self.http.for_connector(integration.connector_type),
             tokens=await self.tokens(integration, credentials),
             page_size=self.page_size,
         )
@@ -80,6 +83,15 @@ class Providers:
             "operation": operation,
         }
         if isinstance(exc, ProviderFailure):
+            # Connectors quote providers (error texts, excerpts): whatever looks like a
+            # credential goes before it is logged or stored. (The exact secrets a request
+            # sent are already gone from excerpts: service.connectors.http.)
+            exc = ProviderFailure(
+                exc.code,
+                SHAPES.text(exc.message),
+                retry_after=exc.retry_after,
+                context=SHAPES.value(exc.context),
+            )
             reference = None
             if exc.code is ErrorCode.INTERNAL:
                 reference = support_reference()

@@ -6,11 +6,13 @@ one per connector type — and runs it: a sync from the stored cursor, or, while
 open, a connection probe. Claims carry the integration's lease version, the fencing token
 every write of the work must still match. Work whose replica died is claimed again once its
 lease (or claim) expires, by whichever replica sweeps next. Beside the claims the loop records
-lateness notices (`lateness.py`), in a task of their own so they never hold claims up. Nothing
-in the loop waits for a row lock: a stalled replica's locks are skipped, never waited on.
+lateness notices (`lateness.py`) and reconciles push channels (`push.py`), each in a task of
+its own so they never hold claims up. Nothing in the loop waits for a row lock: a stalled
+replica's locks are skipped, never waited on.
 
 Sweeps run every `sweep_interval`, shortened by up to a fifth at random so replicas spread out
-rather than sweep in step; `wake()` sweeps at once (tests use `sweep()` directly). When a sweep
+rather than sweep in step; `wake()` sweeps at once, `wake_at()` at a time (a push notification
+made an integration due then); tests use `sweep()` directly. When a sweep
 filled every free slot, finishing work wakes the loop, so a backlog drains at the speed of the
 work rather than of the sweep interval.
 """
@@ -22,7 +24,7 @@ import contextlib
 import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -30,11 +32,12 @@ from service.background import cancel_and_wait
 from service.clock import Clock
 from service.config import ConnectorLimits
 from service.engine.lateness import LateNotices
-from service.engine.lifecycle import Lifecycle
 from service.engine.probes import Prober
+from service.engine.push import PushReconciler
 from service.engine.sync import SyncEngine
-from service.storage import claims
+from service.observability import metrics
 from service.storage.claims import Claim
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +68,7 @@ class Scheduler:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        db: Database,
         syncs: SyncEngine,
         prober: Prober,
         types: tuple[str, ...],
@@ -74,8 +77,9 @@ class Scheduler:
         clock: Clock,
         worker: str,
         rng: random.Random | None = None,
+        push: PushReconciler | None = None,
     ) -> None:
-        self.lifecycle = lifecycle
+        self.db = db
         self.syncs = syncs
         self.prober = prober
         self.types = types
@@ -83,7 +87,10 @@ class Scheduler:
         self.clock = clock
         self.worker = worker
         self.rng = rng or random.Random()
-        self.late = LateNotices(lifecycle, clock)
+        self.late = LateNotices(db, clock)
+        #: Opens, renews and stops push channels (None: not in this process).
+        self.push = push
+        self._pushing: asyncio.Task[int] | None = None
         #: Claims being worked on by this process, per connector type.
         self.in_flight: Counter[str] = Counter()
         #: Work in flight, and the claim each one works on.
@@ -102,6 +109,13 @@ class Scheduler:
         """Sweep now instead of at the next interval."""
         self._wake.set()
 
+    def wake_at(self, due: datetime) -> None:
+        """Sweep when `due` comes (by the service's clock), if the loop runs."""
+        if self._loop is None or self._stopping:
+            return
+        delay = max(0.0, (due - self.clock()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
     async def stop(self, grace: float = 0) -> None:
         """Stop claiming (the claim step in progress completes, so no claim is left behind
         without its work); let probes in flight finish within `grace` seconds, then cancel
@@ -114,7 +128,8 @@ class Scheduler:
             await asyncio.wait({self._loop}, timeout=max(grace, 1.0))
             await cancel_and_wait(self._loop)
         await cancel_and_wait(self._noticing)
-        self._loop = self._noticing = None
+        await cancel_and_wait(self._pushing)
+        self._loop = self._noticing = self._pushing = None
         if self._work and grace > 0:
             await asyncio.wait(self._work, timeout=grace)
         work = dict(self._work)
@@ -127,10 +142,12 @@ class Scheduler:
         )
 
     async def sweep(self) -> list[Claim]:
-        """One sweep now: claim due work and start it, then notice lateness. Returns the
-        claims (their work runs in the background; see `idle`)."""
+        """One sweep now: claim due work and start it, then notice lateness and reconcile
+        push channels. Returns the claims (their work runs in the background; see `idle`)."""
         claimed = await self.claim()
         await self.late.notice()
+        if self.push is not None:
+            await self.push.reconcile()
         return claimed
 
     async def claim(self) -> list[Claim]:
@@ -162,6 +179,8 @@ class Scheduler:
             # the claims rather than in their way.
             if self._noticing is None or self._noticing.done():
                 self._noticing = asyncio.create_task(self._notice(), name="late-notices")
+            if self.push is not None and (self._pushing is None or self._pushing.done()):
+                self._pushing = asyncio.create_task(self._reconcile(), name="push-channels")
             if self._stopping:
                 break
             pause = interval * (1 - SWEEP_JITTER * self.rng.random())
@@ -176,6 +195,14 @@ class Scheduler:
             log.warning("late_notices_failed", exc_info=True)
             return 0
 
+    async def _reconcile(self) -> int:
+        assert self.push is not None
+        try:
+            return await self.push.reconcile()
+        except Exception:
+            log.warning("push_reconcile_failed", exc_info=True)
+            return 0
+
     async def _claim(self) -> list[Claim]:
         """Claim what is due, within the free slots: per connector type, in turns so no type
         always goes first."""
@@ -188,7 +215,7 @@ class Scheduler:
         order = self.types[self._turn :] + self.types[: self._turn]
         found: list[Claim] = []
         self._backlog = False
-        async with self.lifecycle.db.transaction() as conn:
+        async with self.db.transaction() as tx:
             for connector_type in order:
                 slots = min(
                     free,
@@ -197,8 +224,7 @@ class Scheduler:
                 )
                 if slots <= 0:
                     continue
-                got = await claims.claim_due(
-                    conn,
+                got = await tx.claims.claim_due(
                     now=now,
                     connector_type=connector_type,
                     limit=slots,
@@ -213,6 +239,7 @@ class Scheduler:
                     break
         for claim in found:
             self.in_flight[claim.connector_type] += 1
+            metrics.SCHEDULER_CLAIMS.labels("probe" if claim.probe else "sync").inc()
         if found:
             log.debug(
                 "scheduler_claimed", count=len(found), probes=sum(1 for c in found if c.probe)
@@ -224,10 +251,16 @@ class Scheduler:
             if self._stopping:  # claimed just before the stop: another replica takes it
                 await self._release(claim)
             elif claim.probe:
-                await self.prober.probe(claim)
+                with metrics.in_flight("probe"):
+                    probed = await self.prober.probe(claim)
+                if probed is None:
+                    # Nothing recorded (no longer braked, a person acted…): free it at once.
+                    await self._release(claim)
             else:
                 started = await self.syncs.start_claimed(claim)
-                if started is not None and started.started:
+                if started is None:
+                    await self._release(claim)  # paused since the sweep, or gone
+                elif started.started:
                     await self.syncs.wait(started.run)
         except asyncio.CancelledError:
             # Stopping: a claim whose run did not start is given back at once (one that did
@@ -248,10 +281,9 @@ class Scheduler:
                 self.wake()
 
     async def _release(self, claim: Claim) -> None:
+        """Give a claim back (if it is still ours) so any replica's next sweep can take it."""
         try:
-            async with self.lifecycle.db.connection() as conn:
-                await claims.release_claim(
-                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
-                )
+            async with self.db.connection() as tx:
+                await tx.claims.release(claim)
         except Exception:
             log.warning("claim_not_released", exc_info=True)  # it expires by itself

@@ -1,5 +1,5 @@
 """Syncs: starting a run (or finding the one already running), running it in the background,
-waiting for it, and reading runs and records back.
+waiting for it, and reading runs back (records are read through `record_feed`).
 
 At most one run per integration is RUNNING, whichever replica started it: a run starts in the
 same transaction as the integration's SYNC change, under its row lock, and a unique index on
@@ -10,7 +10,7 @@ scheduler) ends it and starts over from the stored cursor.
 Every run holds a claim of its integration: the integration's `lease_version` when it started
 (a Sync RPC takes a new one; the scheduler brings the one it claimed). It is the fencing token
 of the run's writes: a runner that stalled while its work was taken over finds a newer version
-and writes nothing (see `SyncRunner._claim` and `storage.sync.put_cursor`).
+and writes nothing (see `outcomes.stale` and `SyncRows.commit_page`).
 """
 
 from __future__ import annotations
@@ -26,28 +26,17 @@ from service.clock import Clock
 from service.domain import schedule
 from service.domain.exceptions import NotFound, TransitionNotAllowed
 from service.domain.model import Integration
-from service.domain.schedule import Schedule
-from service.domain.status import Action, Disallowed, Status, SyncState, Trigger, transition
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
-from service.engine.lifecycle import Lifecycle
+from service.domain.records import RecordLimits
+from service.domain.status import SyncState, Trigger
+from service.domain.sync import SyncOutcome, SyncRun, SyncTrigger
+from service.engine import changes
+from service.engine.outcomes import Outcomes
 from service.engine.providers import Providers
 from service.engine.sync_runner import SyncRunner
-from service.storage import claims
-from service.storage import integrations as integrations_store
-from service.storage import sync as store
 from service.storage.claims import Claim
 from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
-
-#: What to do instead, when a status does not allow a sync.
-SYNC_HINTS: dict[Status, str] = {
-    Status.PAUSED: "Resume it: it continues from where it left off.",
-    Status.DISCONNECTED: "Its credentials are no longer valid: Reauthorize it first.",
-    Status.DRAFT: "Configure it first.",
-    Status.CONFIGURE: "Complete its configuration with Configure first.",
-    Status.TESTING: "Its connection is being verified; sync once it is ACTIVE.",
-}
 
 #: How often `wait` looks at a run that another replica is running.
 POLL_INTERVAL = 0.5
@@ -68,20 +57,23 @@ class SyncEngine:
     def __init__(
         self,
         db: Database,
-        lifecycle: Lifecycle,
         providers: Providers,
+        outcomes: Outcomes,
         *,
         lease: timedelta,
         clock: Clock,
-        schedule: Schedule | None = None,
         worker: str = "",
+        limits: RecordLimits | None = None,
+        commit_records: int = 2500,
     ) -> None:
         self.db = db
-        self.lifecycle = lifecycle
+        #: What one record may be, and how many are written per transaction.
+        self.limits = limits or RecordLimits()
+        self.commit_records = commit_records
         self.providers = providers
+        self.outcomes = outcomes
         self.lease = lease
         self.clock = clock
-        self.schedule = schedule or Schedule()
         #: Who runs the runs started here (recorded on each run, for operators).
         self.worker = worker
         #: Set when the process stops: runners hand their run back after the current page.
@@ -104,20 +96,13 @@ class SyncEngine:
 
     async def start_claimed(self, claim: Claim, *, actor: str = "scheduler") -> SyncStart | None:
         """Start the sync the scheduler claimed; None when the claim was lost to another worker
-        or the integration may no longer sync (then the claim is given back)."""
+        or the integration may no longer sync (the scheduler then gives the claim back)."""
         try:
             return await self._start(
                 claim.tenant_id, claim.integration_id, None, actor, claimed=claim.lease_version
             )
-        except NotFound:
-            return None
-        except TransitionNotAllowed:
-            # Paused (or reconfigured…) since the sweep: free it at once for when it resumes.
-            async with self.db.connection() as conn:
-                await claims.release_claim(
-                    conn, claim.tenant_id, claim.integration_id, claim.lease_version
-                )
-            return None
+        except (NotFound, TransitionNotAllowed):
+            return None  # gone, or paused (reconfigured…) since the sweep
 
     async def _start(
         self,
@@ -128,21 +113,15 @@ class SyncEngine:
         *,
         claimed: int | None,
     ) -> SyncStart | None:
-        async with self.db.transaction() as conn:
-            current = await self.lifecycle.lock(conn, tenant, integration_id)
+        async with self.db.transaction() as tx:
+            current = await changes.lock(tx, tenant, integration_id)
             # The time once the lock is ours: a run that waited for its predecessor's last
             # commit must not be recorded as starting before that one ended.
             now = self.clock()
-            target = transition(current.status, Trigger.SYNC)
-            if isinstance(target, Disallowed):
-                raise TransitionNotAllowed(
-                    Action.SYNC, current.status, target.allowed, SYNC_HINTS.get(current.status, "")
-                )
-            if claimed is not None and not await claims.take_claim(
-                conn, tenant, integration_id, claimed
-            ):
+            changes.allowed(current.status, Trigger.SYNC)
+            if claimed is not None and not await tx.claims.take(tenant, integration_id, claimed):
                 return None
-            running = await store.running_run(conn, tenant, integration_id)
+            running = await tx.sync.running_run(tenant, integration_id)
             if running is not None and not self._orphaned(running):
                 return SyncStart(running, current, started=False)
             # A person's Sync claims the integration now: a newer version fences whatever
@@ -150,12 +129,11 @@ class SyncEngine:
             version = (
                 claimed
                 if claimed is not None
-                else await claims.claim_now(conn, tenant, integration_id)
+                else await tx.claims.claim_now(tenant, integration_id)
             )
             trigger = trigger or schedule.sync_trigger(current)
             if running is not None:
-                await store.finish_run(
-                    conn,
+                await tx.sync.finish_run(
                     running,
                     SyncOutcome.CANCELLED,
                     now,
@@ -168,8 +146,7 @@ class SyncEngine:
                     integration_id=str(integration_id),
                     sync_run_id=str(running.id),
                 )
-            run = await store.insert_run(
-                conn,
+            run = await tx.sync.insert_run(
                 tenant,
                 integration_id,
                 uuid4(),
@@ -179,12 +156,13 @@ class SyncEngine:
                 lease_version=version,
                 worker=self.worker,
             )
-            integration = await self.lifecycle.apply(
-                conn,
+            integration = await changes.apply(
+                tx,
                 current,
                 Trigger.SYNC,
                 actor=actor,
                 reason=f"sync run #{run.seq} started ({trigger.value.lower()})",
+                now=now,
                 # Should this process die, the schedule retries within the lease (plus a
                 # sweep): the run's end sets the real next time.
                 mutate=lambda i: i.replace(
@@ -198,15 +176,16 @@ class SyncEngine:
     def _spawn(self, run: SyncRun, integration: Integration, actor: str) -> None:
         runner = SyncRunner(
             self.db,
-            self.lifecycle,
             self.providers,
+            self.outcomes,
             run=run,
             integration=integration,
             actor=actor,
             lease=self.lease,
             clock=self.clock,
-            schedule=self.schedule,
             stopping=self.stopping,
+            limits=self.limits,
+            commit_records=self.commit_records,
         )
         task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
         self._tasks[run.id] = task
@@ -251,8 +230,8 @@ class SyncEngine:
         return run.running and expires is not None and expires <= self.clock()
 
     async def _reread(self, run: SyncRun) -> SyncRun:
-        async with self.db.connection() as conn:
-            return await store.get_run(conn, run.tenant_id, run.id) or run
+        async with self.db.connection() as tx:
+            return await tx.sync.get_run(run.tenant_id, run.id) or run
 
     async def close(self, grace: float = 0) -> None:
         """Stop every run of this process. Each commits the page it is fetching if that takes
@@ -273,25 +252,15 @@ class SyncEngine:
         self, tenant: str, integration_id: UUID, *, before_seq: int | None, limit: int
     ) -> list[SyncRun]:
         """An integration's runs, newest first."""
-        async with self.db.connection() as conn:
-            await integrations_store.get(conn, tenant, integration_id)  # NOT_FOUND first
-            return await store.list_runs(
-                conn, tenant, integration_id, before_seq=before_seq, limit=limit
-            )
-
-    async def records(
-        self, tenant: str, integration_id: UUID, *, after_id: str | None, limit: int
-    ) -> list[StoredRecord]:
-        """An integration's synced records, ordered by id."""
-        async with self.db.connection() as conn:
-            await integrations_store.get(conn, tenant, integration_id)
-            return await store.list_records(
-                conn, tenant, integration_id, after_id=after_id, limit=limit
+        async with self.db.connection() as tx:
+            await tx.integrations.get(tenant, integration_id)  # NOT_FOUND first
+            return await tx.sync.list_runs(
+                tenant, integration_id, before_seq=before_seq, limit=limit
             )
 
     async def get_run(self, tenant: str, run_id: UUID) -> SyncRun:
-        async with self.db.connection() as conn:
-            run = await store.get_run(conn, tenant, run_id)
+        async with self.db.connection() as tx:
+            run = await tx.sync.get_run(tenant, run_id)
         if run is None:
             raise NotFound("sync run", str(run_id))
         return run

@@ -7,13 +7,14 @@ two pages loses and duplicates nothing: whatever committed is consistent with th
 cursor, and the next sync continues from there.
 
 Before every commit the runner checks it may still write: the integration must still exist,
-be ACTIVE or ERROR, have the configuration the run started with, and the run must still be
-RUNNING and hold the integration's claim (its lease version: not taken over after its lease
-expired). Otherwise the run ends CANCELLED and the fetched page is dropped. The cursor write
-itself is fenced on the lease version too, so a stalled runner can never move the cursor.
+the run must still be RUNNING, and the outcome must still count (`outcomes.stale`: the run
+holds the integration's claim, the integration is ACTIVE or ERROR with the configuration and
+credentials the run started with). Otherwise the run ends CANCELLED and the fetched page is
+dropped. The page write itself is fenced on the lease version too, so a stalled runner can
+never move the cursor.
 
-The run's end feeds the breaker (`service.domain.schedule`): a success closes it and puts the
-regular interval back, a failure is counted and scheduled (retry, or probes once it opens).
+The run's end is recorded by `outcomes.Outcomes` (a success closes the breaker and puts the
+regular interval back, a failure is counted and scheduled: retry, or probes once it opens).
 When the process stops, the runner hands the run back after the page it is on.
 """
 
@@ -23,6 +24,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import structlog
 
 from service.clock import Clock
@@ -38,19 +39,19 @@ from service.connectors.base import Cursor, Page, PageKind
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
-from service.domain.schedule import Attempt, Schedule
-from service.domain.status import Status, SyncState, Trigger
+from service.domain.records import PreparedPage, RecordLimits, prepare
+from service.domain.schedule import Attempt
+from service.domain.status import SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
-from service.engine.lifecycle import Lifecycle
+from service.engine import changes
+from service.engine.outcomes import Attempted, Outcomes, stale
 from service.engine.providers import Providers
-from service.storage import claims
-from service.storage import sync as store
-from service.storage.database import Database
+from service.observability import metrics, tracing
+from service.storage.database import Database, Tx
+from service.storage.errors import Gone, LeaseLost
+from service.storage.sync import PageWrite
 
 log = structlog.get_logger(__name__)
-
-#: Statuses a sync may write in; any other means a person stopped it (Pause, Configure…).
-SYNCABLE = frozenset({Status.ACTIVE, Status.ERROR})
 
 
 @dataclass(frozen=True)
@@ -88,36 +89,48 @@ class SyncRunner:
     def __init__(
         self,
         db: Database,
-        lifecycle: Lifecycle,
         providers: Providers,
+        outcomes: Outcomes,
         *,
         run: SyncRun,
         integration: Integration,
         actor: str,
         lease: timedelta,
         clock: Clock,
-        schedule: Schedule | None = None,
         stopping: asyncio.Event | None = None,
+        limits: RecordLimits | None = None,
+        commit_records: int = 2500,
     ) -> None:
-        self.schedule = schedule or Schedule()
+        self.limits = limits or RecordLimits()
+        self.commit_records = commit_records
         #: Set when the process stops: hand the run back after the current page.
         self.stopping = stopping or asyncio.Event()
         self.db = db
-        self.lifecycle = lifecycle
         self.providers = providers
+        self.outcomes = outcomes
         self.sync_run = run
         self.integration = integration
+        self.attempted = Attempted(Attempt.SYNC, integration, run.lease_version)
         self.actor = actor
         self.lease = lease
         self.clock = clock
         self.log = log.bind(
-            tenant_id=run.tenant_id, integration_id=str(run.integration_id), sync_run_id=str(run.id)
+            tenant_id=run.tenant_id,
+            integration_id=str(run.integration_id),
+            sync_run_id=str(run.id),
         )
 
     async def run(self) -> SyncRun:
         heartbeat = asyncio.create_task(self._heartbeat())
+        started = time.monotonic()
         try:
-            with purpose("sync"):
+            with (
+                purpose("sync"),
+                metrics.in_flight("sync"),
+                tracing.span(
+                    "sync_run", connector=self.integration.connector_type, **self._trace_ids()
+                ),
+            ):
                 ended = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._stop("the service shut down before it finished"))
@@ -132,25 +145,31 @@ class SyncRunner:
             records_deleted=ended.records_deleted,
             note=ended.note or None,
         )
+        metrics.sync_run_ended(self.integration.connector_type, ended, time.monotonic() - started)
         return ended
+
+    def _trace_ids(self) -> dict[str, str]:
+        run = self.sync_run
+        return {"sync_run_id": str(run.id), "trigger": run.trigger.value}
 
     async def _run(self) -> SyncRun:
         try:
             connector, source = await self.providers.open(self.integration)
-            async with self.db.connection() as conn:
-                stored = await store.get_cursor(
-                    conn, self.sync_run.tenant_id, self.sync_run.integration_id
+            async with self.db.connection() as tx:
+                stored = await tx.sync.get_cursor(
+                    self.sync_run.tenant_id, self.sync_run.integration_id
                 )
             cursor = SyncCursor.load(stored, self.integration.config)
         except Exception as exc:
             return await self._fail(exc)
         while True:
             try:
-                page = await connector.fetch(source, cursor.position)
-                cursor, ended = await self._commit(page, cursor)
-            except asyncpg.ForeignKeyViolationError:
+                with tracing.span("sync_page", page=self.sync_run.pages + 1):
+                    page = await connector.fetch(source, cursor.position)
+                    cursor, ended = await self._commit(page, cursor)
+            except Gone:
                 return self._gone()  # deleted under us (the row lock makes this a last resort)
-            except store.LeaseLost:
+            except LeaseLost:
                 return await self._lost()
             except Exception as exc:
                 return await self._fail(exc)
@@ -162,84 +181,92 @@ class SyncRunner:
 
     async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
         """Write one page with its cursor; the ended run when this was the last page (or the
-        run had to stop)."""
-        tenant, ident = self.sync_run.tenant_id, self.sync_run.integration_id
-        config = self.integration.config
-        async with self.db.transaction() as conn:
-            claimed = await self._claim(conn)
-            if isinstance(claimed, SyncRun):
-                return cursor, claimed
-            now = self.clock()  # once the lock is ours (see SyncEngine._start)
-            listing = _listing(page, cursor)
-            inserted, written = await store.upsert_records(
-                conn, tenant, ident, page.records, listing=listing, now=now
-            )
-            deleted = await store.delete_records(conn, tenant, ident, page.deleted)
-            if page.last and page.full and listing is not None:
-                deleted += await store.delete_unlisted(conn, tenant, ident, listing)
-            after = SyncCursor(page.cursor, None if page.last else listing)
-            count = await store.put_cursor(
-                conn,
-                tenant,
-                ident,
-                after.dump(config),
-                inserted - deleted,
-                lease_version=self.sync_run.lease_version,
-            )
-            self.sync_run = await store.record_progress(
-                conn,
-                self.sync_run,
-                upserted=written,
+        run had to stop). The records are made storable first (off the event loop: it walks
+        every one), and a page bigger than `commit_records` is written in parts: each part
+        but the last keeps the cursor before the page, so a crash in between fetches the page
+        again and loses nothing."""
+        prepared = await asyncio.to_thread(
+            prepare,
+            page.records,
+            page.deleted,
+            self.limits,
+            superseded=page.superseded,
+            superseded_example=page.superseded_example,
+        )
+        listing = _listing(page, cursor)
+        after = SyncCursor(page.cursor, None if page.last else listing)
+        parts = _parts(prepared, self.commit_records)
+        for n, (records, deleted) in enumerate(parts):
+            final = n == len(parts) - 1
+            write = PageWrite(
+                records=records,
                 deleted=deleted,
-                full_resync=page.full,
-                lease_expires_at=now + self.lease,
+                listing=listing,
+                ends_listing=final and page.last and page.full and listing is not None,
+                cursor=(after if final else SyncCursor(cursor.position, listing)).dump(
+                    self.integration.config
+                ),
+                full=page.full,
+                ends_page=final,
+                rejected=prepared.rejected if n == 0 else 0,
+                rejected_example=prepared.example if n == 0 else "",
             )
-            if not page.last:
-                return after, None
-            ended = await store.finish_run(conn, self.sync_run, SyncOutcome.SUCCEEDED, now)
+            ended = await self._write(write, last=final and page.last)
+            if ended is not None:
+                return cursor, ended
+        return after, None
+
+    async def _write(self, write: PageWrite, *, last: bool) -> SyncRun | None:
+        """Commit one write; with `last`, end the run SUCCEEDED with it. The ended run when
+        the run ended (or had to stop)."""
+        async with self.db.transaction() as tx:
+            current = await self._hold(tx)
+            if isinstance(current, SyncRun):
+                return current
+            now = self.clock()  # once the lock is ours (see SyncEngine._start)
+            committed = await tx.sync.commit_page(
+                self.sync_run, write, now=now, lease_expires_at=now + self.lease
+            )
+            self.sync_run = committed.run
+            if not last:
+                return None
+            ended = await tx.sync.finish_run(self.sync_run, SyncOutcome.SUCCEEDED, now)
             assert ended is not None
-            verdict = self.schedule.succeeded(
-                claimed,
-                now,
+            await self.outcomes.record(
+                tx,
+                current,
+                self.attempted,
+                error=None,
                 what=f"sync run #{ended.seq} succeeded: {_counts(ended)}",
-                attempt=Attempt.SYNC,
-            )
-            await self.lifecycle.apply(
-                conn,
-                claimed,
-                verdict.trigger,
                 actor=self.actor,
-                reason=verdict.reason,
-                mutate=lambda i: verdict.apply(i).replace(
+                now=now,
+                also=lambda i: i.replace(
                     sync_state=SyncState.SYNCED,
-                    last_error=None,
-                    record_count=count,
+                    record_count=committed.record_count,
                     last_synced_at=now,
                 ),
+                run=ended,
             )
-            return after, ended
+            return ended
 
     async def _fail(self, exc: Exception) -> SyncRun:
         """End the run FAILED with the classified error, and move the integration by it."""
         error = self.providers.classify(exc, self.integration, "sync")
-        async with self.db.transaction() as conn:
-            claimed = await self._claim(conn)
-            if isinstance(claimed, SyncRun):
-                return claimed
+        async with self.db.transaction() as tx:
+            current = await self._hold(tx)
+            if isinstance(current, SyncRun):
+                return current
             now = self.clock()
-            ended = await store.finish_run(
-                conn, self.sync_run, SyncOutcome.FAILED, now, error=error
-            )
+            ended = await tx.sync.finish_run(self.sync_run, SyncOutcome.FAILED, now, error=error)
             assert ended is not None
-            verdict = self.schedule.failed(claimed, error, now, what=f"sync run #{ended.seq}")
-            await self.lifecycle.apply(
-                conn,
-                claimed,
-                verdict.trigger,
-                actor=self.actor,
+            await self.outcomes.record(
+                tx,
+                current,
+                self.attempted,
                 error=error,
-                reason=verdict.reason,
-                mutate=lambda i: verdict.apply(i).replace(last_error=error),
+                what=f"sync run #{ended.seq}",
+                actor=self.actor,
+                now=now,
             )
             return ended
 
@@ -249,21 +276,22 @@ class SyncRunner:
         continues from the cursor. Best effort: if it fails, the lease runs out and the
         schedule (or the next Sync) takes over."""
         try:
-            async with self.db.transaction() as conn:
-                claimed = await self._claim(conn)
-                if isinstance(claimed, SyncRun):
-                    return claimed
+            async with self.db.transaction() as tx:
+                current = await self._hold(tx)
+                if isinstance(current, SyncRun):
+                    return current
                 now = self.clock()
-                ended = await store.finish_run(
-                    conn, self.sync_run, SyncOutcome.CANCELLED, now, note=note
+                ended = await tx.sync.finish_run(
+                    self.sync_run, SyncOutcome.CANCELLED, now, note=note
                 )
                 assert ended is not None
-                await self.lifecycle.apply(
-                    conn,
-                    claimed,
+                await changes.apply(
+                    tx,
+                    current,
                     Trigger.SYNC_STOPPED,
                     actor=self.actor,
                     reason=f"sync run #{ended.seq} stopped: {note}",
+                    now=now,
                     mutate=lambda i: i.replace(sync_state=SyncState.SYNCED, next_sync_at=now),
                 )
                 return ended
@@ -274,8 +302,8 @@ class SyncRunner:
     async def _lost(self) -> SyncRun:
         """The run as it stands after it lost its claim (or could not record its end)."""
         try:
-            async with self.db.connection() as conn:
-                found = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id)
+            async with self.db.connection() as tx:
+                found = await tx.sync.get_run(self.sync_run.tenant_id, self.sync_run.id)
         except Exception:
             found = None
         return found or dataclasses.replace(
@@ -285,42 +313,26 @@ class SyncRunner:
             note="its claim was taken over",
         )
 
-    async def _claim(self, conn: asyncpg.Connection) -> Integration | SyncRun:
-        """Lock the integration and the run. The integration when the run may write; else the
-        run's end (CANCELLED, or as another runner ended it)."""
+    async def _hold(self, tx: Tx) -> Integration | SyncRun:
+        """Lock the integration and read the run. The integration when the run may write;
+        else the run's end (CANCELLED here with the reason, or as another runner ended it)."""
         try:
-            current = await self.lifecycle.lock(
-                conn, self.sync_run.tenant_id, self.sync_run.integration_id
-            )
+            held = await tx.claims.hold(self.sync_run.tenant_id, self.sync_run.integration_id)
         except NotFound:
             return self._gone()
-        run = await store.get_run(conn, self.sync_run.tenant_id, self.sync_run.id, for_update=True)
+        run = await tx.sync.get_run(self.sync_run.tenant_id, self.sync_run.id)
         if run is None:
             return self._gone()
         if not run.running:
             return run  # taken over after its lease expired: the new run owns the cursor
-        version = await claims.lease_version(conn, run.tenant_id, run.integration_id)
-        if version != run.lease_version:
-            # Claimed by another worker after this run's lease expired (e.g. for a probe):
-            # this runner stalled, and its page must not land.
-            note = f"its claim was taken over (lease version {run.lease_version} -> {version})"
-            ended = await store.finish_run(
-                conn, run, SyncOutcome.CANCELLED, self.clock(), note=note
-            )
-            assert ended is not None
+        note = stale(held, self.attempted)
+        if note is None:
+            return held.integration
+        if held.lease_version != run.lease_version:
+            # This runner stalled past its lease and another worker claimed the integration
+            # (e.g. for a probe): its page must not land.
             self.log.warning("sync_run_fenced", note=note)
-            return ended
-        if current.status not in SYNCABLE:
-            note = f"the integration became {current.status.value} (a person stopped it)"
-        elif current.config != self.integration.config:
-            note = "the configuration changed; the next sync uses the new one"
-        elif current.credentials_set_at != self.integration.credentials_set_at:
-            # Reauthorized meanwhile: a failure of the replaced credentials must not be
-            # recorded against the new ones (e.g. disconnect them).
-            note = "the credentials changed; the next sync uses the new ones"
-        else:
-            return current
-        ended = await store.finish_run(conn, run, SyncOutcome.CANCELLED, self.clock(), note=note)
+        ended = await tx.sync.finish_run(run, SyncOutcome.CANCELLED, self.clock(), note=note)
         assert ended is not None
         return ended
 
@@ -338,10 +350,24 @@ class SyncRunner:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             try:
-                async with self.db.connection() as conn:
-                    await store.renew_lease(conn, self.sync_run, self.clock() + self.lease)
+                async with self.db.connection() as tx:
+                    await tx.sync.renew_lease(self.sync_run, self.clock() + self.lease)
             except Exception:
                 self.log.warning("sync_lease_not_renewed", exc_info=True)
+
+
+def _parts(prepared: PreparedPage, size: int) -> list[tuple[dict[str, str], list[str]]]:
+    """The page's records and deletions in parts of at most `size` (at least one part)."""
+    items = list(prepared.records.items())
+    parts: list[tuple[dict[str, str], list[str]]] = [
+        (dict(items[i : i + size]), []) for i in range(0, len(items), size)
+    ] or [({}, [])]
+    deleted = prepared.deleted
+    last_records, _ = parts[-1]
+    parts[-1] = (last_records, deleted[: max(0, size - len(last_records))])
+    rest = deleted[max(0, size - len(last_records)) :]
+    parts += [({}, rest[i : i + size]) for i in range(0, len(rest), size)]
+    return parts
 
 
 def _listing(page: Page, cursor: SyncCursor) -> UUID | None:

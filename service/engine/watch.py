@@ -30,6 +30,7 @@ import structlog
 from service.domain.exceptions import (
     FailedPrecondition,
     OutOfRange,
+    ResourceExhausted,
     ServiceError,
     Unavailable,
 )
@@ -43,6 +44,7 @@ from service.domain.watch import (
     WatchMessage,
 )
 from service.engine.watch_feed import Inbox, TenantFeed
+from service.observability import metrics
 from service.storage import watch as store
 from service.storage.database import Database
 from service.storage.watch import NEWEST, HistoryPage
@@ -63,6 +65,8 @@ class WatchSettings:
     poll_interval: timedelta = timedelta(seconds=5)
     #: Events per read of the table.
     page_size: int = 500
+    #: Streams this process serves at once; more are refused (RESOURCE_EXHAUSTED).
+    max_streams: int = 4000
 
 
 class WatchHub:
@@ -104,6 +108,14 @@ class WatchHub:
         The caller must `close()` it when done."""
         if self._closing:
             raise _shutting_down()
+        if len(self._streams) >= self.settings.max_streams:
+            raise ResourceExhausted(
+                f"this replica serves its maximum of {self.settings.max_streams} WatchStatus "
+                "streams; retry shortly (here or on another replica)",
+                reason="WATCH_STREAMS_EXHAUSTED",
+                retry_after=timedelta(seconds=1),
+                metadata={"max_streams": str(self.settings.max_streams)},
+            )
         stream = WatchStream(self, tenant_id, selection, resume_after)
         self._streams.add(stream)
         return stream
@@ -320,6 +332,7 @@ class WatchStream:
         self._resume_after = None  # checked on the first page only
 
     def _deliver(self, message: WatchMessage) -> WatchMessage:
+        metrics.WATCH_DELIVERIES.inc()
         if isinstance(message, (SnapshotComplete, Change, Heartbeat)):
             self.position = max(self.position, message.revision)
         return message

@@ -18,6 +18,7 @@ import structlog
 from service.domain.exceptions import FailedPrecondition, ResourceExhausted, ServiceError
 from service.domain.model import Event
 from service.domain.watch import WatchFilter
+from service.observability import metrics
 from service.storage.watch import HistoryPage
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class Inbox:
         if not self.selection.selects(event):
             return
         if len(self._events) >= self.capacity:
+            metrics.WATCH_OVERFLOWS.inc()
             self.fail(
                 ResourceExhausted(
                     f"the subscriber fell more than {self.capacity} changes behind; resume from "

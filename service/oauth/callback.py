@@ -2,6 +2,10 @@
 `?error&state`). It runs in the service process beside the gRPC server, on its own address,
 and any replica can complete any sign-in (they are kept in PostgreSQL).
 
+Beside it, `POST /push/<tenant>` receives providers' push notifications (see
+`service.engine.notifications`): answered at once, 200 whatever became of it, 503 when the
+database cannot take it now (the provider retries).
+
 A completed sign-in redirects to the return URL its Reauthorize gave (with `integration_id`
 and `status` added), or shows a small page; anything else shows a page saying what happened
 and what to do. Query strings carry the code and the state, so nothing here logs them
@@ -11,14 +15,19 @@ and what to do. Query strings carry the code and the state, so nothing here logs
 from __future__ import annotations
 
 import socket
+import ssl
 
 import structlog
 from aiohttp import web
 from yarl import URL
 
+from service.domain.exceptions import Unavailable
+from service.engine.notifications import Notifications
 from service.engine.providers import support_reference
+from service.engine.push import NOTIFICATION_PATH
 from service.oauth import pages
 from service.oauth.reauthorization import Reauthorization, SignInResult
+from service.storage.errors import LockTimeout
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +50,15 @@ class CallbackServer:
         reauthorization: Reauthorization,
         listen: str,
         public_url: str,
+        ssl_context: ssl.SSLContext | None = None,
+        notifications: Notifications | None = None,
         *,
         reuse_port: bool = False,
     ) -> None:
         self.reauthorization = reauthorization
+        #: Serve HTTPS with this context (None: plain HTTP).
+        self.ssl_context = ssl_context
+        self.notifications = notifications
         self.listen = listen
         #: Share the port with the other server processes of this replica (`--workers`).
         self.reuse_port = reuse_port
@@ -62,12 +76,15 @@ class CallbackServer:
         # A wildcard address is not one a browser can go to; this machine's loopback is.
         shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
         shown = f"[{shown}]" if ":" in shown else shown
-        return f"http://{shown}:{self.port}{PATH}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{shown}:{self.port}{PATH}"
 
     async def start(self) -> str:
         """Bind and serve; returns the callback's public URL."""
         app = web.Application()
         app.router.add_get(PATH, self._callback)
+        if self.notifications is not None:
+            app.router.add_post(NOTIFICATION_PATH + "{tenant}", self._notification)
         # No access log: callback URLs carry authorization codes and states.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
@@ -79,7 +96,7 @@ class CallbackServer:
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         except BaseException:
             sock.close()
             await runner.cleanup()
@@ -114,6 +131,18 @@ class CallbackServer:
                 status=500,
             )
         return _answer(result)
+
+    async def _notification(self, request: web.Request) -> web.Response:
+        assert self.notifications is not None
+        try:
+            await self.notifications.receive(request.match_info["tenant"], request.headers)
+        except (Unavailable, LockTimeout):
+            # The provider retries 5xx with backoff: the notification is not lost.
+            return web.Response(status=503)
+        except Exception:
+            log.error("push_notification_crashed", exc_info=True)
+            return web.Response(status=500)
+        return web.Response(status=200)
 
 
 def _answer(result: SignInResult) -> web.Response:

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from service.connectors.auth import OAuthProvider
-from service.domain.exceptions import FailedPrecondition
+from service.domain.exceptions import FailedPrecondition, FieldViolation
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Endpoints:
     client: OAuthClient
     authorization_url: str
     token_url: str
+    #: Where tokens are revoked (RFC 7009); None when the provider does not say.
+    revocation_url: str | None = None
 
 
 def provider_of(connector: Any) -> OAuthProvider | None:
@@ -82,12 +86,47 @@ class OAuthSetup:
                 reason="OAUTH_CLIENT_NOT_CONFIGURED",
                 metadata={"provider": provider.name, "setting": env},
             )
+        token_url = self._url(config, "token_url", provider.token_url)
+        revocation_url = provider.revocation_url
+        if revocation_url and token_url != provider.token_url:
+            # An overridden token endpoint (a sandbox, a region) revokes beside itself.
+            revocation_url = str(URL(token_url).parent / "revoke")
         return Endpoints(
             provider,
             client,
             self._url(config, "authorization_url", provider.authorization_url),
-            self._url(config, "token_url", provider.token_url),
+            token_url,
+            revocation_url,
         )
+
+    def override_violations(
+        self, connector: Any, config: Mapping[str, Any], prefix: str = "config"
+    ) -> list[FieldViolation]:
+        """The token / consent URL overrides of `config` that this deployment would refuse to
+        use, as field violations (checked when the config is given, not at the first refresh)."""
+        provider = provider_of(connector)
+        if provider is None:
+            return []
+        found = []
+        for key, default in (
+            ("authorization_url", provider.authorization_url),
+            ("token_url", provider.token_url),
+        ):
+            value = config.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            where = origin(value)
+            if where and where != origin(default) and where not in self.trusted_origins:
+                found.append(
+                    FieldViolation(
+                        f"{prefix}.{key}",
+                        f"points at {where}, which this deployment does not trust for OAuth "
+                        "(its client secret would be sent there); remove the override or ask "
+                        "the operator to add the origin to INTEGRATIONS_OAUTH_TRUSTED_ORIGINS",
+                        "OAUTH_ENDPOINT_NOT_TRUSTED",
+                    )
+                )
+        return found
 
     def _url(self, config: Mapping[str, Any], key: str, default: str) -> str:
         value = config.get(key)

@@ -23,28 +23,24 @@ import structlog
 from service.clock import Clock
 from service.connectors.provider_failures import ProviderFailure, malformed
 from service.connectors.registry import ConnectorRegistry
-from service.domain.credentials import Credentials
+from service.domain.credentials import Credentials, SignIn
 from service.domain.exceptions import (
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
     NotFound,
     ServiceError,
-    TransitionNotAllowed,
 )
 from service.domain.model import Breaker, Integration, TestOutcome
-from service.domain.status import Action, Disallowed, Status, Trigger, transition
+from service.domain.status import Status, Trigger
 from service.domain.taxonomy import ErrorCode, IntegrationError
 from service.domain.validation import raise_if, return_url, scopes
+from service.engine import changes
 from service.engine.connection_tester import ConnectionTester
-from service.engine.lifecycle import Lifecycle
 from service.engine.providers import Providers
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
-from service.oauth.sign_in import SignIn, SignIns, Started
+from service.oauth.sign_in import SignIns, Started
 from service.oauth.token_endpoint import TokenEndpoint, TokenGrant
-from service.storage import integrations as store
-from service.storage.sealing import row_binding
+from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +69,7 @@ class Reauthorization:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        db: Database,
         connectors: ConnectorRegistry,
         providers: Providers,
         tester: ConnectionTester,
@@ -81,8 +77,10 @@ class Reauthorization:
         sign_ins: SignIns,
         endpoint: TokenEndpoint,
         clock: Clock,
+        *,
+        return_origins: frozenset[str] = frozenset(),
     ) -> None:
-        self.lifecycle = lifecycle
+        self.db = db
         self.connectors = connectors
         self.providers = providers
         self.tester = tester
@@ -90,6 +88,9 @@ class Reauthorization:
         self.sign_ins = sign_ins
         self.endpoint = endpoint
         self.clock = clock
+        #: The origins a sign-in's return_url may be on (INTEGRATIONS_SIGN_IN_RETURN_ORIGINS);
+        #: empty: any http(s) URL.
+        self.return_origins = return_origins
         #: The redirect URI of sign-ins: the callback endpoint's public URL, set when it
         #: starts serving; None while it does not (sign-ins are then refused).
         self.callback_url: str | None = None
@@ -121,46 +122,31 @@ class Reauthorization:
         actor: str,
         reason: str,
     ) -> Integration:
-        async with self.lifecycle.db.transaction() as conn:
-            current = await self.lifecycle.lock(conn, tenant, integration_id, etag)
+        async with self.db.transaction() as tx:
+            current = await changes.lock(tx, tenant, integration_id, etag)
             _check(current)
-            self._check_kind(current, credentials)
+            connector = self.connectors.get(current.connector_type)
+            if connector is not None:
+                raise_if(connector.check_credentials(credentials))
             now = self.clock()
-            sealed = self.lifecycle.keys.seal(
-                credentials.to_bytes(), row_binding(tenant, integration_id)
-            )
-            await store.put_credentials(conn, tenant, integration_id, credentials.kind, sealed, now)
+            await tx.credentials.put(tenant, integration_id, credentials, now)
             # A person's reauthorization is an explicit retry: the breaker closes now, and
             # the verification's outcome counts afresh.
             trigger = _trigger(current)
             if trigger is Trigger.CREDENTIALS_SAVED:
                 reason = "credentials saved; they are verified once the configuration is complete"
-            return await self.lifecycle.apply(
-                conn,
+            return await changes.apply(
+                tx,
                 current,
                 trigger,
                 actor=actor,
                 reason=reason,
+                now=now,
                 mutate=lambda i: i.replace(
                     credentials_kind=credentials.kind,
                     credentials_set_at=now,
                     breaker=Breaker(threshold=i.breaker.threshold),
                 ),
-            )
-
-    def _check_kind(self, current: Integration, credentials: Credentials) -> None:
-        connector = self.connectors.get(current.connector_type)
-        if connector is not None and credentials.kind not in connector.credential_kinds:
-            accepted = ", ".join(sorted(connector.credential_kinds))
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "credentials",
-                        f"{credentials.kind} credentials are not accepted by the "
-                        f"{current.connector_type} connector; use one of {accepted}",
-                        "UNSUPPORTED_CREDENTIALS",
-                    )
-                ]
             )
 
     # -- sign-in -----------------------------------------------------------------------
@@ -175,10 +161,10 @@ class Reauthorization:
         scope_list: Sequence[str],
     ) -> tuple[Integration, Started]:
         """Begin a sign-in; nothing about the integration changes until it completes."""
-        raise_if(return_url(return_to) + scopes(scope_list))
-        async with self.lifecycle.db.transaction() as conn:
+        raise_if(return_url(return_to, allowed_origins=self.return_origins) + scopes(scope_list))
+        async with self.db.transaction() as tx:
             # Locked only to check the etag and the status the way every change does.
-            current = await self.lifecycle.lock(conn, tenant, integration_id, etag)
+            current = await changes.lock(tx, tenant, integration_id, etag)
         _check(current)
         endpoints = self.setup.endpoints(
             self.connectors.get(current.connector_type), current.config
@@ -260,7 +246,8 @@ class Reauthorization:
         """Redeem the code, if the integration can still take the tokens (a code that
         cannot be used is better left unredeemed)."""
         try:
-            integration = await self.lifecycle.get(sign_in.tenant_id, sign_in.integration_id)
+            async with self.db.connection() as tx:
+                integration = await tx.integrations.get(sign_in.tenant_id, sign_in.integration_id)
         except NotFound:
             return _deleted(sign_in)
         try:
@@ -349,19 +336,17 @@ class Reauthorization:
         )
         integration: Integration | None = None
         try:
-            async with self.lifecycle.db.transaction() as conn:
-                current = await self.lifecycle.lock(conn, sign_in.tenant_id, sign_in.integration_id)
-                event = await store.record_change(
-                    conn,
-                    before=current,
-                    after=current,
-                    trigger=SIGN_IN_FAILED,
+            async with self.db.transaction() as tx:
+                current = await tx.integrations.lock(sign_in.tenant_id, sign_in.integration_id)
+                integration = await changes.note(
+                    tx,
+                    current,
+                    SIGN_IN_FAILED,
                     actor=CALLBACK_ACTOR,
                     reason=f"sign-in not completed: {why}",
-                    occurred_at=self.clock(),
+                    now=self.clock(),
                     error=error,
                 )
-                integration = event.state
         except NotFound:
             pass  # deleted meanwhile: there is no history left to write to
         detail = (
@@ -390,6 +375,4 @@ def _trigger(current: Integration) -> Trigger:
 
 def _check(current: Integration) -> None:
     """TransitionNotAllowed unless the table lets `current` be reauthorized."""
-    target = transition(current.status, _trigger(current))
-    if isinstance(target, Disallowed):
-        raise TransitionNotAllowed(Action.REAUTHORIZE, current.status, target.allowed)
+    changes.allowed(current.status, _trigger(current))

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-import asyncpg
 import structlog
 
 from service.clock import Clock
@@ -47,22 +45,14 @@ from service.domain.taxonomy import ErrorCode
 from service.oauth import tokens
 from service.oauth.providers import Endpoints, OAuthSetup
 from service.oauth.token_endpoint import TokenEndpoint
-from service.storage import integrations as integration_store
-from service.storage import oauth as store
-from service.storage.database import Database
-from service.storage.sealing import KeyRing, row_binding
+from service.observability import metrics
+from service.storage.credentials import StoredCredentials
+from service.storage.database import Database, Tx
+from service.storage.errors import LockTimeout
 
 log = structlog.get_logger(__name__)
 
 _Key = tuple[str, UUID]
-
-
-@dataclass(frozen=True)
-class _Row:
-    """Credentials as read under the lock: their value and the exact bytes stored."""
-
-    credentials: Credentials
-    sealed: bytes
 
 
 class TokenRefresher:
@@ -71,7 +61,6 @@ class TokenRefresher:
     def __init__(
         self,
         db: Database,
-        keys: KeyRing,
         endpoint: TokenEndpoint,
         setup: OAuthSetup,
         connectors: ConnectorRegistry,
@@ -81,7 +70,6 @@ class TokenRefresher:
         max_concurrent: int = 4,
     ) -> None:
         self.db = db
-        self.keys = keys
         self.endpoint = endpoint
         self.setup = setup
         self.connectors = connectors
@@ -108,12 +96,16 @@ class TokenRefresher:
         except FailedPrecondition as refused:
             if refused.reason != "OAUTH_ENDPOINT_NOT_TRUSTED":
                 return StoredTokens(credentials)  # no OAuth client here: cannot refresh
+            # The integration's token_url override is not trusted here: a setting the person
+            # (or the operator's trust list) must change, not a malfunction to raise a ticket for.
             return RefreshingTokens(
                 self,
                 integration.tenant_id,
                 integration.id,
                 credentials,
-                ProviderFailure(ErrorCode.INTERNAL, refused.message),
+                ProviderFailure(
+                    ErrorCode.RESOURCE_NOT_FOUND, refused.message, context=dict(refused.metadata)
+                ),
             )
         return RefreshingTokens(self, integration.tenant_id, integration.id, credentials, endpoints)
 
@@ -156,14 +148,14 @@ class TokenRefresher:
     async def _refresh(self, key: _Key, endpoints: Endpoints, stale: str) -> Credentials | None:
         tenant_id, integration_id = key
         where = {"tenant_id": tenant_id, "integration_id": str(integration_id)}
-        async with self._slots, self.db.transaction() as conn:
+        async with self._slots, self.db.transaction() as tx:
             try:
-                await store.lock_for_refresh(conn, tenant_id, integration_id, self.lock_wait)
-            except asyncpg.LockNotAvailableError:
+                await tx.credentials.lock_for_refresh(tenant_id, integration_id, self.lock_wait)
+            except LockTimeout:
                 raise unavailable(
                     "another refresh of this integration's access token is taking too long", **where
                 ) from None
-            row = await self._read(conn, key)
+            row = await tx.credentials.get(*key)
             if row is None or row.credentials.kind != "oauth":
                 return None
             current = row.credentials
@@ -179,18 +171,21 @@ class TokenRefresher:
                 grant = await self.endpoint.refresh(endpoints, refresh_token)
             except ProviderFailure as failure:
                 if failure.code is ErrorCode.INVALID_CREDENTIALS:
-                    latest = await self._read(conn, key)
+                    latest = await tx.credentials.get(*key)
                     if (
                         latest is not None
                         and tokens.refresh_token_of(latest.credentials) != refresh_token
                     ):
                         log.info("token_refresh_lost_race", **where)
+                        metrics.TOKEN_REFRESHES.labels("lost_race").inc()
                         return latest.credentials
                 log.info("token_refresh_failed", code=failure.code.value, **where)
+                metrics.TOKEN_REFRESHES.labels("failed").inc()
                 raise
             renewed = tokens.from_grant(grant, self.clock(), current)
-            stored = await self._store(conn, key, row, renewed, refresh_token)
+            stored = await self._store(tx, key, row, renewed, refresh_token)
         # Committed: the rotated refresh token is durable before the access token is used.
+        metrics.TOKEN_REFRESHES.labels("ok").inc()
         log.info(
             "token_refreshed",
             rotated=grant.refresh_token is not None,
@@ -201,38 +196,30 @@ class TokenRefresher:
 
     async def _store(
         self,
-        conn: asyncpg.Connection,
+        tx: Tx,
         key: _Key,
-        row: _Row,
+        row: StoredCredentials,
         renewed: Credentials,
         refresh_token: str,
     ) -> Credentials | None:
         """Compare-and-set the refreshed credentials over `row`. When the row changed, a
         re-key (same tokens, new sealing) is written over; a Reauthorize's new tokens win."""
-        sealed = self.keys.seal(renewed.to_bytes(), row_binding(*key))
-        expected = row.sealed
+        expected = row
         for _ in range(3):
-            if await store.swap_credentials(conn, *key, expected, sealed):
+            if await tx.credentials.swap(*key, expected, renewed):
                 return renewed
-            latest = await self._read(conn, key)
+            latest = await tx.credentials.get(*key)
             if latest is None:
                 return None
             if tokens.refresh_token_of(latest.credentials) != refresh_token:
                 log.info("token_refresh_superseded", tenant_id=key[0], integration_id=str(key[1]))
                 return latest.credentials
-            expected = latest.sealed
+            expected = latest
         raise unavailable(
             "the credentials kept changing while their access token was refreshed",
             tenant_id=key[0],
             integration_id=str(key[1]),
         )
-
-    async def _read(self, conn: asyncpg.Connection, key: _Key) -> _Row | None:
-        found = await integration_store.get_credentials(conn, *key)
-        if found is None:
-            return None
-        sealed = found[1]
-        return _Row(Credentials.from_bytes(self.keys.open(sealed, row_binding(*key))), sealed)
 
 
 class RefreshingTokens:

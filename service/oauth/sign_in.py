@@ -8,36 +8,17 @@ verifier (sealed in the database until the code exchange). `start` builds the co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from yarl import URL
 
 from service.clock import Clock
+from service.domain.credentials import SignIn
 from service.domain.model import Integration
 from service.oauth import pkce
 from service.oauth.providers import Endpoints
-from service.storage import oauth as store
 from service.storage.database import Database
-from service.storage.sealing import KeyRing, row_binding
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """A sign-in taken by its callback."""
-
-    tenant_id: str
-    integration_id: UUID
-    provider: str
-    verifier: str = field(repr=False)
-    redirect_uri: str
-    return_url: str
-    scopes: tuple[str, ...]
-    expires_at: datetime
-
-    def expired(self, now: datetime) -> bool:
-        return now >= self.expires_at
 
 
 @dataclass(frozen=True)
@@ -49,11 +30,10 @@ class Started:
 
 
 class SignIns:
-    """Starts and takes sign-ins (stored in PostgreSQL)."""
+    """Starts and takes sign-ins (stored in PostgreSQL, the verifier sealed there)."""
 
-    def __init__(self, db: Database, keys: KeyRing, clock: Clock, ttl: timedelta) -> None:
+    def __init__(self, db: Database, clock: Clock, ttl: timedelta) -> None:
         self.db = db
-        self.keys = keys
         self.clock = clock
         #: How long a started sign-in can be completed.
         self.ttl = ttl
@@ -69,29 +49,22 @@ class SignIns:
     ) -> Started:
         """Remember a new sign-in for `integration` and return the consent page's URL."""
         state = pkce.new_state(integration.tenant_id)
-        digest = pkce.state_digest(state)
         challenge = pkce.new_pkce()
         now = self.clock()
         asked = tuple(scopes) or endpoints.provider.default_scopes
-        sealed = self.keys.seal(
-            challenge.verifier.encode(), _binding(integration.tenant_id, integration.id, digest)
+        sign_in = SignIn(
+            tenant_id=integration.tenant_id,
+            integration_id=integration.id,
+            provider=endpoints.provider.name,
+            verifier=challenge.verifier,
+            redirect_uri=redirect_uri,
+            return_url=return_url,
+            scopes=asked,
+            created_at=now,
+            expires_at=now + self.ttl,
         )
-        async with self.db.transaction() as conn:
-            await store.insert_sign_in(
-                conn,
-                digest,
-                store.StoredSignIn(
-                    tenant_id=integration.tenant_id,
-                    integration_id=integration.id,
-                    provider=endpoints.provider.name,
-                    verifier_sealed=sealed,
-                    redirect_uri=redirect_uri,
-                    return_url=return_url,
-                    scopes=asked,
-                    created_at=now,
-                    expires_at=now + self.ttl,
-                ),
-            )
+        async with self.db.transaction() as tx:
+            await tx.sign_ins.insert(pkce.state_digest(state), sign_in)
         url = URL(endpoints.authorization_url).update_query(
             {
                 **dict(endpoints.provider.authorization_params),
@@ -104,7 +77,7 @@ class SignIns:
                 "code_challenge_method": challenge.method,
             }
         )
-        return Started(str(url), now + self.ttl)
+        return Started(str(url), sign_in.expires_at)
 
     async def take(self, state: str) -> SignIn | None:
         """The sign-in of `state`, consumed (a second take of the same state finds nothing);
@@ -114,26 +87,5 @@ class SignIns:
         if parsed is None:
             return None
         tenant_id, digest = parsed
-        async with self.db.connection() as conn:
-            stored = await store.take_sign_in(conn, tenant_id, digest)
-        if stored is None:
-            return None
-        verifier = self.keys.open(
-            stored.verifier_sealed, _binding(tenant_id, stored.integration_id, digest)
-        )
-        return SignIn(
-            tenant_id=tenant_id,
-            integration_id=stored.integration_id,
-            provider=stored.provider,
-            verifier=verifier.decode(),
-            redirect_uri=stored.redirect_uri,
-            return_url=stored.return_url,
-            scopes=stored.scopes,
-            expires_at=stored.expires_at,
-        )
-
-
-def _binding(tenant_id: str, integration_id: UUID, digest: bytes) -> bytes:
-    # Not the credentials' binding: a sealed verifier must not open as credentials, nor as
-    # another sign-in's verifier.
-    return row_binding(tenant_id, integration_id) + b"/oauth-sign-in/" + digest.hex().encode()
+        async with self.db.connection() as tx:
+            return await tx.sign_ins.take(tenant_id, digest)

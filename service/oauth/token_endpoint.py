@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from service.connectors.auth import token_endpoint_failure
-from service.connectors.http import HttpClient, redact
+from service.connectors.http import HttpClient, canonical, redact
 from service.connectors.network import BlockedAddress, check_literal
 from service.connectors.provider_failures import (
     RETRYABLE,
@@ -34,6 +34,7 @@ from service.connectors.provider_failures import (
     parse_retry_after,
     unavailable,
 )
+from service.connectors.redaction import Redactor
 from service.domain.taxonomy import ErrorCode
 from service.oauth.providers import Endpoints
 
@@ -81,6 +82,22 @@ class TokenEndpoint:
             endpoints, {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
 
+    async def revoke(self, endpoints: Endpoints, token: str, hint: str) -> None:
+        """Revoke `token` (RFC 7009; `hint` is refresh_token or access_token). A provider
+        answers 200 for a token it no longer knows, too: either way it is dead."""
+        if endpoints.revocation_url is None:
+            return
+        url = URL(endpoints.revocation_url)
+        form = {
+            "token": token,
+            "token_type_hint": hint,
+            "client_id": endpoints.client.client_id,
+            "client_secret": endpoints.client.client_secret,
+        }
+        status, headers, body = await self._post(url, form)
+        if status != 200:
+            raise _failure(status, headers, body, self.http, {"url": redact(url)})
+
     async def _grant(self, endpoints: Endpoints, form: dict[str, str]) -> TokenGrant:
         # client_secret_post (RFC 6749 §2.3.1): what Google documents, and every provider we
         # know accepts it.
@@ -89,12 +106,20 @@ class TokenEndpoint:
             "client_id": endpoints.client.client_id,
             "client_secret": endpoints.client.client_secret,
         }
-        url = URL(endpoints.token_url)
+        url = canonical(URL(endpoints.token_url))
         status, headers, body = await self._post(url, form)
         context = {"url": redact(url), "grant_type": form["grant_type"]}
         if status == 200:
             return _parse(body, headers, context)
-        raise _failure(status, headers, body, self.http, context)
+        failure = _failure(status, headers, body, self.http, context)
+        # The provider's error_description may quote what we sent (a refresh token, a code).
+        secrets = Redactor(v for k, v in form.items() if k != "grant_type")
+        raise ProviderFailure(
+            failure.code,
+            secrets.text(failure.message),
+            retry_after=failure.retry_after,
+            context=secrets.value(failure.context),
+        )
 
     async def _post(
         self, url: URL, form: Mapping[str, str]
@@ -217,9 +242,11 @@ def _unusable(
 
 
 def _blocked(exc: BlockedAddress) -> ProviderFailure:
+    # The configured token URL points where this deployment may not go: the configuration
+    # must change (as for any forbidden URL), not a ticket.
     return ProviderFailure(
-        ErrorCode.INTERNAL,
+        ErrorCode.RESOURCE_NOT_FOUND,
         f"{WHAT} is at {exc.host}, a private or local network address this deployment does "
-        "not allow",
-        context={"host": exc.host},
+        "not allow; configure a token URL on a public address",
+        context={"host": exc.host, "address": exc.address},
     )

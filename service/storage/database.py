@@ -1,4 +1,12 @@
-"""The connection to PostgreSQL: a pool, transactions, and the embedded server for laptops."""
+"""The storage port: a pool of connections to PostgreSQL, handing out typed transactions.
+
+`Database.transaction()` (and `connection()`, outside an explicit transaction) yields a `Tx`:
+the repositories of the service, bound to that one connection, so the caller decides what
+commits together and never sees the driver. Driver exceptions are translated once, here, on
+the way out: a lost or refused connection is `DatabaseUnavailable` (UNAVAILABLE, retry), a
+refused foreign key `Gone`, a unique violation `Conflict`, a lock wait that ran out
+`LockTimeout`. The embedded server for laptops lives here too.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +16,35 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import structlog
 
+from service.storage.claims import ClaimRows
+from service.storage.credentials import CredentialRows
+from service.storage.errors import Conflict, DatabaseUnavailable, Gone, LockTimeout
+from service.storage.integrations import IntegrationRows
 from service.storage.migrations import migrate
+from service.storage.outages import is_outage
+from service.storage.push import ChannelRows
+from service.storage.sealing import KeyRing
+from service.storage.sign_ins import SignInRows
+from service.storage.sync import SyncRows
+from service.storage.webhooks import WebhookRows
 
 log = structlog.get_logger(__name__)
 
-Connection = asyncpg.Connection
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+
+# What the driver or the socket raise; `outages.is_outage` tells which of them mean the
+# database went away (restart, failover, pg_terminate_backend) rather than a query gone wrong
+# or our own misuse (a closed pool).
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -25,49 +52,115 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class Database:
-    """A pool of connections to one PostgreSQL database, migrated on open."""
+class Tx:
+    """One transaction (or one autocommit connection) and the repositories bound to it."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    __slots__ = (
+        "channels",
+        "claims",
+        "credentials",
+        "integrations",
+        "sign_ins",
+        "sync",
+        "webhooks",
+    )
+
+    def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
+        self.integrations = IntegrationRows(conn)
+        self.credentials = CredentialRows(conn, keys)
+        self.sign_ins = SignInRows(conn, keys)
+        self.sync = SyncRows(conn)
+        self.claims = ClaimRows(conn)
+        self.channels = ChannelRows(conn, keys)
+        self.webhooks = WebhookRows(conn, keys)
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database, migrated on open. `keys` seal and
+    open credentials, sign-in verifiers and webhook secrets (the only sealed values)."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, keys: KeyRing | None = None) -> None:
         self.pool = pool
         self.dsn = dsn
+        self.keys = keys
 
     @classmethod
-    async def open(cls, dsn: str, *, pool_size: int = 10, run_migrations: bool = True) -> Database:
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        keys: KeyRing | None = None,
+        pool_size: int = 10,
+        run_migrations: bool = True,
+    ) -> Database:
         """Connect, and apply pending migrations (under an advisory lock, so replicas that start
         together migrate once)."""
-        if run_migrations:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, init=_init_connection)
+        async with translated():
+            if run_migrations:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=pool_size, init=_init_connection
+            )
         assert pool is not None
-        return cls(pool, dsn)
+        return cls(pool, dsn, keys)
 
     async def close(self) -> None:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection inside a READ COMMITTED transaction, committed on normal exit."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+    async def transaction(
+        self, *, isolation: Isolation = "read_committed", readonly: bool = False
+    ) -> AsyncIterator[Tx]:
+        """A transaction, committed on normal exit and rolled back on an exception."""
+        async with (
+            translated(),
+            self.pool.acquire() as conn,
+            conn.transaction(isolation=isolation, readonly=readonly),
+        ):
+            yield Tx(conn, self.keys)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection outside any explicit transaction (each statement commits)."""
-        async with self.pool.acquire() as conn:
+    async def connection(self) -> AsyncIterator[Tx]:
+        """A connection outside any explicit transaction: each statement commits by itself."""
+        async with translated(), self.pool.acquire() as conn:
+            yield Tx(conn, self.keys)
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """The driver's connection itself, for tools and tests that run their own SQL. The
+        service's code goes through `transaction()` and `connection()`."""
+        async with translated(), self.pool.acquire() as conn:
             yield conn
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.pool.acquire() as conn:
+        """Run one query of a tool or test and return its rows (see `raw`)."""
+        async with self.raw() as conn:
             return list(await conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.pool.acquire() as conn:
+        async with self.raw() as conn:
             return await conn.fetchrow(query, *args)
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Driver exceptions in the block leave as the storage layer's (see the module doc)."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise Gone(str(exc)) from exc
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(str(exc)) from exc
+    except asyncpg.LockNotAvailableError as exc:
+        raise LockTimeout(str(exc)) from exc
+    except _DRIVER_ERRORS as exc:
+        if is_outage(exc):
+            raise DatabaseUnavailable() from exc
+        raise
 
 
 class EmbeddedPostgres:

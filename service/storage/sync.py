@@ -1,25 +1,44 @@
-"""Sync runs, synced records and the sync cursor in PostgreSQL.
+"""Sync runs, synced records, their change feed and the sync cursor in PostgreSQL.
 
-Like `integrations.py`, every function takes the connection of the caller's transaction: the
-sync engine commits a page's records, the new cursor, the record count and the run's counters
-together, under the integration's row lock.
+A page of a sync run commits in one statement (`commit_page`): its records, the deletions it
+reports, the new cursor with the record count and the run's counters, fenced on the run's
+claim, together with the change feed (change numbers for what changed, tombstones for what
+was deleted) and the page's records.changed webhooks. The caller holds the integration's row
+lock (see `IntegrationRows.lock`), so a page never interleaves with a Pause, a Delete or
+another run, and change numbers commit in order. Everything the feed needs happens inside
+that one statement, so the page write can change shape (COPY, records rejected before it)
+without the feed changing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
-from service.domain.sync import StoredRecord, SyncOutcome, SyncRun, SyncTrigger
+from service.domain import webhooks
+from service.domain.exceptions import NotFound
+from service.domain.sync import (
+    ChangesPage,
+    RecordChange,
+    RecordsPage,
+    StoredRecord,
+    SyncOutcome,
+    SyncRun,
+    SyncTrigger,
+)
 from service.domain.taxonomy import IntegrationError
+from service.storage.errors import LeaseLost
+from service.storage.integrations import Row
 from service.storage.queries import Q
 
 
-def run_from_row(row: asyncpg.Record) -> SyncRun:
+def run_from_row(row: Row) -> SyncRun:
     """The domain value of a `sync_runs` row."""
     return SyncRun(
         tenant_id=row["tenant_id"],
@@ -39,222 +58,231 @@ def run_from_row(row: asyncpg.Record) -> SyncRun:
         lease_expires_at=row["lease_expires_at"],
         lease_version=row["lease_version"],
         worker=row["worker"],
+        records_rejected=row["records_rejected"],
+        rejected_example=row["rejected_example"],
     )
 
 
-async def running_run(
-    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
-) -> SyncRun | None:
-    """The integration's RUNNING run, locked, if there is one."""
-    row = await conn.fetchrow(Q["sync_run_running"], tenant_id, integration_id)
-    return run_from_row(row) if row else None
+@dataclass(frozen=True)
+class PageWrite:
+    """One page (or a part of one) as the sync engine commits it."""
+
+    #: Records to insert or update: the provider's id -> the record's JSON text.
+    records: Mapping[str, str]
+    #: Ids the provider reported deleted.
+    deleted: Sequence[str]
+    #: The full listing the page belongs to (None: a page of changes).
+    listing: UUID | None
+    #: The page ends a full listing: records the listing did not see are gone.
+    ends_listing: bool
+    #: Where the next fetch continues (the stored cursor).
+    cursor: Mapping[str, Any]
+    #: The page belongs to a full listing (the run counts as a full resync).
+    full: bool
+    #: This write ends a provider page (the run counts pages, not parts).
+    ends_page: bool = True
+    #: Records of the page that could not be stored, and an example.
+    rejected: int = 0
+    rejected_example: str = ""
 
 
-async def insert_run(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    integration_id: UUID,
-    run_id: UUID,
-    trigger: SyncTrigger,
-    started_at: datetime,
-    lease_expires_at: datetime,
-    *,
-    lease_version: int = 0,
-    worker: str = "",
-) -> SyncRun:
-    """A new RUNNING run, numbered after the integration's latest, holding the claim
-    `lease_version` of the integration."""
-    row = await conn.fetchrow(
-        Q["sync_run_insert"],
-        tenant_id,
-        integration_id,
-        run_id,
-        trigger.value,
-        started_at,
-        lease_expires_at,
-        lease_version,
-        worker,
-    )
-    assert row is not None
-    return run_from_row(row)
+@dataclass(frozen=True)
+class PageCommitted:
+    """What a committed page did."""
+
+    #: The run with this page counted and its lease renewed.
+    run: SyncRun
+    #: The integration's record count after the page.
+    record_count: int
 
 
-async def get_run(
-    conn: asyncpg.Connection, tenant_id: str, run_id: UUID, *, for_update: bool = False
-) -> SyncRun | None:
-    query = Q["sync_run_get_for_update"] if for_update else Q["sync_run_get"]
-    row = await conn.fetchrow(query, tenant_id, run_id)
-    return run_from_row(row) if row else None
+class SyncRows:
+    """The `sync_runs` and `records` tables and the cursor, in one transaction."""
 
+    __slots__ = ("_conn",)
 
-class LeaseLost(Exception):
-    """A write of a sync whose claim was taken over: the integration's lease version moved
-    on. The caller's transaction must roll back."""
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
 
+    async def running_run(self, tenant_id: str, integration_id: UUID) -> SyncRun | None:
+        """The integration's RUNNING run, if there is one."""
+        row = await self._conn.fetchrow(Q["sync_run_running"], tenant_id, integration_id)
+        return run_from_row(row) if row else None
 
-async def record_progress(
-    conn: asyncpg.Connection,
-    run: SyncRun,
-    *,
-    upserted: int,
-    deleted: int,
-    full_resync: bool,
-    lease_expires_at: datetime,
-) -> SyncRun:
-    """Count one committed page and renew the lease. LeaseLost when the run has ended."""
-    row = await conn.fetchrow(
-        Q["sync_run_progress"],
-        run.tenant_id,
-        run.id,
-        upserted,
-        deleted,
-        full_resync,
-        lease_expires_at,
-    )
-    if row is None:
-        raise LeaseLost(f"sync run {run.id} is no longer running")
-    return run_from_row(row)
-
-
-async def renew_lease(conn: asyncpg.Connection, run: SyncRun, until: datetime) -> None:
-    """Extend a RUNNING run's lease (the runner is alive, a page just takes long)."""
-    await conn.execute(Q["sync_run_renew"], run.tenant_id, run.id, until)
-
-
-async def finish_run(
-    conn: asyncpg.Connection,
-    run: SyncRun,
-    outcome: SyncOutcome,
-    ended_at: datetime,
-    *,
-    error: IntegrationError | None = None,
-    note: str = "",
-) -> SyncRun | None:
-    """End a RUNNING run; None when it had already ended (or is gone)."""
-    row = await conn.fetchrow(
-        Q["sync_run_finish"],
-        run.tenant_id,
-        run.id,
-        outcome.value,
-        ended_at,
-        error.to_json() if error else None,
-        note,
-    )
-    return run_from_row(row) if row else None
-
-
-async def list_runs(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    integration_id: UUID,
-    *,
-    before_seq: int | None,
-    limit: int,
-) -> list[SyncRun]:
-    """An integration's runs, newest first, older than `before_seq`."""
-    rows = await conn.fetch(Q["sync_runs_list"], tenant_id, integration_id, before_seq, limit)
-    return [run_from_row(r) for r in rows]
-
-
-async def get_cursor(
-    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID
-) -> dict[str, Any] | None:
-    """Where the next sync continues (None: from scratch)."""
-    value: dict[str, Any] | None = await conn.fetchval(
-        Q["sync_cursor_get"], tenant_id, integration_id
-    )
-    return value
-
-
-async def put_cursor(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    integration_id: UUID,
-    cursor: Mapping[str, Any] | None,
-    record_delta: int,
-    *,
-    lease_version: int,
-) -> int:
-    """Store the cursor and move the record count by `record_delta`; returns the new count.
-    The fence: LeaseLost unless the integration still has `lease_version`."""
-    count: int | None = await conn.fetchval(
-        Q["sync_cursor_put"],
-        tenant_id,
-        integration_id,
-        dict(cursor) if cursor is not None else None,
-        record_delta,
-        lease_version,
-    )
-    if count is None:
-        raise LeaseLost(
-            f"integration {integration_id} was claimed after lease version {lease_version}"
+    async def insert_run(
+        self,
+        tenant_id: str,
+        integration_id: UUID,
+        run_id: UUID,
+        trigger: SyncTrigger,
+        started_at: datetime,
+        lease_expires_at: datetime,
+        *,
+        lease_version: int = 0,
+        worker: str = "",
+    ) -> SyncRun:
+        """A new RUNNING run, numbered after the integration's latest, holding the claim
+        `lease_version` of the integration (Conflict when one is running already)."""
+        row = await self._conn.fetchrow(
+            Q["sync_run_insert"],
+            tenant_id,
+            integration_id,
+            run_id,
+            trigger.value,
+            started_at,
+            lease_expires_at,
+            lease_version,
+            worker,
         )
-    return count
+        assert row is not None
+        return run_from_row(row)
 
+    async def get_run(self, tenant_id: str, run_id: UUID) -> SyncRun | None:
+        row = await self._conn.fetchrow(Q["sync_run_get"], tenant_id, run_id)
+        return run_from_row(row) if row else None
 
-async def upsert_records(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    integration_id: UUID,
-    records: Mapping[str, Mapping[str, Any]],
-    *,
-    listing: UUID | None,
-    now: datetime,
-) -> tuple[int, int]:
-    """Write a page of records (each id once). Returns (new, written): written counts the new
-    and the changed ones; unchanged records are only marked as seen by `listing`."""
-    if not records:
-        return 0, 0
-    row = await conn.fetchrow(
-        Q["records_upsert"],
-        tenant_id,
-        integration_id,
-        list(records),
-        [dict(data) for data in records.values()],
-        listing,
-        now,
-    )
-    assert row is not None
-    return int(row["inserted"]), int(row["written"])
+    async def commit_page(
+        self, run: SyncRun, page: PageWrite, *, now: datetime, lease_expires_at: datetime
+    ) -> PageCommitted:
+        """Write one page with its cursor (see the module doc). LeaseLost when the run's
+        claim was taken over or the run has ended: the transaction must roll back."""
+        row = await self._conn.fetchrow(
+            Q["sync_page_commit"],
+            run.tenant_id,
+            run.integration_id,
+            list(page.records),
+            list(page.records.values()),
+            page.listing,
+            now,
+            list(page.deleted),
+            page.ends_listing,
+            dict(page.cursor),
+            run.id,
+            page.full,
+            lease_expires_at,
+            run.lease_version,
+            page.rejected,
+            page.rejected_example,
+            page.ends_page,
+            uuid4(),
+            webhooks.MAX_RECORD_IDS,
+        )
+        if row is None:
+            raise LeaseLost(
+                f"sync run {run.id} lost its claim (lease version {run.lease_version}) or ended"
+            )
+        return PageCommitted(run_from_row(row), int(row["integration_record_count"]))
 
+    async def renew_lease(self, run: SyncRun, until: datetime) -> None:
+        """Extend a RUNNING run's lease (the runner is alive, a page just takes long)."""
+        await self._conn.execute(Q["sync_run_renew"], run.tenant_id, run.id, until)
 
-async def delete_records(
-    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, record_ids: Sequence[str]
-) -> int:
-    """Delete records by id; returns how many existed."""
-    if not record_ids:
-        return 0
-    status = await conn.execute(Q["records_delete"], tenant_id, integration_id, list(record_ids))
-    return _affected(status)
+    async def finish_run(
+        self,
+        run: SyncRun,
+        outcome: SyncOutcome,
+        ended_at: datetime,
+        *,
+        error: IntegrationError | None = None,
+        note: str = "",
+    ) -> SyncRun | None:
+        """End a RUNNING run (and write its sync_run.finished webhooks); None when it had
+        already ended (or is gone)."""
+        ended = dataclasses.replace(run, outcome=outcome, ended_at=ended_at, error=error)
+        row = await self._conn.fetchrow(
+            Q["sync_run_finish"],
+            run.tenant_id,
+            run.id,
+            outcome.value,
+            ended_at,
+            error.to_json() if error else None,
+            note,
+            uuid4(),
+            webhooks.sync_run_finished(ended),
+        )
+        return run_from_row(row) if row else None
 
+    async def list_runs(
+        self, tenant_id: str, integration_id: UUID, *, before_seq: int | None, limit: int
+    ) -> list[SyncRun]:
+        """An integration's runs, newest first, older than `before_seq`."""
+        rows = await self._conn.fetch(
+            Q["sync_runs_list"], tenant_id, integration_id, before_seq, limit
+        )
+        return [run_from_row(r) for r in rows]
 
-async def delete_unlisted(
-    conn: asyncpg.Connection, tenant_id: str, integration_id: UUID, listing: UUID
-) -> int:
-    """Delete the records the full listing `listing` did not see; returns how many."""
-    status = await conn.execute(Q["records_delete_unlisted"], tenant_id, integration_id, listing)
-    return _affected(status)
+    async def get_cursor(self, tenant_id: str, integration_id: UUID) -> dict[str, Any] | None:
+        """Where the next sync continues (None: from scratch)."""
+        value: dict[str, Any] | None = await self._conn.fetchval(
+            Q["sync_cursor_get"], tenant_id, integration_id
+        )
+        return value
 
+    async def records_page(
+        self,
+        tenant_id: str,
+        integration_id: UUID,
+        *,
+        snapshot: int | None,
+        after_id: str | None,
+        limit: int,
+    ) -> RecordsPage:
+        """Live records ordered by id after `after_id`, as of change number `snapshot` (None:
+        as of now, which the page says). NotFound for an unknown integration."""
+        rows = await self._conn.fetch(
+            Q["records_snapshot_page"], tenant_id, integration_id, snapshot, after_id, limit
+        )
+        if not rows:
+            raise NotFound("integration", str(integration_id))
+        records = [
+            StoredRecord(
+                id=r["record_id"],
+                data=_as_dict(r["data"]),
+                updated_at=r["updated_at"],
+                seq=r["seq"],
+                size=r["size"],
+            )
+            for r in rows
+            if r["record_id"] is not None
+        ]
+        return RecordsPage(records, snapshot=rows[0]["snapshot"])
 
-async def list_records(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    integration_id: UUID,
-    *,
-    after_id: str | None,
-    limit: int,
-) -> list[StoredRecord]:
-    """An integration's records ordered by id, after `after_id`."""
-    rows = await conn.fetch(Q["records_list"], tenant_id, integration_id, after_id, limit)
-    return [
-        StoredRecord(id=r["record_id"], data=_as_dict(r["data"]), updated_at=r["updated_at"])
-        for r in rows
-    ]
+    async def changes(
+        self, tenant_id: str, integration_id: UUID, *, after: int, limit: int
+    ) -> ChangesPage:
+        """At most `limit` changes after change number `after`, oldest first, with the bounds
+        of the feed. NotFound for an unknown integration."""
+        rows = await self._conn.fetch(Q["record_changes"], tenant_id, integration_id, after, limit)
+        if not rows:
+            raise NotFound("integration", str(integration_id))
+        changes = [
+            RecordChange(
+                seq=r["seq"],
+                record_id=r["record_id"],
+                data=None if r["deleted_at"] is not None else _as_dict(r["data"]),
+                changed_at=r["deleted_at"] or r["updated_at"],
+            )
+            for r in rows
+            if r["record_id"] is not None
+        ]
+        return ChangesPage(changes, head=rows[0]["head"], purged_through=rows[0]["purged_through"])
 
+    async def integrations_with_old_tombstones(
+        self, deleted_before: datetime, limit: int
+    ) -> list[tuple[str, UUID]]:
+        """(tenant, integration) holding tombstones deleted before `deleted_before`."""
+        rows = await self._conn.fetch(Q["tombstones_due"], deleted_before, limit)
+        return [(r["tenant_id"], r["integration_id"]) for r in rows]
 
-def _affected(status: str) -> int:
-    """The row count of a command status such as 'DELETE 3'."""
-    return int(status.rsplit(" ", 1)[-1])
+    async def purge_tombstones(
+        self, tenant_id: str, integration_id: UUID, *, deleted_before: datetime, limit: int
+    ) -> int:
+        """Remove up to `limit` of the integration's tombstones deleted before
+        `deleted_before`, moving its purge watermark; 0 when it is busy (try later)."""
+        count: int = await self._conn.fetchval(
+            Q["tombstones_purge"], tenant_id, integration_id, deleted_before, limit
+        )
+        return count
 
 
 def _as_dict(data: Any) -> dict[str, Any]:

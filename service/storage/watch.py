@@ -7,8 +7,9 @@ moves a per-tenant watermark in the same statement as it deletes, and every page
 returns that watermark, so a reader can always tell "nothing happened" from "it was
 compacted away".
 
-Connection failures surface as `Unavailable`, so callers (and ultimately clients) retry
-instead of reporting an internal error.
+Connection failures surface as `DatabaseUnavailable` (see `database.translated`; here a
+connection closed under a read counts too), so streams and their clients retry instead of
+reporting an internal error.
 """
 
 from __future__ import annotations
@@ -16,27 +17,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
-from service.domain.exceptions import Unavailable
 from service.domain.model import Event, Integration
 from service.domain.watch import WatchFilter
 from service.storage.database import Database
+from service.storage.errors import DatabaseUnavailable
 from service.storage.integrations import event_from_row, integration_from_row
 from service.storage.queries import Q
 
 #: Upper bound meaning "no upper bound" for history reads.
 NEWEST = 2**63 - 1
-
-# The database went away (restart, failover, pg_terminate_backend) or is not back yet.
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-)
 
 
 @dataclass(frozen=True)
@@ -55,16 +48,13 @@ class HistoryPage:
 
 
 @asynccontextmanager
-async def unavailable_on_disconnect() -> AsyncIterator[None]:
-    """Turn a lost or refused database connection into `Unavailable` (retry later)."""
+async def _reading(db: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for a stream's read; one closed under it means the database went away."""
     try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise Unavailable(
-            "the database is unreachable; retry shortly",
-            reason="DATABASE_UNAVAILABLE",
-            retry_after=timedelta(seconds=1),
-        ) from exc
+        async with db.raw() as conn:
+            yield conn
+    except asyncpg.InterfaceError as exc:
+        raise DatabaseUnavailable() from exc
 
 
 async def snapshot(
@@ -72,8 +62,7 @@ async def snapshot(
 ) -> tuple[int, list[Integration]]:
     """(revision, the selected integrations as of exactly that revision), oldest first."""
     async with (
-        unavailable_on_disconnect(),
-        db.pool.acquire() as conn,
+        _reading(db) as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         # Both reads see the one snapshot taken by the first statement.
@@ -92,7 +81,7 @@ async def history(
     db: Database, tenant_id: str, after: int, *, through: int = NEWEST, limit: int
 ) -> HistoryPage:
     """At most `limit` events with `after < revision <= through`, oldest first."""
-    async with unavailable_on_disconnect(), db.pool.acquire() as conn:
+    async with _reading(db) as conn:
         rows = await conn.fetch(Q["watch_history"], tenant_id, after, through, limit)
     first = rows[0]
     events = [event_from_row(r) for r in rows if r["revision"] is not None]
@@ -101,13 +90,13 @@ async def history(
 
 async def head(db: Database, tenant_id: str) -> int:
     """The tenant's newest committed revision (0 before its first change)."""
-    async with unavailable_on_disconnect(), db.pool.acquire() as conn:
+    async with _reading(db) as conn:
         revision: int = await conn.fetchval(Q["watch_head"], tenant_id)
     return revision
 
 
 async def tenants_with_history(db: Database) -> list[str]:
-    async with db.pool.acquire() as conn:
+    async with db.raw() as conn:
         return [r["tenant_id"] for r in await conn.fetch(Q["history_tenants"])]
 
 
@@ -116,7 +105,7 @@ async def compact(
 ) -> int:
     """Delete one batch of the tenant's history older than `occurred_before` (keeping each
     live integration's latest event) and move the watermark; returns how many went."""
-    async with db.pool.acquire() as conn:
+    async with db.raw() as conn:
         deleted: int = await conn.fetchval(
             Q["history_compact"], tenant_id, occurred_before, batch, now
         )

@@ -18,7 +18,6 @@ import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
@@ -32,6 +31,7 @@ from tests.support.oauth import (
     until,
 )
 from tests.support.process import ServiceProcess
+from tests.support.rpc import Stub
 
 CALLERS = 200
 REPLICAS = 3
@@ -54,7 +54,7 @@ async def test_200_callers_on_3_replicas_share_one_refresh(
     replicas: list[ServiceProcess], sb: Sandbox, database_url: str
 ) -> None:
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p.port}") for p in replicas]
-    stubs = [service_pb2_grpc.IntegrationServiceStub(c) for c in channels]
+    stubs = [Stub(c) for c in channels]
     try:
         tokens = await sandbox_tokens(sb)
         integration = (
@@ -86,9 +86,7 @@ async def test_200_callers_on_3_replicas_share_one_refresh(
         )
         gate = sb.state.gates["idp"]
 
-        async def caller(
-            stub: service_pb2_grpc.IntegrationServiceStub,
-        ) -> api.TestConnectionResponse:
+        async def caller(stub: Stub) -> api.TestConnectionResponse:
             return await stub.TestConnection(
                 api.TestConnectionRequest(id=integration.id), timeout=SAFETY * 3
             )

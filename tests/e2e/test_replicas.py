@@ -25,6 +25,7 @@ from uuid import UUID
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.v1 import service_pb2_grpc
@@ -32,6 +33,7 @@ from integrations.v1 import service_pb2_grpc
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.config import Settings
 from tests.support.process import ServiceProcess
+from tests.support.rpc import Stub
 from tests.support.syncing import TOKEN, at
 from tests.support.waiting import until as wait_until
 
@@ -209,7 +211,7 @@ async def held_run(sb: Sandbox, db: asyncpg.Connection, ident: UUID, gate: str) 
 async def stored(db: asyncpg.Connection, ident: UUID) -> dict[str, str]:
     rows = await db.fetch(
         "SELECT record_id, data->>'summary' AS summary FROM records "
-        "WHERE tenant_id = 'default' AND integration_id = $1",
+        "WHERE tenant_id = 'default' AND integration_id = $1 AND deleted_at IS NULL",
         ident,
     )
     return {r["record_id"]: r["summary"] for r in rows}
@@ -266,13 +268,13 @@ async def test_three_replicas_share_200_integrations_through_a_kill_and_a_freeze
     assert (left, claimed) == (0, 0)  # no live lease or claim outlives its replica
 
 
-async def create_all(stub: service_pb2_grpc.IntegrationServiceStub, sb: Sandbox) -> list[UUID]:
+async def create_all(stub: Stub, sb: Sandbox) -> list[UUID]:
     async def create(n: int) -> UUID:
         response = await stub.Create(
             api.CreateRequest(
                 display_name=f"Calendar {n}",
                 connector_type="google_calendar",
-                sync_interval={"seconds": int(INTERVAL.total_seconds())},
+                sync_interval=duration_pb2.Duration(seconds=int(INTERVAL.total_seconds())),
                 config=pb.ConnectorConfig(
                     google_calendar=pb.GoogleCalendarConfig(
                         calendar_id=calendar_id(n), api_base_url=f"{sb.url}/calendar/v3"

@@ -25,9 +25,10 @@ from service.app import App
 from service.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.process import ServiceProcess
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     create,
     get,
@@ -35,15 +36,11 @@ from tests.support.syncing import (
     provider_events,
     put_event,
     records,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

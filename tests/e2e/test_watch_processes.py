@@ -16,14 +16,13 @@ import asyncpg
 import grpc
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from integrations.watch import Backoff, StatusWatch
 
 from service.api.convert import STATUS
 from service.domain.status import Status
 from tests.support.process import ServiceProcess
-
-Stub = service_pb2_grpc.IntegrationServiceStub
+from tests.support.rpc import Stub
+from tests.support.watch import messages_of
 
 
 @asynccontextmanager
@@ -99,7 +98,7 @@ async def follow(watch: StatusWatch, head: asyncio.Future[int]) -> list[int]:
     """Read the watch until it has reached `head` (once known; heartbeats keep it moving when
     idle); returns the change and deletion revisions it saw."""
     seen: list[int] = []
-    messages = aiter(watch)
+    messages = messages_of(watch)
     try:
         while True:
             message = await anext(messages)
@@ -108,7 +107,7 @@ async def follow(watch: StatusWatch, head: asyncio.Future[int]) -> list[int]:
             if head.done() and watch.revision >= head.result():
                 return seen
     finally:
-        await messages.aclose()  # type: ignore[attr-defined]
+        await messages.aclose()
 
 
 async def test_two_processes_a_thousand_changes_every_subscriber_equals_the_database(

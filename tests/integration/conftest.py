@@ -8,7 +8,8 @@ import pytest
 from integrations.v1 import integration_pb2 as pb
 
 from sandbox import Sandbox
-from tests.support.syncing import Stub, bearer, create, google, seed_calendar
+from tests.support.rpc import Stub
+from tests.support.syncing import bearer, create, google, seed_calendar
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from google.protobuf import timestamp_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
@@ -23,16 +24,16 @@ from service.app import App
 from service.config import Settings
 from service.storage.claims import Claim
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     events,
     get,
     google,
     provider_events,
     rest,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
@@ -42,9 +43,7 @@ PURPOSE_HEADER = "X-Sandbox-Purpose"
 SAFETY = 20.0
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, purpose_header=PURPOSE_HEADER)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, purpose_header=PURPOSE_HEADER)
 
 
 @pytest.fixture
@@ -76,8 +75,8 @@ async def sweep(app: App) -> list[Claim]:
     return claimed
 
 
-def moment(ts: object) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined,no-any-return]
+def moment(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 async def next_attempt(app: App, clock: FakeClock, stub: Stub, ident: str) -> pb.Integration:
@@ -187,23 +186,34 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
 
     integration = await next_attempt(app, clock, stub, integration.id)  # the probe
 
+    # The probe passing only half-opens the brake: the sync that failed must work first.
+    assert integration.status == pb.STATUS_ERROR
+    assert integration.breaker.state == pb.BREAKER_STATE_HALF_OPEN
+    assert moment(integration.next_sync_time) == clock.now  # the trial sync is due at once
+    latest = (await events(stub, integration.id))[0]
+    assert (latest.trigger, latest.from_status, latest.to_status, latest.actor) == (
+        "probe_succeeded",
+        pb.STATUS_ERROR,
+        pb.STATUS_ERROR,
+        "probe",
+    )
+    sb.state.log.clear()
+
+    assert len(await sweep(app)) == 1  # the trial sync, from the cursor
+
+    integration = await get(stub, integration.id)
     assert integration.status == pb.STATUS_ACTIVE
     assert integration.breaker.state == pb.BREAKER_STATE_CLOSED
     assert integration.breaker.consecutive_failures == 0
     assert not integration.HasField("last_error")
-    assert moment(integration.next_sync_time) == clock.now  # a sync is due at once
     latest = (await events(stub, integration.id))[0]
     assert (latest.trigger, latest.from_status, latest.to_status, latest.actor) == (
         "reactivated",
         pb.STATUS_ERROR,
         pb.STATUS_ACTIVE,
-        "probe",
+        "scheduler",
     )
     assert "reactivated itself" in latest.reason
-    sb.state.log.clear()
-
-    assert len(await sweep(app)) == 1  # the next sync
-
     runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=integration.id))).runs
     run = runs[0]
     assert (run.trigger, run.outcome) == (
@@ -216,6 +226,37 @@ async def test_a_fixed_provider_reactivates_the_integration_which_continues_from
     assert await summaries(stub, integration.id) == provider_events(sb.state)
     actors = {e.actor for e in await events(stub, integration.id)}
     assert actors <= {"api", "scheduler", "probe"}  # "api" only for the Create
+
+
+async def test_a_probe_that_passes_while_the_sync_still_fails_never_flaps_the_brake(
+    app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
+    integration = await opened(app, clock, stub, sb)
+    sb.state.clear_faults()
+    # The cheap check works, the work that failed does not (as with data the service cannot
+    # store, or a listing that breaks after its first page).
+    sb.state.inject(
+        Provider.GOOGLE,
+        Fault(FaultKind.SERVER_ERROR, purpose="sync"),
+        resource=CALENDAR,
+        times=None,
+    )
+    delays = []
+    for _ in range(3):
+        integration = await next_attempt(app, clock, stub, integration.id)  # the probe passes
+        assert integration.status == pb.STATUS_ERROR
+        assert integration.breaker.state == pb.BREAKER_STATE_HALF_OPEN
+        integration = await next_attempt(app, clock, stub, integration.id)  # the sync fails
+        assert integration.status == pb.STATUS_ERROR
+        assert integration.breaker.state == pb.BREAKER_STATE_OPEN
+        delays.append(moment(integration.next_sync_time) - clock.now)
+
+    assert delays == sorted(delays) and delays[0] < delays[-1]  # the probes keep slowing down
+    history = [e.trigger for e in reversed(await events(stub, integration.id))]
+    assert "reactivated" not in history and history.count("breaker_opened") == 1
+    assert history[-6:] == ["probe_succeeded", "sync", "failed"] * 2
+    latest = (await events(stub, integration.id))[0]
+    assert "the probe had passed but the sync still fails" in latest.reason
 
 
 async def test_pause_stops_everything_including_probes_and_resume_continues_from_the_cursor(
@@ -451,4 +492,5 @@ async def test_a_second_replica_claims_nothing_an_unexpired_claim_holds(
     finally:
         await other.close()
     assert claim.probe and claim.integration_id == UUID(integration.id)
-    assert (await get(stub, integration.id)).status == pb.STATUS_ACTIVE
+    # The one probe passed: the brake is half-open and the trial sync is due.
+    assert (await get(stub, integration.id)).breaker.state == pb.BREAKER_STATE_HALF_OPEN

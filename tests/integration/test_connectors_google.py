@@ -15,27 +15,23 @@ from integrations.v1 import service_pb2 as api
 
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
-from service.config import Settings
 from service.connectors.auth import AccessTokens, StoredTokens
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import TAXONOMY, ErrorCode
+from tests.support.rpc import Stub
 from tests.support.syncing import (
     CALENDAR,
+    SANDBOX_DEPLOYMENT,
     TOKEN,
-    Stub,
     bearer,
     create,
     events,
     get,
     google,
-    sandbox_settings,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @dataclass(frozen=True)

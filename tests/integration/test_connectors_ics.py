@@ -14,15 +14,13 @@ from integrations.v1 import service_pb2 as api
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.credentials import BasicAuth
 from sandbox.feeds import FeedEvent
-from service.config import Settings
-from tests.support.syncing import Stub, create, events, ics, records, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, create, events, ics, records
 
 FEED = "team"
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

@@ -4,20 +4,17 @@ private, loopback and link-local targets are refused — as IP literals and as n
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from integrations.v1 import integration_pb2 as pb
 
 from sandbox import Provider, Sandbox
 from service.config import Settings
-from tests.support.syncing import Stub, create, ics, rest
+from tests.support.rpc import Stub
+from tests.support.syncing import create, ics, rest
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    assert not Settings().allow_private_networks  # the default a deployment starts from
-    return replace(settings, allow_private_networks=False)
+# The production default, spelled out: the first test checks that it is the default.
+pytestmark = pytest.mark.settings(allow_private_networks=False)
 
 
 @pytest.fixture
@@ -25,6 +22,10 @@ async def sb() -> AsyncIterator[Sandbox]:
     async with Sandbox() as sandbox:
         sandbox.state.feeds.set_feed("team", [])
         yield sandbox
+
+
+def test_private_networks_are_refused_by_default() -> None:
+    assert not Settings().allow_private_networks  # the default a deployment starts from
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])

@@ -13,8 +13,8 @@ from integrations.v1 import service_pb2 as api
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.credentials import BasicAuth
 from sandbox.datasets import AuthKind, DatasetAuth, Pagination
-from service.config import Settings
-from tests.support.syncing import Stub, create, records, rest, sandbox_settings
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, create, records, rest
 
 PEOPLE = [
     {"id": f"p{n}", "name": name, "team": {"name": "core"}}
@@ -38,9 +38,7 @@ STYLES: dict[Pagination, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from service.app import App
 from service.config import Settings
@@ -19,6 +18,8 @@ from service.rekey import rekey
 from service.storage.database import Database
 from service.storage.sealing import KeyRing, SealError
 from tests.support.clock import FakeClock
+from tests.support.rpc import Stub
+from tests.support.storage import credentials_of
 
 CANARIES = (
     "canary-oauth-access-5d1e",
@@ -45,7 +46,7 @@ async def pg_dump(database_url: str) -> str:
 
 
 async def test_no_secret_reaches_the_database_in_plain_text_or_the_logs(
-    stub: service_pb2_grpc.IntegrationServiceStub,
+    stub: Stub,
     database_url: str,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
@@ -124,11 +125,11 @@ async def test_rotation_reseals_every_row_with_the_newest_key(
 
     new = ring("2026-07")
     rotated = KeyRing.parse(f"{new},{old}")
-    db = await Database.open(settings.database_url, pool_size=2)
+    db = await Database.open(settings.database_url, keys=rotated, pool_size=2)
     try:
-        first = await rekey(db, rotated)
+        first = await rekey(db)
         assert (first.examined, first.resealed) == (7, 7)
-        again = await rekey(db, rotated)
+        again = await rekey(db)
         assert (again.examined, again.resealed) == (7, 0)  # idempotent
     finally:
         await db.close()
@@ -136,7 +137,7 @@ async def test_rotation_reseals_every_row_with_the_newest_key(
     only_new = await App.start(replace(settings, encryption_keys=new), clock=clock)
     try:
         for n, ident in enumerate(ids):
-            creds = await only_new.lifecycle.credentials("default", ident)
+            creds = await credentials_of(only_new, "default", ident)
             assert creds is not None and creds.secret["password"] == f"pw-{n}"
         assert "pw-0" not in repr(creds) and "pw-0" not in str(creds)
     finally:
@@ -163,7 +164,7 @@ async def test_a_sealed_value_copied_to_another_row_does_not_open(app: App) -> N
             credentials=Credentials("basic", {"username": "b", "password": "secret-b"}),
         ),
     )
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         await conn.execute(
             "UPDATE credentials SET sealed = (SELECT sealed FROM credentials WHERE "
             "integration_id = $1) WHERE integration_id = $2",
@@ -171,6 +172,6 @@ async def test_a_sealed_value_copied_to_another_row_does_not_open(app: App) -> N
             b.id,
         )
     with pytest.raises(SealError):
-        await app.lifecycle.credentials("default", b.id)
-    assert (await app.lifecycle.credentials("default", a.id)) is not None
+        await credentials_of(app, "default", b.id)
+    assert (await credentials_of(app, "default", a.id)) is not None
     assert uuid.UUID(str(a.id)) != b.id

@@ -8,8 +8,10 @@ google.rpc details a client acts on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 import grpc
 import pytest
@@ -22,12 +24,11 @@ from service.app import App
 from service.config import Settings
 from service.domain.status import Trigger
 from service.engine.lifecycle import CreateSpec
-from tests.support.rpc import RpcFailure, failure
+from tests.support.clock import FakeClock
+from tests.support.rpc import RpcFailure, Stub, failure
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 
-
-async def fails(call: Any) -> RpcFailure:
+async def fails(call: Awaitable[object]) -> RpcFailure:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
     return failure(raised.value)
@@ -129,8 +130,8 @@ async def test_create_with_an_incomplete_config_asks_for_what_is_missing(stub: S
                     google_calendar=pb.GoogleCalendarConfig(calendar_id="c" * 3000)
                 )
             },
-            "config.calendar_id",
-            "at most 2048",
+            "config.google_calendar.calendar_id",
+            "at most 1024",
         ),
         ({"credentials": pb.Credentials(api_key="k")}, "credentials", "not accepted"),
         (
@@ -194,7 +195,7 @@ async def test_a_request_id_reused_for_another_body_is_refused(stub: Stub) -> No
     assert "request_id" in f.violations
 
 
-async def test_a_request_id_is_forgotten_after_its_ttl(stub: Stub, clock: Any) -> None:
+async def test_a_request_id_is_forgotten_after_its_ttl(stub: Stub, clock: FakeClock) -> None:
     first = await create(stub, request_id="req-3")
     clock.advance(hours=25)
     second = await create(stub, request_id="req-3")
@@ -219,7 +220,7 @@ async def test_get_unknown_and_malformed_ids(stub: Stub) -> None:
 # -- List --------------------------------------------------------------------------------
 
 
-async def test_list_pages_newest_first_with_opaque_tokens(stub: Stub, clock: Any) -> None:
+async def test_list_pages_newest_first_with_opaque_tokens(stub: Stub, clock: FakeClock) -> None:
     ids = []
     for n in range(7):
         clock.advance(seconds=1)
@@ -268,7 +269,7 @@ async def test_list_refuses_a_changed_filter_and_bad_paging(stub: Stub) -> None:
     assert "page_token" in garbage.violations
     negative = await fails(stub.List(api.ListRequest(page_size=-1)))
     assert "page_size" in negative.violations
-    unknown_status = await fails(stub.List(api.ListRequest(statuses=[99])))
+    unknown_status = await fails(stub.List(api.ListRequest(statuses=[pb.Status.ValueType(99)])))
     assert "statuses[0]" in unknown_status.violations
 
 
@@ -435,7 +436,7 @@ async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
     ).code is grpc.StatusCode.NOT_FOUND
     again = await fails(stub.Delete(api.DeleteRequest(id=i.id)))
     assert again.code is grpc.StatusCode.NOT_FOUND
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         assert await conn.fetchval("SELECT count(*) FROM credentials") == 0
         kept = await conn.fetch(
             "SELECT trigger FROM events WHERE integration_id = $1", app_uuid(i.id)
@@ -443,10 +444,8 @@ async def test_delete_removes_the_integration_and_everything_it_owns(stub: Stub,
     assert [r["trigger"] for r in kept] == ["delete"]  # only the tombstone for watchers
 
 
-def app_uuid(text: str) -> Any:
-    import uuid
-
-    return uuid.UUID(text)
+def app_uuid(text: str) -> UUID:
+    return UUID(text)
 
 
 # -- ListEvents and revisions ------------------------------------------------------------
@@ -492,11 +491,12 @@ async def test_an_internal_failure_is_reported_without_a_traceback(stub: Stub, a
 
 
 @pytest.fixture
-async def keyed_stub(settings: Settings, clock: Any) -> Any:
+async def keyed_stub(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub]:
     from service.api.server import Server
 
     keyed = await App.start(
-        replace(settings, api_keys="acme-key=acme,globex-key=globex"), clock=clock
+        replace(settings, api_keys="acme-key-0123456789=acme,globex-key-0123456789=globex"),
+        clock=clock,
     )
     srv = Server(keyed)
     await srv.start("127.0.0.1:0")
@@ -507,14 +507,19 @@ async def keyed_stub(settings: Settings, clock: Any) -> Any:
 
 
 async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None:
-    acme = (("authorization", "Bearer acme-key"),)
-    globex = (("authorization", "Bearer globex-key"),)
+    acme = (("authorization", "Bearer acme-key-0123456789"),)
+    globex = (("authorization", "Bearer globex-key-0123456789"),)
     anonymous = await fails(keyed_stub.List(api.ListRequest()))
     assert anonymous.code is grpc.StatusCode.UNAUTHENTICATED
     wrong = await fails(
         keyed_stub.List(api.ListRequest(), metadata=(("authorization", "Bearer nope"),))
     )
     assert wrong.code is grpc.StatusCode.UNAUTHENTICATED
+    # Two authorization headers are ambiguous: neither counts (the last one used to win).
+    twice = await fails(
+        keyed_stub.List(api.ListRequest(), metadata=(("authorization", "Bearer nope"), *acme))
+    )
+    assert twice.code is grpc.StatusCode.UNAUTHENTICATED
     mine = (
         await keyed_stub.Create(
             api.CreateRequest(display_name="Acme cal", connector_type="google_calendar"),

@@ -5,7 +5,7 @@ preconditions of both ways. The sign-in flow is in test_reauthorize_sign_in.py."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -14,23 +14,18 @@ import pytest
 from google.protobuf import timestamp_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
-from service.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
     SAFETY,
     calendar_config,
     running_sandbox,
     sandbox_tokens,
-    with_oauth,
 )
-from tests.support.rpc import RpcFailure, failure
-
-Stub = service_pb2_grpc.IntegrationServiceStub
+from tests.support.rpc import RpcFailure, Stub, failure
 
 
 @pytest.fixture
@@ -39,12 +34,10 @@ async def sb() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def settings(settings: Settings, sb: Sandbox) -> Settings:
-    return with_oauth(settings, sb)
+pytestmark = pytest.mark.sign_in_at_sandbox
 
 
-async def fails(call: Any) -> RpcFailure:
+async def fails(call: Awaitable[object]) -> RpcFailure:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
     return failure(raised.value)

@@ -15,12 +15,12 @@ import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from yarl import URL
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
-from service.config import Settings
+from service.app import App
+from service.config import parse_origins
 from service.connectors.google_calendar import GOOGLE_OAUTH as GOOGLE
 from tests.support.clock import FakeClock
 from tests.support.oauth import (
@@ -30,10 +30,9 @@ from tests.support.oauth import (
     calendar_config,
     running_sandbox,
     sandbox_tokens,
-    with_oauth,
 )
+from tests.support.rpc import Stub, failure
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 RETURN = "https://app.example/settings/integrations?tab=calendars"
 
 
@@ -43,9 +42,7 @@ async def sb() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def settings(settings: Settings, sb: Sandbox) -> Settings:
-    return with_oauth(settings, sb)
+pytestmark = pytest.mark.sign_in_at_sandbox
 
 
 async def disconnected_calendar(stub: Stub, sb: Sandbox) -> pb.Integration:
@@ -284,7 +281,7 @@ async def test_the_state_and_verifier_are_not_stored_in_clear(
 
 
 async def test_sign_in_is_refused_when_no_callback_is_served(
-    stub: Stub, sb: Sandbox, app: Any
+    stub: Stub, sb: Sandbox, app: App
 ) -> None:
     integration = await disconnected_calendar(stub, sb)
     served = app.reauthorization.callback_url
@@ -333,3 +330,32 @@ async def test_signing_in_first_then_choosing_the_calendar(stub: Stub, sb: Sandb
     )
     assert configured.test.ok, configured.test.error
     assert configured.integration.status == pb.STATUS_ACTIVE
+
+
+async def test_return_urls_must_be_on_an_origin_the_deployment_allows(
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
+    integration = await disconnected_calendar(stub, sb)
+    allowed = parse_origins("https://app.example,http://localhost:3000", "return origins")
+    app.reauthorization.return_origins = allowed  # INTEGRATIONS_SIGN_IN_RETURN_ORIGINS
+    try:
+        for elsewhere in ("https://evil.example/settings", "http://app.example/settings"):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await sign_in(stub, integration, return_url=elsewhere)
+            found = failure(refused.value)
+            assert found.code is grpc.StatusCode.INVALID_ARGUMENT
+            assert "INTEGRATIONS_SIGN_IN_RETURN_ORIGINS" in found.violations["sign_in.return_url"]
+        assert await sign_in(stub, integration, return_url=RETURN)
+        assert await sign_in(stub, integration, return_url="http://localhost:3000/done")
+    finally:
+        app.reauthorization.return_origins = frozenset()
+
+
+def test_return_origins_are_parsed_strictly() -> None:
+    assert parse_origins("https://App.Example:443,http://[::1]:8080/", "x") == {
+        "https://app.example",
+        "http://[::1]:8080",
+    }
+    for bad in ("app.example", "https://app.example/path", "ftp://x", " https://a.example", ","):
+        with pytest.raises(ValueError):
+            parse_origins(bad, "x")

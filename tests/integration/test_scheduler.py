@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from typing import TypedDict
+from uuid import UUID, uuid4
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
@@ -22,20 +24,20 @@ from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
 from service.config import Settings
 from service.domain.status import Status
-from service.storage import claims
-from service.storage import integrations as integrations_store
-from service.storage import sync as sync_store
+from service.domain.sync import SyncTrigger
+from service.storage.database import Tx
+from service.storage.errors import LeaseLost
+from service.storage.sync import PageWrite
 from tests.support.clock import FakeClock
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     events,
     get,
     google,
     provider_events,
-    sandbox_settings,
     seed_calendar,
     summaries,
 )
@@ -45,9 +47,14 @@ SAFETY = 20.0
 TENANT = "default"
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings, purpose_header="X-Sandbox-Purpose")
+class Limits(TypedDict):
+    """The concurrency settings of a second, limited replica."""
+
+    sync_concurrency: int
+    connector_concurrency: str
+
+
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT, purpose_header="X-Sandbox-Purpose")
 
 
 @pytest.fixture
@@ -66,7 +73,12 @@ async def replica(settings: Settings, clock: FakeClock, app: App) -> AsyncIterat
 
 
 async def calendar(
-    stub: Stub, sb: Sandbox, calendar_id: str = CALENDAR, **fields: object
+    stub: Stub,
+    sb: Sandbox,
+    calendar_id: str = CALENDAR,
+    *,
+    sync_interval: duration_pb2.Duration | None = None,
+    breaker_threshold: int | None = None,
 ) -> pb.Integration:
     if calendar_id != CALENDAR:
         seed_calendar(sb.state, events=2, calendar_id=calendar_id)
@@ -76,9 +88,10 @@ async def calendar(
             connector_type="google_calendar",
             config=google(sb, calendar_id),
             credentials=bearer(),
-            **fields,
+            sync_interval=sync_interval,
+            breaker_threshold=breaker_threshold,
         )
-    )  # type: ignore[arg-type]
+    )
     assert response.integration.status == pb.STATUS_ACTIVE
     return response.integration
 
@@ -87,8 +100,8 @@ async def finish(app: App) -> None:
     await asyncio.wait_for(app.scheduler.idle(), SAFETY)
 
 
-def moment(ts: object) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined,no-any-return]
+def moment(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 async def runs(stub: Stub, ident: str) -> list[pb.SyncRun]:
@@ -98,7 +111,7 @@ async def runs(stub: Stub, ident: str) -> list[pb.SyncRun]:
 async def test_a_due_active_integration_is_synced_and_then_waits_for_its_interval(
     app: App, clock: FakeClock, stub: Stub, sb: Sandbox
 ) -> None:
-    created = await calendar(stub, sb, sync_interval={"seconds": 600})
+    created = await calendar(stub, sb, sync_interval=duration_pb2.Duration(seconds=600))
     assert moment(created.next_sync_time) == clock.now  # verified: due at once
 
     [claim] = await app.scheduler.sweep()
@@ -172,14 +185,14 @@ async def test_concurrency_limits_bound_what_one_process_claims(
     clock: FakeClock,
     stub: Stub,
     sb: Sandbox,
-    limits: dict[str, object],
+    limits: Limits,
     expected: int,
 ) -> None:
     names = [f"cal-{n}" for n in range(5)]
     for name in names:
         await calendar(stub, sb, name)
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="hold"), times=None)
-    limited = await App.start(replace(settings, **limits), clock=clock)  # type: ignore[arg-type]
+    limited = await App.start(replace(settings, **limits), clock=clock)
     try:
         first = await limited.scheduler.sweep()
         await asyncio.wait_for(sb.state.gates["hold"].wait_for(expected), SAFETY)
@@ -201,9 +214,8 @@ async def test_replicas_never_claim_the_same_work_and_a_dead_replicas_claim_expi
     settings: Settings, app: App, replica: App, clock: FakeClock, stub: Stub, sb: Sandbox
 ) -> None:
     created = await calendar(stub, sb)
-    async with app.db.transaction() as conn:  # a replica claims, then dies before starting
-        [claim] = await claims.claim_due(
-            conn,
+    async with app.db.transaction() as tx:  # a replica claims, then dies before starting
+        [claim] = await tx.claims.claim_due(
             now=clock.now,
             connector_type="google_calendar",
             limit=10,
@@ -277,8 +289,8 @@ async def test_a_probe_claim_fences_a_stalled_sync_of_the_same_integration(
     [probe] = await replica.scheduler.sweep()  # the run's lease expired: a probe is claimed
     await finish(replica)
     assert probe.probe
-    reactivated = await get(stub, created.id)
-    assert reactivated.status == pb.STATUS_ACTIVE  # the probe worked and reopened the way
+    probed = await get(stub, created.id)
+    assert probed.breaker.state == pb.BREAKER_STATE_HALF_OPEN  # the probe worked: trial next
     sb.state.gates.open("stalled")
     await app.syncs.wait(await app.syncs.get_run(TENANT, UUID(started.run.id)), SAFETY)
 
@@ -293,13 +305,23 @@ async def test_a_write_with_a_stale_lease_version_is_refused_by_the_database(
 ) -> None:
     created = await calendar(stub, sb)
     ident = UUID(created.id)
-    async with app.db.transaction() as conn:
-        version = await claims.claim_now(conn, TENANT, ident)
-    with pytest.raises(sync_store.LeaseLost):
-        async with app.db.transaction() as conn:
-            await sync_store.put_cursor(
-                conn, TENANT, ident, {"position": None}, 5, lease_version=version - 1
-            )
+    now = app.clock()
+    async with app.db.transaction() as tx:
+        version = await tx.claims.claim_now(TENANT, ident)
+        run = await tx.sync.insert_run(
+            TENANT, ident, uuid4(), SyncTrigger.MANUAL, now, now, lease_version=version - 1
+        )
+    page = PageWrite(
+        records={"e1": '{"summary": "stale"}'},
+        deleted=[],
+        listing=None,
+        ends_listing=False,
+        cursor={"position": None},
+        full=False,
+    )
+    with pytest.raises(LeaseLost):
+        async with app.db.transaction() as tx:
+            await tx.sync.commit_page(run, page, now=now, lease_expires_at=now)
     assert (await get(stub, created.id)).record_count == 0
 
 
@@ -337,7 +359,7 @@ async def test_shutdown_hands_the_run_back_after_its_page_and_another_replica_co
 async def test_becoming_late_and_stopping_being_late_reach_watch_status(
     app: App, clock: FakeClock, stub: Stub, sb: Sandbox
 ) -> None:
-    created = await calendar(stub, sb, sync_interval={"seconds": 10})
+    created = await calendar(stub, sb, sync_interval=duration_pb2.Duration(seconds=10))
     await app.scheduler.sweep()
     await finish(app)
     recorder = Recorder(stub.WatchStatus(api.WatchStatusRequest()))
@@ -402,12 +424,14 @@ async def test_the_breaker_threshold_is_set_per_integration_and_validated(
 async def test_a_new_interval_moves_the_next_regular_sync(
     app: App, clock: FakeClock, stub: Stub, sb: Sandbox
 ) -> None:
-    created = await calendar(stub, sb, sync_interval={"seconds": 3600})
+    created = await calendar(stub, sb, sync_interval=duration_pb2.Duration(seconds=3600))
     await app.scheduler.sweep()
     await finish(app)
 
     shorter = (
-        await stub.Configure(api.ConfigureRequest(id=created.id, sync_interval={"seconds": 60}))
+        await stub.Configure(
+            api.ConfigureRequest(id=created.id, sync_interval=duration_pb2.Duration(seconds=60))
+        )
     ).integration
 
     assert moment(shorter.next_sync_time) == moment(shorter.last_sync_time) + timedelta(seconds=60)
@@ -417,11 +441,11 @@ async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(
     app: App, stub: Stub, sb: Sandbox
 ) -> None:
     created = await calendar(stub, sb)
-    async with app.db.transaction() as conn:
+    async with app.db.raw() as conn, conn.transaction():
+        tx = Tx(conn, app.db.keys)
         before = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
-        current = await app.lifecycle.lock(conn, TENANT, UUID(created.id))
-        await integrations_store.record_change(
-            conn,
+        current = await tx.integrations.lock(TENANT, UUID(created.id))
+        await tx.integrations.record_change(
             before=current,
             after=current,
             trigger="test",
@@ -430,6 +454,6 @@ async def test_a_writer_holding_the_revision_lock_is_bounded_by_the_server(
             occurred_at=current.updated_at,
         )
         during = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         after = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
     assert (before, during, after) == ("0", "5s", "0")

@@ -1,10 +1,11 @@
 """The server answers over a real socket."""
 
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
+
+from tests.support.rpc import Stub
 
 
-async def test_create_then_get(stub: service_pb2_grpc.IntegrationServiceStub) -> None:
+async def test_create_then_get(stub: Stub) -> None:
     created = await stub.Create(
         api.CreateRequest(display_name="Team calendar", connector_type="google_calendar")
     )

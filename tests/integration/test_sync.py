@@ -16,15 +16,13 @@ from integrations.v1 import service_pb2 as api
 
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from service.app import App
-from service.config import Settings
 from service.domain.status import Trigger
 from service.domain.sync import SyncTrigger
-from service.storage import sync as sync_store
 from tests.support.clock import FakeClock
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     create,
     events,
@@ -32,14 +30,10 @@ from tests.support.syncing import (
     google,
     provider_events,
     put_event,
-    sandbox_settings,
     summaries,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture
@@ -164,22 +158,19 @@ async def test_a_second_sync_while_one_runs_returns_the_running_one(
 
 async def test_the_database_refuses_a_second_running_run(app: App, calendar: str) -> None:
     tenant, ident, now = "default", UUID(calendar), app.clock()
-    async with app.db.transaction() as conn:
-        await sync_store.insert_run(conn, tenant, ident, uuid4(), SyncTrigger.MANUAL, now, now)
+    async with app.db.transaction() as tx:
+        await tx.sync.insert_run(tenant, ident, uuid4(), SyncTrigger.MANUAL, now, now)
     with pytest.raises(Exception, match="sync_runs_one_running"):
-        async with app.db.transaction() as conn:
-            await sync_store.insert_run(
-                conn, tenant, ident, uuid4(), SyncTrigger.SCHEDULED, now, now
-            )
+        async with app.db.transaction() as tx:
+            await tx.sync.insert_run(tenant, ident, uuid4(), SyncTrigger.SCHEDULED, now, now)
 
 
 async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
     stub: Stub, sb: Sandbox, app: App, clock: FakeClock, calendar: str
 ) -> None:
     # A RUNNING run that no process of ours runs, as a crashed replica leaves it.
-    async with app.db.transaction() as conn:
-        orphan = await sync_store.insert_run(
-            conn,
+    async with app.db.transaction() as tx:
+        orphan = await tx.sync.insert_run(
             "default",
             UUID(calendar),
             uuid4(),

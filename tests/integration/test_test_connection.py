@@ -13,25 +13,20 @@ from integrations.v1 import service_pb2 as api
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.datasets import AuthKind, DatasetAuth
 from service.app import App
-from service.config import Settings
 from service.domain.status import Trigger
-from tests.support.rpc import failure
+from tests.support.rpc import Stub, failure
 from tests.support.syncing import (
     CALENDAR,
-    Stub,
+    SANDBOX_DEPLOYMENT,
     bearer,
     create,
     events,
     get,
     google,
     rest,
-    sandbox_settings,
 )
 
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return sandbox_settings(settings)
+pytestmark = pytest.mark.settings(**SANDBOX_DEPLOYMENT)
 
 
 @pytest.fixture

@@ -155,7 +155,9 @@ async def test_a_token_endpoint_that_does_not_answer_times_out(sb: Sandbox) -> N
 async def test_private_addresses_are_refused_unless_the_deployment_allows_them(sb: Sandbox) -> None:
     tokens = await sandbox_tokens(sb)
     failure = await refused(await client(private=False), endpoints(sb), tokens["refresh_token"])
-    assert failure.code is ErrorCode.INTERNAL
+    # A configuration the person must change (as for any forbidden URL), not a ticket.
+    assert failure.code is ErrorCode.RESOURCE_NOT_FOUND
+    assert "private or local network" in failure.message
     assert sb.state.oauth.token_calls_total == 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
 from service.app import App
-from service.config import Settings
 from service.connectors.auth import StoredTokens
 from service.connectors.provider_failures import ProviderFailure
 from service.domain.credentials import Credentials
@@ -25,7 +23,6 @@ from service.engine.lifecycle import ConfigureSpec, CreateSpec
 from service.oauth.providers import OAuthClient, OAuthSetup
 from service.oauth.refresh import RefreshingTokens, TokenRefresher
 from service.oauth.token_endpoint import TokenEndpoint
-from service.storage import integrations as store
 from tests.support.oauth import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -35,13 +32,12 @@ from tests.support.oauth import (
     sandbox_tokens,
     until,
 )
+from tests.support.storage import credentials_of
 
 TENANT = "default"
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, allow_private_networks=True)
+pytestmark = pytest.mark.settings(allow_private_networks=True)
 
 
 @pytest.fixture
@@ -59,7 +55,6 @@ def refresher_of(app: App, sb: Sandbox, **setup: Any) -> TokenRefresher:
     )
     return TokenRefresher(
         app.db,
-        app.lifecycle.keys,
         TokenEndpoint(app.providers.http),
         oauth,
         app.connectors,
@@ -99,7 +94,7 @@ async def calendar(
 
 
 async def stored(app: App, integration: Integration) -> Credentials:
-    found = await app.lifecycle.credentials(TENANT, integration.id)
+    found = await credentials_of(app, TENANT, integration.id)
     assert found is not None
     return found
 
@@ -132,7 +127,7 @@ async def test_an_expired_token_is_refreshed_before_use_and_the_rotation_stored(
     assert now_stored.secret["access_token"] == token
     assert now_stored.secret["refresh_token"] not in ("", first["refresh_token"])
     assert now_stored.secret["expires_at"] == (app.clock() + timedelta(hours=1)).isoformat()
-    async with app.db.connection() as conn:  # sealed at rest, like every credential
+    async with app.db.raw() as conn:  # sealed at rest, like every credential
         sealed = bytes(await conn.fetchval("SELECT sealed FROM credentials"))
     for secret in (token, now_stored.secret["refresh_token"]):
         assert str(secret).encode() not in sealed
@@ -290,8 +285,8 @@ async def test_a_rekey_during_a_refresh_does_not_lose_the_rotated_token(
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)
     # The same credentials sealed afresh (what `service.rekey` does): the bytes change.
-    async with app.db.connection() as conn:
-        await app.lifecycle._store_credentials(conn, integration, oauth(first, None), app.clock())
+    async with app.db.connection() as tx:
+        await tx.credentials.put(TENANT, integration.id, oauth(first, None), app.clock())
     gate.open()
 
     token = await asyncio.wait_for(renewal, SAFETY)
@@ -319,7 +314,8 @@ async def test_what_cannot_or_may_not_be_refreshed(app: App, sb: Sandbox) -> Non
     tokens = await untrusting.tokens_for(integration, credentials)
     with pytest.raises(ProviderFailure) as caught:
         await tokens.current()
-    assert caught.value.code is ErrorCode.INTERNAL
+    # The person's setting (or the operator's trust list) must change: not a ticket.
+    assert caught.value.code is ErrorCode.RESOURCE_NOT_FOUND
     assert "INTEGRATIONS_OAUTH_TRUSTED_ORIGINS" in caught.value.message
     assert sb.state.oauth.token_calls_total == 0
 
@@ -330,7 +326,7 @@ async def test_a_deleted_integration_cannot_be_refreshed(
     first = await sandbox_tokens(sb)
     integration = await calendar(app, sb, oauth(first, None))
     tokens = await tokens_of(refresher, integration, oauth(first, None))
-    async with app.db.transaction() as conn:
-        await store.delete(conn, TENANT, integration.id)
+    async with app.db.transaction() as tx:
+        await tx.integrations.delete(TENANT, integration.id)
     assert await tokens.renew(first["access_token"]) is None
     assert sb.state.oauth.token_calls_total == 0

@@ -4,7 +4,7 @@ filters, resume, heartbeats and errors."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -12,27 +12,33 @@ import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from service.api.convert import STATUS
 from service.api.server import Server
 from service.app import App
-from service.config import Settings
 from service.domain.status import TRANSITIONS, Status, Trigger
-from tests.support.rpc import failure
+from tests.support.clock import FakeClock
+from tests.support.rpc import Stub, failure
 from tests.support.watch import Recorder, database_view, view_of
 
-Stub = service_pb2_grpc.IntegrationServiceStub
+# Heartbeats every 50 ms, so the heartbeat test waits for one instead of sleeping.
+pytestmark = pytest.mark.settings(watch_heartbeat_interval=timedelta(milliseconds=50))
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    # Heartbeats every 50 ms, so the heartbeat test waits for one instead of sleeping.
-    return replace(settings, watch_heartbeat_interval=timedelta(milliseconds=50))
-
-
-def watch(stub: Stub, **fields: object) -> Recorder:
-    request = api.WatchStatusRequest(**fields)  # type: ignore[arg-type]
+def watch(
+    stub: Stub,
+    *,
+    ids: Sequence[str] = (),
+    statuses: Sequence[pb.Status.ValueType] = (),
+    connector_type: str = "",
+    resume_after_revision: int = 0,
+) -> Recorder:
+    request = api.WatchStatusRequest(
+        ids=ids,
+        statuses=statuses,
+        connector_type=connector_type,
+        resume_after_revision=resume_after_revision,
+    )
     statuses = tuple(request.statuses)
     return Recorder(stub.WatchStatus(request), statuses=statuses)
 
@@ -175,11 +181,12 @@ async def test_ids_and_connector_type_filters(stub: Stub, app: App) -> None:
         ("change", feed.id),
         ("deleted", feed.id),
     ]
-    # A tombstone carries no connector type: it goes to every stream its ids allow.
+    # A tombstone names its connector type: a stream of calendars never sees a feed's.
     assert [(m.WhichOneof("kind"), m.event.integration_id) for m in by_type.changes] == [
         ("change", calendar.id),
-        ("deleted", feed.id),
     ]
+    [deleted] = [m.deleted for m in by_id.changes if m.HasField("deleted")]
+    assert deleted.connector_type == "ics_feed"
     assert list(by_type.view) == [calendar.id]
     for r in (by_id, by_type):
         await r.stop()
@@ -227,14 +234,14 @@ async def test_heartbeats_on_a_quiet_stream_carry_the_newest_revision(stub: Stub
 
 
 async def test_a_compacted_revision_fails_with_revision_compacted(
-    stub: Stub, app: App, clock: object
+    stub: Stub, app: App, clock: FakeClock
 ) -> None:
     old = await create(stub, "Old")
     for n in range(3):
         await stub.Configure(api.ConfigureRequest(id=old.id, display_name=f"old {n}"))
     doomed = await create(stub, "Deleted long ago")
     gone = await stub.Delete(api.DeleteRequest(id=doomed.id))
-    clock.advance(days=8)  # type: ignore[attr-defined]
+    clock.advance(days=8)
     recent = await create(stub, "Recent")
     assert await app.retention.compact() == 4  # old's first three events and the tombstone
     old_latest = old.revision + 3
@@ -281,7 +288,7 @@ async def test_a_revision_not_yet_written_fails_with_out_of_range(stub: Stub) ->
 async def test_a_bad_filter_is_invalid_argument_with_every_violation(stub: Stub) -> None:
     request = api.WatchStatusRequest(
         ids=["not-a-uuid"],
-        statuses=[99],  # type: ignore[list-item]
+        statuses=[pb.Status.ValueType(99)],
         resume_after_revision=-1,
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:

@@ -4,25 +4,21 @@ others, resumes without gaps, and streams that go away leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import grpc
 import pytest
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from integrations.watch import Backoff, StatusWatch
 
 from service.api.server import Server
 from service.app import App
-from service.config import Settings
 from service.domain.exceptions import ResourceExhausted
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
-from tests.support.rpc import failure
-from tests.support.watch import Recorder, database_view, eventually, view_of
+from tests.support.rpc import Stub, failure, next_message
+from tests.support.watch import Recorder, database_view, eventually, messages_of, view_of
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 BUFFER = 20
 #: Long names make big messages, so a client that stops reading fills gRPC's flow-control
 #: window (64 KiB without BDP probing) after a couple of hundred changes.
@@ -31,9 +27,7 @@ NAME = "x" * 190
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, watch_buffer_size=BUFFER)
+pytestmark = pytest.mark.settings(watch_buffer_size=BUFFER)
 
 
 async def rename(app: App, integration: Integration, count: int) -> int:
@@ -90,7 +84,7 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
     ) as channel:
         stalled = Stub(channel).WatchStatus(api.WatchStatusRequest())
         received: list[int] = []
-        while (message := await stalled.read()).WhichOneof("kind") != "snapshot_complete":
+        while (await next_message(stalled)).WhichOneof("kind") != "snapshot_complete":
             pass
         fast = Recorder(stub.WatchStatus(api.WatchStatusRequest()))
         await fast.until_snapshot()
@@ -103,7 +97,7 @@ async def test_a_stalled_client_gets_resource_exhausted_and_resumes_without_gaps
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async with asyncio.timeout(10):
                 while True:
-                    message = await stalled.read()
+                    message = await next_message(stalled)
                     if message.WhichOneof("kind") == "change":
                         received.append(message.event.revision)
         problem = failure(raised.value)
@@ -129,7 +123,7 @@ async def test_the_client_watch_recovers_from_falling_behind_by_itself(
         f"127.0.0.1:{server.port}", options=SMALL_WINDOW
     ) as channel:
         watch = StatusWatch(Stub(channel), backoff=Backoff(first=0.01))
-        messages = aiter(watch)
+        messages = messages_of(watch)
         while (await anext(messages)).WhichOneof("kind") != "snapshot_complete":
             pass
         last = await rename(app, first, 400)  # while the subscriber is not reading
@@ -139,7 +133,7 @@ async def test_the_client_watch_recovers_from_falling_behind_by_itself(
                 message = await anext(messages)
                 if message.WhichOneof("kind") == "change":
                     seen.append(message.event.revision)
-        await messages.aclose()  # type: ignore[attr-defined]
+        await messages.aclose()
     assert watch.connections >= 2  # it was cut off, and resumed by itself
     assert seen == list(range(first.revision + 1, last + 1))
     assert view_of(watch.view) == await database_view(app)
@@ -167,7 +161,7 @@ async def test_cancelled_streams_leave_no_task_or_connection_behind(app: App, st
     )
     pool = app.db.pool
     await eventually(lambda: pool.get_idle_size() == pool.get_size())
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         busy = await conn.fetch(
             "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND state <> 'idle'"

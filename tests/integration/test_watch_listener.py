@@ -7,26 +7,19 @@ notification or by the catch-up that follows a reconnection, not by polling.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from service.app import App
-from service.config import Settings
 from service.domain.model import Integration
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
 from service.storage.watch_listener import APPLICATION_NAME
+from tests.support.rpc import Stub
 from tests.support.watch import Recorder, database_view, eventually, view_of
 
-Stub = service_pb2_grpc.IntegrationServiceStub
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, watch_poll_interval=timedelta(hours=1))
+pytestmark = pytest.mark.settings(watch_poll_interval=timedelta(hours=1))
 
 
 async def rename(app: App, integration: Integration, count: int, tag: str) -> int:
@@ -41,7 +34,7 @@ async def rename(app: App, integration: Integration, count: int, tag: str) -> in
 
 async def terminate(app: App, where: str) -> int:
     """pg_terminate_backend on this database's backends matching `where`; returns how many."""
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         killed = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"

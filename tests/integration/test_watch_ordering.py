@@ -21,9 +21,8 @@ from service.app import App
 from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
 from service.engine.lifecycle import ConfigureSpec, CreateSpec
-from service.storage import integrations as store
 from service.storage import watch as history
-from service.storage.database import Database
+from service.storage.database import Database, Tx
 from tests.support.watch import eventually
 
 
@@ -35,9 +34,8 @@ async def writers(database_url: str) -> AsyncIterator[Database]:
     await db.close()
 
 
-async def rename(conn: asyncpg.Connection, current: Integration, name: str) -> Integration:
-    event = await store.record_change(
-        conn,
+async def rename(tx: Tx, current: Integration, name: str) -> Integration:
+    event = await tx.integrations.record_change(
         before=current,
         after=current.replace(display_name=name),
         trigger="settings_changed",
@@ -59,7 +57,9 @@ async def test_a_later_writer_cannot_commit_before_an_earlier_one(
         async with writers.pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
-            renamed = await rename(conn, x, "X, slowly")  # takes revision y+1, not committed
+            renamed = await rename(
+                Tx(conn, None), x, "X, slowly"
+            )  # takes revision y+1, not committed
             assert renamed.revision == y.revision + 1
 
             # Writer B starts later, on another connection, and would commit at once.
@@ -68,7 +68,7 @@ async def test_a_later_writer_cannot_commit_before_an_earlier_one(
                     "default", y.id, "", ConfigureSpec(display_name="Y, quickly")
                 )
             )
-            async with app.db.connection() as probe:
+            async with app.db.raw() as probe:
                 waiting = await _wait_for_lock_waiters(probe, 1)
             assert waiting == 1 and not later.done()
 
@@ -136,12 +136,13 @@ async def test_concurrent_writers_committing_in_any_order_lose_nothing(
         current = subject
         rng = random.Random(subject.id.int)
         for n in range(rounds):
-            async with writers.transaction() as conn:
+            async with writers.raw() as conn, conn.transaction():
                 # Work of random length before and after taking the revision, so
                 # transactions start, take revisions and try to commit in scrambled orders.
+                tx = Tx(conn, None)
                 await conn.execute("SELECT pg_sleep($1)", rng.random() / 500)
-                current = await store.get(conn, "default", current.id, for_update=True)
-                current = await rename(conn, current, f"{subject.display_name} #{n}")
+                current = await tx.integrations.lock("default", current.id)
+                current = await rename(tx, current, f"{subject.display_name} #{n}")
                 await conn.execute("SELECT pg_sleep($1)", rng.random() / 1000)
 
     watcher = asyncio.create_task(watch())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -14,7 +13,6 @@ import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 from integrations.watch import StatusWatch
 
 from service.api.server import Server
@@ -23,17 +21,15 @@ from service.config import Settings
 from service.domain.status import TRANSITIONS, Status
 from service.engine.lifecycle import ConfigureSpec
 from tests.support.clock import FakeClock
-from tests.support.watch import Recorder, database_view, view_of
+from tests.support.rpc import Stub
+from tests.support.watch import Recorder, database_view, messages_of, view_of
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 CHANGES_PER_WRITER = 125
 WRITERS_PER_REPLICA = 4  # 2 replicas x 4 writers x 125 = 1,000 changes
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    # Filtered subscribers learn they are at the head from heartbeats: make them frequent.
-    return replace(settings, watch_heartbeat_interval=timedelta(milliseconds=100))
+# Filtered subscribers learn they are at the head from heartbeats: make them frequent.
+pytestmark = pytest.mark.settings(watch_heartbeat_interval=timedelta(milliseconds=100))
 
 
 @pytest.fixture
@@ -116,13 +112,13 @@ async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
     for subscriber in subscribers.values():
         await subscriber.until_snapshot()
     client = StatusWatch(other_stub)
-    client_messages = aiter(client)
+    client_messages = messages_of(client)
 
     writers = [Writer(app, stub, seed) for seed in range(WRITERS_PER_REPLICA)]
     writers += [Writer(other, other_stub, 100 + seed) for seed in range(WRITERS_PER_REPLICA)]
     await asyncio.gather(*(w.run(CHANGES_PER_WRITER) for w in writers))
 
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         head = await conn.fetchval("SELECT revision FROM tenant_revisions")
         kept = [
             r["revision"] for r in await conn.fetch("SELECT revision FROM events ORDER BY revision")
@@ -151,7 +147,7 @@ async def test_a_thousand_changes_through_two_replicas_reach_every_subscriber(
     async with asyncio.timeout(10):
         while client.revision < head:
             await anext(client_messages)
-    await client_messages.aclose()  # type: ignore[attr-defined]
+    await client_messages.aclose()
     assert view_of(client.view) == truth
     for subscriber in subscribers.values():
         await subscriber.stop()

@@ -18,7 +18,13 @@ class ServiceProcess:
         self.args = args
         # Like `make run` on a fresh machine: no DATABASE_URL unless the test gives one.
         inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        self.env = {**inherited, "INTEGRATIONS_LOG_FORMAT": "json", **(env or {})}
+        # Like `make run` too: without API keys, unauthenticated by explicit choice.
+        self.env = {
+            **inherited,
+            "INTEGRATIONS_LOG_FORMAT": "json",
+            **({} if "--api-keys" in args else {"INTEGRATIONS_ALLOW_UNAUTHENTICATED": "true"}),
+            **(env or {}),
+        }
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self.log_lines: list[dict[str, object]] = []
@@ -58,9 +64,12 @@ class ServiceProcess:
 
     def _parse(self, line: bytes) -> dict[str, object]:
         try:
-            entry = json.loads(line)
+            parsed = json.loads(line)
         except ValueError:
-            entry = {"raw": line.decode(errors="replace").rstrip()}
+            parsed = None
+        entry: dict[str, object] = (
+            parsed if isinstance(parsed, dict) else {"raw": line.decode(errors="replace").rstrip()}
+        )
         self.log_lines.append(entry)
         return entry
 

@@ -3,28 +3,28 @@ calendars, and reading back what the service holds."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf import json_format
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.v1 import service_pb2_grpc
 
 from sandbox import Sandbox
 from sandbox.state import SandboxState
-from service.config import Settings
+from tests.support.rpc import Stub
 
-Stub = service_pb2_grpc.IntegrationServiceStub
 TOKEN = "sandbox-access-token"
 CALENDAR = "team@group.calendar.google.com"
 
-
-def sandbox_settings(settings: Settings, **changes: Any) -> Settings:
-    """The test deployment, allowed to reach the sandbox on 127.0.0.1, with small pages so a
-    handful of events spans several."""
-    return replace(settings, allow_private_networks=True, sync_page_size=2, **changes)
+#: How a test deployment that syncs from the sandbox differs from the others, for
+#: `pytest.mark.settings(**SANDBOX_DEPLOYMENT)`: allowed to reach the sandbox on 127.0.0.1,
+#: with small pages so a handful of events spans several.
+SANDBOX_DEPLOYMENT: Final[Mapping[str, object]] = {
+    "allow_private_networks": True,
+    "sync_page_size": 2,
+}
 
 
 def google(sb: Sandbox, calendar_id: str = CALENDAR) -> pb.ConnectorConfig:

@@ -4,11 +4,12 @@ and lets a test wait for a condition on what arrived (never for a length of time
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 
 import grpc
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
+from integrations.watch import StatusWatch
 
 from service.api.convert import STATUS
 from service.app import App
@@ -108,7 +109,7 @@ class Recorder:
 
 async def database_view(app: App, tenant: str = "default") -> dict[str, tuple[int, int]]:
     """id -> (status number, revision) of every integration of the tenant, from the table."""
-    async with app.db.connection() as conn:
+    async with app.db.raw() as conn:
         rows = await conn.fetch(
             "SELECT id, status, revision FROM integrations WHERE tenant_id = $1", tenant
         )
@@ -124,3 +125,11 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None
     """Wait until `condition` holds: for state that has no event to wait on (tasks
     finishing, connections being returned)."""
     await until(condition, "the condition", timeout=timeout, every=0.005)
+
+
+def messages_of(watch: StatusWatch) -> AsyncGenerator[api.WatchStatusResponse, None]:
+    """The watch's messages as the async generator they are, so a test can close them
+    (StatusWatch declares only an AsyncIterator)."""
+    messages = aiter(watch)
+    assert isinstance(messages, AsyncGenerator)
+    return messages

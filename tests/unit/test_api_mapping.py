@@ -7,7 +7,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from integrations.v1 import integration_pb2 as pb
 
-from service.api import convert, page_tokens
+from service.api import convert
 from service.api.error_status import DOMAIN, to_grpc_status
 from service.domain import exceptions as exc
 from service.domain.status import Action, Status
@@ -57,14 +57,3 @@ def test_error_classes_map_to_codes_with_error_info(
     assert info.domain == DOMAIN
     assert info.reason == error.reason
     assert info.reason.isupper()
-
-
-def test_page_tokens_round_trip_and_refuse_another_filter() -> None:
-    token = page_tokens.encode("integrations", {"s": ["ACTIVE"]}, ["2026-01-01", "id"])
-    assert page_tokens.decode(token, "integrations", {"s": ["ACTIVE"]}) == ["2026-01-01", "id"]
-    assert page_tokens.decode("", "integrations", {}) is None
-    with pytest.raises(exc.InvalidArgument) as changed:
-        page_tokens.decode(token, "integrations", {"s": ["PAUSED"]})
-    assert changed.value.violations[0].reason == "PAGE_TOKEN_MISMATCH"
-    with pytest.raises(exc.InvalidArgument):
-        page_tokens.decode("%%%not-a-token", "integrations", {})

@@ -12,7 +12,7 @@ import pytest
 from service.domain import schedule
 from service.domain.breaker import BreakerPolicy, BreakerState, Halt, Outcome
 from service.domain.model import Breaker, Integration
-from service.domain.schedule import Attempt, Schedule
+from service.domain.schedule import Attempt, Schedule, Verdict
 from service.domain.status import Status, Trigger, transition
 from service.domain.sync import SyncTrigger
 from service.domain.taxonomy import ErrorCode, IntegrationError
@@ -48,6 +48,12 @@ def error(
     return IntegrationError(code, "the provider answered HTTP 503", NOW, retry_after=retry_after)
 
 
+def scheduled(verdict: Verdict) -> datetime:
+    """When the verdict schedules the next sync (this one must schedule one)."""
+    assert verdict.next_sync_at is not None
+    return verdict.next_sync_at
+
+
 @pytest.fixture
 def rules() -> Schedule:
     return Schedule(POLICY, random.Random(7))
@@ -77,7 +83,7 @@ def test_a_failure_below_the_threshold_schedules_a_retry_in_place_of_the_interva
     assert verdict.trigger is Trigger.FAILED and verdict.outcome is Outcome.RETRY_SCHEDULED
     assert verdict.breaker.consecutive_failures == 1 and not verdict.breaker.open
     assert verdict.next_sync_at == verdict.breaker.next_attempt_at
-    assert timedelta(seconds=27) <= verdict.next_sync_at - NOW <= timedelta(seconds=30)
+    assert timedelta(seconds=27) <= scheduled(verdict) - NOW <= timedelta(seconds=30)
     assert verdict.reason.startswith("sync run #1 failed: the provider answered HTTP 503; ")
     assert "failure 1 in a row (the safety brake stops at 3), next attempt at" in verdict.reason
 
@@ -90,7 +96,7 @@ def test_the_failure_that_reaches_the_threshold_opens_the_breaker(rules: Schedul
     assert verdict.trigger is Trigger.BREAKER_OPENED and verdict.outcome is Outcome.BREAKER_OPENED
     assert verdict.breaker.open and verdict.breaker.opened_at == NOW
     assert verdict.breaker.consecutive_failures == 3
-    assert timedelta(seconds=54) <= verdict.next_sync_at - NOW <= timedelta(minutes=1)
+    assert timedelta(seconds=54) <= scheduled(verdict) - NOW <= timedelta(minutes=1)
     assert "the safety brake is on after 3 failures in a row" in verdict.reason
 
 
@@ -100,7 +106,7 @@ def test_failures_while_open_move_the_next_probe_further_out(rules: Schedule) ->
     verdict = rules.failed(current, error(), NOW, what="probe")
 
     assert verdict.trigger is Trigger.FAILED and verdict.outcome is Outcome.PROBE_SCHEDULED
-    assert timedelta(seconds=108) <= verdict.next_sync_at - NOW <= timedelta(minutes=2)
+    assert timedelta(seconds=108) <= scheduled(verdict) - NOW <= timedelta(minutes=2)
     assert verdict.next_sync_at is not None
     at = verdict.next_sync_at.isoformat(timespec="seconds")
     assert verdict.reason.endswith(f"the safety brake stays on, next probe at {at}")
@@ -160,7 +166,7 @@ def test_auth_errors_wait_on_the_probe_schedule(rules: Schedule) -> None:
     verdict = rules.failed(integration(), error(ErrorCode.ACCESS_DENIED), NOW, what="sync")
 
     assert not verdict.breaker.open
-    assert timedelta(seconds=54) <= verdict.next_sync_at - NOW <= timedelta(minutes=1)
+    assert timedelta(seconds=54) <= scheduled(verdict) - NOW <= timedelta(minutes=1)
 
 
 def test_retry_after_is_a_floor(rules: Schedule) -> None:
@@ -178,14 +184,14 @@ def test_a_successful_sync_closes_and_puts_the_jittered_interval_back(rules: Sch
 
     assert verdict.trigger is Trigger.SUCCEEDED and verdict.outcome is Outcome.CLOSED
     assert verdict.breaker == Breaker() and verdict.reason == "sync run #3 succeeded"
-    assert NOW + INTERVAL * 0.9 <= verdict.next_sync_at <= NOW + INTERVAL
+    assert NOW + INTERVAL * 0.9 <= scheduled(verdict) <= NOW + INTERVAL
 
 
-@pytest.mark.parametrize("attempt", [Attempt.PROBE, Attempt.TEST])
-def test_a_success_while_open_reactivates_and_a_sync_from_the_cursor_is_due_at_once(
-    rules: Schedule, attempt: Attempt
+def test_a_test_that_succeeds_while_open_reactivates_and_a_sync_from_the_cursor_is_due(
+    rules: Schedule,
 ) -> None:
     current = failing(rules, 3)
+    attempt = Attempt.TEST
 
     verdict = rules.succeeded(
         current, NOW, what=f"{attempt.value} succeeded in 0.10s", attempt=attempt
@@ -208,7 +214,7 @@ def test_a_sync_that_succeeds_while_open_reactivates_on_the_regular_interval(
     )
 
     assert verdict.trigger is Trigger.REACTIVATED
-    assert verdict.next_sync_at > NOW and verdict.breaker.next_attempt_at is None
+    assert scheduled(verdict) > NOW and verdict.breaker.next_attempt_at is None
 
 
 def test_a_first_verification_makes_a_regular_sync_due_at_once(rules: Schedule) -> None:
@@ -282,3 +288,49 @@ def test_late_after_twice_the_interval_without_a_successful_sync() -> None:
     assert integration(Status.PAUSED, last_synced_at=NOW).late_at is None
     never = integration(Status.ERROR)
     assert never.late_at == never.created_at + 2 * INTERVAL
+
+
+def test_a_probe_that_succeeds_while_open_only_half_opens_the_brake(rules: Schedule) -> None:
+    current = failing(rules, 3)
+
+    verdict = rules.succeeded(current, NOW, what="probe succeeded in 0.10s", attempt=Attempt.PROBE)
+
+    assert verdict.trigger is Trigger.PROBE_SUCCEEDED and verdict.outcome is Outcome.PROBE_PASSED
+    assert transition(Status.ERROR, verdict.trigger) is Status.ERROR  # still braked
+    assert verdict.breaker.open and verdict.breaker.state.trial
+    assert verdict.breaker.consecutive_failures == current.breaker.consecutive_failures
+    assert verdict.next_sync_at == NOW  # the trial sync is due at once
+    assert "released once that sync succeeds" in verdict.reason
+    trial = verdict.apply(current)
+    assert schedule.sync_trigger(trial) is SyncTrigger.REACTIVATION
+    assert not schedule.probing(trial)  # the next attempt is the sync, not another probe
+
+
+def test_the_trial_sync_succeeding_reactivates(rules: Schedule) -> None:
+    current = failing(rules, 3)
+    trial = rules.succeeded(current, NOW, what="probe", attempt=Attempt.PROBE).apply(current)
+
+    verdict = rules.succeeded(trial, NOW, what="sync run #4 succeeded", attempt=Attempt.SYNC)
+
+    assert verdict.trigger is Trigger.REACTIVATED
+    assert not verdict.breaker.open and verdict.breaker.consecutive_failures == 0
+
+
+def test_the_trial_sync_failing_keeps_the_brake_on_and_the_probes_slowing(
+    rules: Schedule,
+) -> None:
+    current = failing(rules, 3)
+    opened_at = current.breaker.opened_at
+    delays = []
+    for _ in range(3):  # probe passes, the sync fails again with the same error: no flapping
+        trial = rules.succeeded(current, NOW, what="probe", attempt=Attempt.PROBE).apply(current)
+        verdict = rules.failed(trial, error(ErrorCode.INTERNAL), NOW, what="sync run #5")
+        assert verdict.trigger is Trigger.FAILED and verdict.outcome is Outcome.TRIAL_FAILED
+        assert transition(Status.ERROR, verdict.trigger) is Status.ERROR
+        assert verdict.breaker.open and not verdict.breaker.state.trial
+        assert verdict.breaker.opened_at == opened_at
+        assert "the probe had passed but the sync still fails" in verdict.reason
+        assert verdict.next_sync_at is not None
+        delays.append(verdict.next_sync_at - NOW)
+        current = verdict.apply(trial)
+    assert delays == sorted(delays) and delays[0] < delays[-1]  # the probe interval grows

@@ -201,3 +201,15 @@ def test_an_api_key_header_must_be_a_header_name() -> None:
     assert rest.check_config({**config, "api_key_header": "X-Team-Key"}).violations == ()
     [bad] = rest.check_config({**config, "api_key_header": "X Team: Key"}).violations
     assert (bad.field, bad.reason) == ("config.api_key_header", "INVALID_HEADER_NAME")
+
+
+def test_a_record_mentioned_twice_on_a_page_keeps_its_last_mention_and_counts_the_rest() -> None:
+    page = Page.of(
+        PageKind.CHANGES,
+        [("a", {"v": 1}), ("b", {"v": 1}), ("a", {"v": 2}), ("b", None), ("a", {"v": 3})],
+        {},
+        last=True,
+    )
+    assert page.records == {"a": {"v": 3}} and list(page.deleted) == ["b"]
+    assert page.superseded == 3
+    assert page.superseded_example.startswith("record 'a': a later record with the same id")

@@ -16,6 +16,7 @@ parsed with sqlglot (PostgreSQL dialect), not matched with regular expressions.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,14 @@ CROSS_TENANT = {
     "late_due": "the lateness sweep: which integrations in any tenant became late",
     "history_tenants": "the retention job's work list: every tenant that has history",
     "credentials_batch": "re-keying: a keyset walk over every tenant's credentials",
+    "endpoint_secrets_batch": "re-keying: a keyset walk over every tenant's webhook secrets",
+    "deliveries_claim": "the webhook sweep: deliveries due now, in every tenant",
+    "deliveries_purge": "retention: finished webhook deliveries past the log's age, anywhere",
+    "push_checks_due": "the push sweep: channels due for a look, in every tenant",
+    "push_stops_due": "the push sweep: retired channels whose stop is due, in every tenant",
+    "tombstones_due": "retention's work list: integrations holding expired tombstones",
+    "stats_by_status": "fleet gauges for /metrics: counts over every tenant",
+    "stats_oldest_due": "the scheduler's lag for /metrics: the oldest due attempt anywhere",
 }
 #: Inline SQL (outside queries/*.sql) that is not tenant data: the migration bookkeeping.
 NOT_TENANT_TABLES = {"schema_migrations"}
@@ -43,7 +52,7 @@ _SQL_START = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ")
 def problems(sql: str) -> list[str]:
     """What keeps `sql` from reaching one tenant first (empty: nothing)."""
     found: list[str] = []
-    for statement in sqlglot.parse(sql, read="postgres"):
+    for statement in sqlglot.parse(_unambiguous(sql), read="postgres"):
         if statement is None:
             continue
         ctes = {cte.alias for cte in statement.find_all(exp.CTE)}
@@ -52,6 +61,13 @@ def problems(sql: str) -> list[str]:
         for insert in statement.find_all(exp.Insert):
             found += _insert_problems(insert, ctes)
     return found
+
+
+def _unambiguous(sql: str) -> str:
+    """`INSERT … SELECT … FROM a CROSS JOIN b ON CONFLICT …`: PostgreSQL's grammar knows the
+    ON starts the conflict clause, sqlglot's takes it for a join condition. A no-op `ON true`
+    on the cross join says what PostgreSQL understands."""
+    return re.sub(r"(\bCROSS JOIN\s+\w+(?:\s+\w+)?)\s+ON CONFLICT", r"\1 ON true ON CONFLICT", sql)
 
 
 def _scope_problems(scope: exp.Expression, ctes: set[str]) -> list[str]:

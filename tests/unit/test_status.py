@@ -88,6 +88,7 @@ EXPECTED: dict[Status, dict[Trigger, Status | None]] = {
         T.CREDENTIALS_REJECTED: S.DISCONNECTED,
         T.BREAKER_OPENED: S.ERROR,
         T.REACTIVATED: S.ACTIVE,
+        T.PROBE_SUCCEEDED: S.ERROR,
         T.DELETE: None,
     },
     S.DISCONNECTED: {

@@ -4,21 +4,32 @@ last revision it saw, starts over when history is compacted, and gives up on rea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
-from integrations.watch import Backoff, StatusWatch
+from integrations.watch import Backoff, StatusWatch, _retry_delay
 
 from service.api.error_status import to_grpc_status
-from service.domain.exceptions import FailedPrecondition, InvalidArgument, Unavailable
+from service.domain.exceptions import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from tests.support.watch import messages_of
+
+if TYPE_CHECKING:
+    from tests.support.rpc import Stub as GeneratedStub
 
 NO_WAIT = Backoff(first=0, maximum=0)
 
 
-def snapshot(ident: str, status: int, revision: int) -> api.WatchStatusResponse:
+def snapshot(ident: str, status: pb.Status.ValueType, revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(
         snapshot=pb.Integration(id=ident, status=status, revision=revision)
     )
@@ -28,7 +39,7 @@ def complete(revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(snapshot_complete=api.SnapshotComplete(revision=revision))
 
 
-def change(ident: str, status: int, revision: int) -> api.WatchStatusResponse:
+def change(ident: str, status: pb.Status.ValueType, revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(
         change=pb.Integration(id=ident, status=status, revision=revision),
         event=pb.IntegrationEvent(revision=revision, integration_id=ident),
@@ -46,7 +57,7 @@ def heartbeat(revision: int) -> api.WatchStatusResponse:
     return api.WatchStatusResponse(heartbeat=api.Heartbeat(revision=revision))
 
 
-def rpc_error(error: Any) -> grpc.aio.AioRpcError:
+def rpc_error(error: ServiceError) -> grpc.aio.AioRpcError:
     """The error a client sees when the server raises `error` (with its google.rpc details)."""
     status = to_grpc_status(error)
     return grpc.aio.AioRpcError(
@@ -91,11 +102,17 @@ class Stub:
         self.requests.append(request)
         return self.calls.pop(0)
 
+    def typed(self) -> GeneratedStub:
+        """This fake where StatusWatch expects the generated asyncio stub. A cast: that type
+        exists for the type checker only (nothing can subclass it), and StatusWatch calls
+        nothing but WatchStatus, which this fake answers."""
+        return cast("GeneratedStub", self)
+
 
 async def read(watch: StatusWatch, count: int) -> list[str]:
-    messages = aiter(watch)
+    messages = messages_of(watch)
     kinds = [str((await anext(messages)).WhichOneof("kind")) for _ in range(count)]
-    await messages.aclose()  # type: ignore[attr-defined]
+    await messages.aclose()
     return kinds
 
 
@@ -112,7 +129,7 @@ async def test_it_keeps_a_view_and_resumes_after_the_last_revision() -> None:
         ),
         Call([deleted("b", 7), heartbeat(9)]),
     )
-    watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
+    watch = StatusWatch(stub.typed(), backoff=NO_WAIT)
     assert await read(watch, 6) == [
         "snapshot",
         "snapshot",
@@ -131,7 +148,7 @@ async def test_a_status_filter_drops_an_integration_that_leaves_it() -> None:
     stub = Stub(
         Call([snapshot("a", pb.STATUS_ERROR, 1), complete(1), change("a", pb.STATUS_ACTIVE, 2)])
     )
-    watch = StatusWatch(cast(Any, stub), statuses=[pb.STATUS_ERROR])
+    watch = StatusWatch(stub.typed(), statuses=[pb.STATUS_ERROR])
     await read(watch, 3)
     assert watch.view == {}
     assert list(stub.requests[0].statuses) == [pb.STATUS_ERROR]
@@ -143,13 +160,13 @@ async def test_compacted_history_starts_over_with_a_snapshot_that_replaces_the_v
         Call([], rpc_error(compacted)),
         Call([snapshot("c", pb.STATUS_PAUSED, 40), complete(41)]),
     )
-    watch = StatusWatch(cast(Any, stub), resume_after_revision=3, backoff=NO_WAIT)
+    watch = StatusWatch(stub.typed(), resume_after_revision=3, backoff=NO_WAIT)
     watch.view = {"gone": pb.Integration(id="gone")}
-    messages = aiter(watch)
+    messages = messages_of(watch)
     await anext(messages)  # the new snapshot's first item ...
     assert list(watch.view) == ["gone"]  # ... does not replace the view until complete
     await anext(messages)
-    await messages.aclose()  # type: ignore[attr-defined]
+    await messages.aclose()
     assert [r.resume_after_revision for r in stub.requests] == [3, 0]
     assert list(watch.view) == ["c"] and watch.revision == 41
 
@@ -159,7 +176,7 @@ async def test_a_stream_broken_mid_snapshot_takes_a_whole_new_snapshot() -> None
         Call([snapshot("a", pb.STATUS_ACTIVE, 1)], rpc_error(Unavailable("lost"))),
         Call([snapshot("b", pb.STATUS_ACTIVE, 2), complete(2)]),
     )
-    watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
+    watch = StatusWatch(stub.typed(), backoff=NO_WAIT)
     await read(watch, 3)
     assert [r.resume_after_revision for r in stub.requests] == [0, 0]
     assert list(watch.view) == ["b"]
@@ -167,7 +184,7 @@ async def test_a_stream_broken_mid_snapshot_takes_a_whole_new_snapshot() -> None
 
 async def test_errors_that_resuming_cannot_fix_are_raised() -> None:
     bad = InvalidArgument([], "ids[0]: must be an integration id")
-    watch = StatusWatch(cast(Any, Stub(Call([], rpc_error(bad)))), backoff=NO_WAIT)
+    watch = StatusWatch(Stub(Call([], rpc_error(bad))).typed(), backoff=NO_WAIT)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await read(watch, 1)
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -175,7 +192,7 @@ async def test_errors_that_resuming_cannot_fix_are_raised() -> None:
 
 async def test_max_attempts_bounds_consecutive_failures() -> None:
     down = [Call([], rpc_error(Unavailable("down"))) for _ in range(3)]
-    watch = StatusWatch(cast(Any, Stub(*down)), backoff=NO_WAIT, max_attempts=2)
+    watch = StatusWatch(Stub(*down).typed(), backoff=NO_WAIT, max_attempts=2)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await read(watch, 1)
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -191,6 +208,59 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
 
 async def test_a_stream_closed_without_an_error_is_resumed_too() -> None:
     stub = Stub(Call([complete(4)]), Call([change("a", pb.STATUS_ACTIVE, 5)]))
+    watch = StatusWatch(stub.typed(), backoff=NO_WAIT)
+    assert await read(watch, 2) == ["snapshot_complete", "change"]
+    assert [r.resume_after_revision for r in stub.requests] == [0, 4]
+
+
+def bare(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    """An end without google.rpc details, as a transport or a proxy sends it."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        bare(grpc.StatusCode.CANCELLED, "CANCELLED"),  # the server's transport, under a burst
+        bare(grpc.StatusCode.DEADLINE_EXCEEDED),
+        bare(grpc.StatusCode.INTERNAL, "upstream connect error"),  # a proxy in between
+        bare(grpc.StatusCode.UNKNOWN),
+        bare(grpc.StatusCode.UNAVAILABLE),
+        rpc_error(ResourceExhausted("too many streams", reason="WATCH_STREAMS_EXHAUSTED")),
+        rpc_error(ResourceExhausted("behind", reason="WATCH_BUFFER_OVERFLOW")),
+    ],
+)
+async def test_every_transient_end_is_resumed(error: grpc.aio.AioRpcError) -> None:
+    stub = Stub(Call([complete(4)], error), Call([change("a", pb.STATUS_ACTIVE, 5)]))
     watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
     assert await read(watch, 2) == ["snapshot_complete", "change"]
     assert [r.resume_after_revision for r in stub.requests] == [0, 4]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ],
+)
+async def test_a_permanent_end_is_raised_at_once(code: grpc.StatusCode) -> None:
+    stub = Stub(Call([], bare(code)), Call([complete(1)]))
+    watch = StatusWatch(cast(Any, stub), backoff=NO_WAIT)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await read(watch, 1)
+    assert raised.value.code() is code
+    assert len(stub.requests) == 1
+
+
+def test_the_servers_retry_info_sets_the_least_wait() -> None:
+    full = ResourceExhausted(
+        "full", reason="WATCH_STREAMS_EXHAUSTED", retry_after=timedelta(seconds=2)
+    )
+    assert _retry_delay(rpc_error(full)) == 2
+    assert _retry_delay(bare(grpc.StatusCode.CANCELLED)) == 0
+    assert _retry_delay(None) == 0

@@ -3,6 +3,7 @@ selects exactly what the original would have."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -79,6 +80,13 @@ def test_deletions_go_to_every_stream_whose_ids_allow_them() -> None:
     assert WatchFilter.of(connector_type="ics_feed").selects(change(Status.ACTIVE, None))
     assert WatchFilter.of(ids=[ONE]).selects(change(Status.ACTIVE, None))
     assert not WatchFilter.of(ids=[TWO]).selects(change(Status.ACTIVE, None))
+
+
+def test_a_deletion_names_its_connector_type_so_filtered_streams_see_only_their_own() -> None:
+    deleted = dataclasses.replace(change(Status.ACTIVE, None), connector_type="google_calendar")
+    assert WatchFilter.of(connector_type="google_calendar").selects(deleted)
+    assert not WatchFilter.of(connector_type="ics_feed").selects(deleted)
+    assert WatchFilter().selects(deleted)
 
 
 def test_ids_and_connector_type() -> None:

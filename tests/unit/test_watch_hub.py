@@ -90,8 +90,21 @@ class InMemoryHub(WatchHub):
     called and return it when `stream_gate` opens (as a statement's snapshot is taken when
     it starts); the feed reads when `feed_gate` is open."""
 
-    def __init__(self, history: History, **settings: object) -> None:
-        config = WatchSettings(poll_interval=timedelta(hours=1), page_size=3, **settings)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        history: History,
+        *,
+        heartbeat_interval: timedelta,
+        buffer_size: int = WatchSettings.buffer_size,
+    ) -> None:
+        config = WatchSettings(
+            heartbeat_interval=heartbeat_interval,
+            buffer_size=buffer_size,
+            poll_interval=timedelta(hours=1),
+            page_size=3,
+        )
+        # A stand-in, not a pool: every read goes through the methods below, and the listener
+        # that would use the database's address is never started.
         super().__init__(cast(Database, SimpleNamespace(dsn="")), config)
         self.history = history
         self.stream_gate = asyncio.Event()

@@ -218,6 +218,11 @@ class _BreakerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakerS
     """Normal operation: regular syncs run (failures are retried with backoff)."""
     BREAKER_STATE_OPEN: _BreakerState.ValueType  # 2
     """Auto-paused after repeated failures: only connection probes run until one succeeds."""
+    BREAKER_STATE_HALF_OPEN: _BreakerState.ValueType  # 3
+    """A probe succeeded while open: a sync from where it left off is running (or due) to prove
+    the connection; the brake is released only when that sync succeeds, and stays on (with
+    the next probe further out) when it fails.
+    """
 
 class BreakerState(_BreakerState, metaclass=_BreakerStateEnumTypeWrapper):
     """BreakerState is the safety brake: consecutive failures auto-pause the integration."""
@@ -228,7 +233,54 @@ BREAKER_STATE_CLOSED: BreakerState.ValueType  # 1
 """Normal operation: regular syncs run (failures are retried with backoff)."""
 BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
 """Auto-paused after repeated failures: only connection probes run until one succeeds."""
+BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
+"""A probe succeeded while open: a sync from where it left off is running (or due) to prove
+the connection; the brake is released only when that sync succeeds, and stays on (with
+the next probe further out) when it fails.
+"""
 Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
+
+class _PushState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PushStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PushState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PUSH_STATE_UNSPECIFIED: _PushState.ValueType  # 0
+    """Never returned; the zero value of the enum."""
+    PUSH_STATE_OFF: _PushState.ValueType  # 1
+    """No push channel: the deployment has no public HTTPS callback URL, the connector cannot
+    push, or the integration does not sync on its own now (paused, safety brake on, not yet
+    synced). It polls at its sync interval.
+    """
+    PUSH_STATE_ACTIVE: _PushState.ValueType  # 2
+    """A channel is open: the provider notifies the service of every change, which syncs within
+    seconds. Polling continues at a long interval as the safety net.
+    """
+    PUSH_STATE_UNAVAILABLE: _PushState.ValueType  # 3
+    """Push failed (see reason): the integration polls at its own sync interval again, and push
+    is retried at retry_time.
+    """
+
+class PushState(_PushState, metaclass=_PushStateEnumTypeWrapper):
+    """PushState says whether the provider notifies the service of changes, or is only polled."""
+
+PUSH_STATE_UNSPECIFIED: PushState.ValueType  # 0
+"""Never returned; the zero value of the enum."""
+PUSH_STATE_OFF: PushState.ValueType  # 1
+"""No push channel: the deployment has no public HTTPS callback URL, the connector cannot
+push, or the integration does not sync on its own now (paused, safety brake on, not yet
+synced). It polls at its sync interval.
+"""
+PUSH_STATE_ACTIVE: PushState.ValueType  # 2
+"""A channel is open: the provider notifies the service of every change, which syncs within
+seconds. Polling continues at a long interval as the safety net.
+"""
+PUSH_STATE_UNAVAILABLE: PushState.ValueType  # 3
+"""Push failed (see reason): the integration polls at its own sync interval again, and push
+is retried at retry_time.
+"""
+Global___PushState: _TypeAlias = PushState  # noqa: Y015
 
 class _RestPaginationStyle:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -358,6 +410,30 @@ SYNC_RUN_OUTCOME_CANCELLED: SyncRunOutcome.ValueType  # 4
 """Stopped by Pause, Delete, shutdown or a lost lease; committed pages are kept."""
 Global___SyncRunOutcome: _TypeAlias = SyncRunOutcome  # noqa: Y015
 
+class _RecordChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecordChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECORD_CHANGE_KIND_UNSPECIFIED: _RecordChangeKind.ValueType  # 0
+    """Never returned; the zero value of the enum."""
+    RECORD_CHANGE_KIND_UPSERT: _RecordChangeKind.ValueType  # 1
+    """The record was inserted or its data changed: `record` is its current state."""
+    RECORD_CHANGE_KIND_DELETE: _RecordChangeKind.ValueType  # 2
+    """The record was deleted at the provider (or is gone after a full resync)."""
+
+class RecordChangeKind(_RecordChangeKind, metaclass=_RecordChangeKindEnumTypeWrapper):
+    """RecordChangeKind is what a change feed entry says about a record."""
+
+RECORD_CHANGE_KIND_UNSPECIFIED: RecordChangeKind.ValueType  # 0
+"""Never returned; the zero value of the enum."""
+RECORD_CHANGE_KIND_UPSERT: RecordChangeKind.ValueType  # 1
+"""The record was inserted or its data changed: `record` is its current state."""
+RECORD_CHANGE_KIND_DELETE: RecordChangeKind.ValueType  # 2
+"""The record was deleted at the provider (or is gone after a full resync)."""
+Global___RecordChangeKind: _TypeAlias = RecordChangeKind  # noqa: Y015
+
 @_typing.final
 class IntegrationError(_message.Message):
     """IntegrationError is a classified failure, with what it means and how to fix it."""
@@ -424,7 +500,9 @@ class Breaker(_message.Message):
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     state: Global___BreakerState.ValueType
-    """Whether regular syncs run (CLOSED) or only probes (OPEN)."""
+    """Whether regular syncs run (CLOSED), only probes (OPEN), or the trial sync that decides
+    (HALF_OPEN).
+    """
     consecutive_failures: _builtins.int
     """Failures in a row since the last success."""
     threshold: _builtins.int
@@ -453,6 +531,46 @@ class Breaker(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Breaker: _TypeAlias = Breaker  # noqa: Y015
+
+@_typing.final
+class Push(_message.Message):
+    """Push is how the integration learns of changes at its provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETRY_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___PushState.ValueType
+    """OFF, ACTIVE or UNAVAILABLE."""
+    reason: _builtins.str
+    """UNAVAILABLE: why push failed, e.g. the provider refused the channel or a safety-net poll
+    found changes no notification announced.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """ACTIVE: when the current channel expires (it is renewed before, with no gap)."""
+
+    @_builtins.property
+    def retry_time(self) -> _timestamp_pb2.Timestamp:
+        """UNAVAILABLE: when push is tried again."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___PushState.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        retry_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "retry_time", b"retry_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "reason", b"reason", "retry_time", b"retry_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Push: _TypeAlias = Push  # noqa: Y015
 
 @_typing.final
 class GoogleCalendarConfig(_message.Message):
@@ -762,6 +880,7 @@ class Integration(_message.Message):
     MISSING_CONFIG_FIELDS_FIELD_NUMBER: _builtins.int
     ALLOWED_ACTIONS_FIELD_NUMBER: _builtins.int
     LATE_FIELD_NUMBER: _builtins.int
+    PUSH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier (a UUID), assigned by the service."""
     display_name: _builtins.str
@@ -831,6 +950,12 @@ class Integration(_message.Message):
     def allowed_actions(self) -> _containers.RepeatedScalarFieldContainer[Global___Action.ValueType]:
         """The actions its current status allows."""
 
+    @_builtins.property
+    def push(self) -> Global___Push:
+        """Whether the provider notifies the service of changes (push) or is only polled. While
+        push is ACTIVE, next_sync_time is the safety net's poll; a change syncs within seconds.
+        """
+
     def __init__(
         self,
         *,
@@ -854,10 +979,11 @@ class Integration(_message.Message):
         missing_config_fields: _abc.Iterable[_builtins.str] | None = ...,
         allowed_actions: _abc.Iterable[Global___Action.ValueType] | None = ...,
         late: _builtins.bool = ...,
+        push: Global___Push | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "config", b"config", "create_time", b"create_time", "credentials", b"credentials", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "next_sync_time", b"next_sync_time", "sync_interval", b"sync_interval", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "config", b"config", "create_time", b"create_time", "credentials", b"credentials", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "next_sync_time", b"next_sync_time", "push", b"push", "sync_interval", b"sync_interval", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_actions", b"allowed_actions", "breaker", b"breaker", "config", b"config", "connector_type", b"connector_type", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "late", b"late", "missing_config_fields", b"missing_config_fields", "next_sync_time", b"next_sync_time", "record_count", b"record_count", "revision", b"revision", "status", b"status", "sync_interval", b"sync_interval", "sync_state", b"sync_state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_actions", b"allowed_actions", "breaker", b"breaker", "config", b"config", "connector_type", b"connector_type", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "etag", b"etag", "id", b"id", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "late", b"late", "missing_config_fields", b"missing_config_fields", "next_sync_time", b"next_sync_time", "push", b"push", "record_count", b"record_count", "revision", b"revision", "status", b"status", "sync_interval", b"sync_interval", "sync_state", b"sync_state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -940,6 +1066,9 @@ class SyncRun(_message.Message):
     RECORDS_DELETED_FIELD_NUMBER: _builtins.int
     FULL_RESYNC_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RECORDS_REJECTED_FIELD_NUMBER: _builtins.int
+    REJECTED_EXAMPLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier."""
     integration_id: _builtins.str
@@ -956,6 +1085,18 @@ class SyncRun(_message.Message):
     """Records removed (deleted at the provider, or gone after a full resync)."""
     full_resync: _builtins.bool
     """Whether it started over from scratch (no cursor, or the provider asked for it)."""
+    records_rejected: _builtins.int
+    """Records the run could not store and skipped, so that one bad record never blocks the
+    others: records PostgreSQL cannot hold (after sanitising what can be sanitised without
+    changing meaning), records over the size limit, and earlier records that a later record
+    with the same id replaced on the same page.
+    """
+    rejected_example: _builtins.str
+    """One of the rejected records and why, e.g. "record 'evt-9': a number is NaN or infinite"."""
+    reason: _builtins.str
+    """Why the run was cancelled (Pause, a new configuration, a shutdown, a lost claim…), or
+    what the failure was about; empty for a run that succeeded.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When it started."""
@@ -982,10 +1123,13 @@ class SyncRun(_message.Message):
         records_deleted: _builtins.int = ...,
         full_resync: _builtins.bool = ...,
         error: Global___IntegrationError | None = ...,
+        records_rejected: _builtins.int = ...,
+        rejected_example: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "full_resync", b"full_resync", "id", b"id", "integration_id", b"integration_id", "outcome", b"outcome", "pages", b"pages", "records_deleted", b"records_deleted", "records_upserted", b"records_upserted", "start_time", b"start_time", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "full_resync", b"full_resync", "id", b"id", "integration_id", b"integration_id", "outcome", b"outcome", "pages", b"pages", "reason", b"reason", "records_deleted", b"records_deleted", "records_rejected", b"records_rejected", "records_upserted", b"records_upserted", "rejected_example", b"rejected_example", "start_time", b"start_time", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1000,8 +1144,13 @@ class Record(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The provider's identifier of the record."""
+    sequence: _builtins.int
+    """The change number of this version of the record: the sequence of the change feed entry
+    (RecordChange) that wrote it. Grows with every change of the integration's records.
+    """
     @_builtins.property
     def data(self) -> _struct_pb2.Struct:
         """The record's fields."""
@@ -1016,11 +1165,58 @@ class Record(_message.Message):
         id: _builtins.str = ...,
         data: _struct_pb2.Struct | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sequence", b"sequence", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Record: _TypeAlias = Record  # noqa: Y015
+
+@_typing.final
+class RecordChange(_message.Message):
+    """RecordChange is one entry of an integration's change feed. The feed holds each record once,
+    at its latest change, in the order the changes committed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The change number: grows with every change of the integration's records, in commit order;
+    a consumer never sees a number after a larger one.
+    """
+    kind: Global___RecordChangeKind.ValueType
+    """UPSERT or DELETE."""
+    record_id: _builtins.str
+    """The provider's identifier of the record."""
+    @_builtins.property
+    def record(self) -> Global___Record:
+        """For UPSERT: the record as it is now. Unset for DELETE."""
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was written."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        kind: Global___RecordChangeKind.ValueType = ...,
+        record_id: _builtins.str = ...,
+        record: Global___Record | None = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "kind", b"kind", "record", b"record", "record_id", b"record_id", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordChange: _TypeAlias = RecordChange  # noqa: Y015

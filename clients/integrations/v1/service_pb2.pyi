@@ -757,19 +757,25 @@ class IntegrationDeleted(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CONNECTOR_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The deleted integration's id."""
     revision: _builtins.int
     """The revision of the deletion."""
+    connector_type: _builtins.str
+    """The deleted integration's connector type (empty for deletions recorded before it was
+    kept), so a subscriber filtering by connector type knows whether it is one of its own.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         revision: _builtins.int = ...,
+        connector_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_type", b"connector_type", "id", b"id", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1007,8 +1013,14 @@ class ListRecordsResponse(_message.Message):
 
     RECORDS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Pass as page_token for the next page; empty on the last page."""
+    cursor: _builtins.str
+    """The change feed cursor this listing is exact at (the same on every page of one listing):
+    records changed, created or deleted after it are left out of later pages and come through
+    ListRecordChanges from this cursor instead. Opaque.
+    """
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.Record]:
         """The records."""
@@ -1018,11 +1030,76 @@ class ListRecordsResponse(_message.Message):
         *,
         records: _abc.Iterable[_integration_pb2.Record] | None = ...,
         next_page_token: _builtins.str = ...,
+        cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRecordsResponse: _TypeAlias = ListRecordsResponse  # noqa: Y015
+
+@_typing.final
+class ListRecordChangesRequest(_message.Message):
+    """ListRecordChangesRequest reads an integration's change feed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The integration's id."""
+    after: _builtins.str
+    """The cursor to continue after: from ListRecords or a previous ListRecordChanges. Empty
+    reads the feed from its start (every live record, and the deletions still kept).
+    """
+    page_size: _builtins.int
+    """At most this many changes (default 500, capped at 1000)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        after: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "id", b"id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecordChangesRequest: _TypeAlias = ListRecordChangesRequest  # noqa: Y015
+
+@_typing.final
+class ListRecordChangesResponse(_message.Message):
+    """ListRecordChangesResponse is the next changes of the feed, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Where to continue: pass as `after` next time (also when `changes` is empty). Opaque."""
+    has_more: _builtins.bool
+    """Whether more changes were there already: ask again at once rather than later."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.RecordChange]:
+        """The changes, in commit order."""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[_integration_pb2.RecordChange] | None = ...,
+        cursor: _builtins.str = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "cursor", b"cursor", "has_more", b"has_more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecordChangesResponse: _TypeAlias = ListRecordChangesResponse  # noqa: Y015

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from integrations.v1 import service_pb2 as integrations_dot_v1_dot_service__pb2
+from integrations.v1 import webhooks_pb2 as integrations_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -108,6 +109,46 @@ class IntegrationServiceStub:
                 request_serializer=integrations_dot_v1_dot_service__pb2.ListRecordsRequest.SerializeToString,
                 response_deserializer=integrations_dot_v1_dot_service__pb2.ListRecordsResponse.FromString,
                 _registered_method=True)
+        self.ListRecordChanges = channel.unary_unary(
+                '/integrations.v1.IntegrationService/ListRecordChanges',
+                request_serializer=integrations_dot_v1_dot_service__pb2.ListRecordChangesRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_service__pb2.ListRecordChangesResponse.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/integrations.v1.IntegrationService/CreateWebhook',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.GetWebhook = channel.unary_unary(
+                '/integrations.v1.IntegrationService/GetWebhook',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.GetWebhookRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.GetWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/integrations.v1.IntegrationService/ListWebhooks',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.UpdateWebhook = channel.unary_unary(
+                '/integrations.v1.IntegrationService/UpdateWebhook',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/integrations.v1.IntegrationService/DeleteWebhook',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/integrations.v1.IntegrationService/RotateWebhookSecret',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/integrations.v1.IntegrationService/ListWebhookDeliveries',
+                request_serializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class IntegrationServiceServicer:
@@ -211,7 +252,70 @@ class IntegrationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRecords(self, request, context):
-        """The synced data of an integration.
+        """The synced data of an integration, exact as of one point of its change feed: every page
+        returns the cursor from which ListRecordChanges continues, with nothing missed or repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecordChanges(self, request, context):
+        """The changes of an integration's records after a cursor, in commit order: UPSERT with the
+        record, or DELETE with its id. A cursor older than the retention of deletions fails with
+        FAILED_PRECONDITION (reason CURSOR_EXPIRED): read everything again with ListRecords.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhook(self, request, context):
+        """Create a webhook endpoint of the caller's tenant. The answer carries its signing secret,
+        shown this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhook(self, request, context):
+        """Get one webhook endpoint (never its secret).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """List the tenant's webhook endpoints, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhook(self, request, context):
+        """Change a webhook endpoint: URL, description, event types, or enable / disable it (enabling
+        also re-enables one that was disabled because its deliveries kept failing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Delete a webhook endpoint, its pending deliveries and its delivery log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Replace a webhook's signing secret; the old one keeps signing beside the new one for the
+        overlap. The new secret is shown this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """A webhook endpoint's delivery log, newest first: every attempt's status code, latency and
+        error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -289,6 +393,46 @@ def add_IntegrationServiceServicer_to_server(servicer, server):
                     servicer.ListRecords,
                     request_deserializer=integrations_dot_v1_dot_service__pb2.ListRecordsRequest.FromString,
                     response_serializer=integrations_dot_v1_dot_service__pb2.ListRecordsResponse.SerializeToString,
+            ),
+            'ListRecordChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecordChanges,
+                    request_deserializer=integrations_dot_v1_dot_service__pb2.ListRecordChangesRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_service__pb2.ListRecordChangesResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'GetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhook,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.GetWebhookRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.GetWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'UpdateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhook,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -673,6 +817,222 @@ class IntegrationService:
             '/integrations.v1.IntegrationService/ListRecords',
             integrations_dot_v1_dot_service__pb2.ListRecordsRequest.SerializeToString,
             integrations_dot_v1_dot_service__pb2.ListRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecordChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/ListRecordChanges',
+            integrations_dot_v1_dot_service__pb2.ListRecordChangesRequest.SerializeToString,
+            integrations_dot_v1_dot_service__pb2.ListRecordChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/CreateWebhook',
+            integrations_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/GetWebhook',
+            integrations_dot_v1_dot_webhooks__pb2.GetWebhookRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.GetWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/ListWebhooks',
+            integrations_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/UpdateWebhook',
+            integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.UpdateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/DeleteWebhook',
+            integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/RotateWebhookSecret',
+            integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.RotateWebhookSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integrations.v1.IntegrationService/ListWebhookDeliveries',
+            integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            integrations_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

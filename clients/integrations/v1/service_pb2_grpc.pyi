@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from integrations.v1 import service_pb2 as _service_pb2
+from integrations.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -68,7 +69,36 @@ class IntegrationServiceStub:
     ListSyncRuns: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListSyncRunsRequest, _service_pb2.ListSyncRunsResponse]
     """An integration's sync runs, newest first."""
     ListRecords: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRecordsRequest, _service_pb2.ListRecordsResponse]
-    """The synced data of an integration."""
+    """The synced data of an integration, exact as of one point of its change feed: every page
+    returns the cursor from which ListRecordChanges continues, with nothing missed or repeated.
+    """
+    ListRecordChanges: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRecordChangesRequest, _service_pb2.ListRecordChangesResponse]
+    """The changes of an integration's records after a cursor, in commit order: UPSERT with the
+    record, or DELETE with its id. A cursor older than the retention of deletions fails with
+    FAILED_PRECONDITION (reason CURSOR_EXPIRED): read everything again with ListRecords.
+    """
+    CreateWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]
+    """Create a webhook endpoint of the caller's tenant. The answer carries its signing secret,
+    shown this once.
+    """
+    GetWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookRequest, _webhooks_pb2.GetWebhookResponse]
+    """Get one webhook endpoint (never its secret)."""
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]
+    """List the tenant's webhook endpoints, newest first."""
+    UpdateWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.UpdateWebhookRequest, _webhooks_pb2.UpdateWebhookResponse]
+    """Change a webhook endpoint: URL, description, event types, or enable / disable it (enabling
+    also re-enables one that was disabled because its deliveries kept failing).
+    """
+    DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]
+    """Delete a webhook endpoint, its pending deliveries and its delivery log."""
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.RotateWebhookSecretRequest, _webhooks_pb2.RotateWebhookSecretResponse]
+    """Replace a webhook's signing secret; the old one keeps signing beside the new one for the
+    overlap. The new secret is shown this once.
+    """
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]
+    """A webhook endpoint's delivery log, newest first: every attempt's status code, latency and
+    error.
+    """
 
 @_typing.type_check_only
 class IntegrationServiceAsyncStub(IntegrationServiceStub):
@@ -110,7 +140,36 @@ class IntegrationServiceAsyncStub(IntegrationServiceStub):
     ListSyncRuns: _aio.UnaryUnaryMultiCallable[_service_pb2.ListSyncRunsRequest, _service_pb2.ListSyncRunsResponse]  # type: ignore[assignment]
     """An integration's sync runs, newest first."""
     ListRecords: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRecordsRequest, _service_pb2.ListRecordsResponse]  # type: ignore[assignment]
-    """The synced data of an integration."""
+    """The synced data of an integration, exact as of one point of its change feed: every page
+    returns the cursor from which ListRecordChanges continues, with nothing missed or repeated.
+    """
+    ListRecordChanges: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRecordChangesRequest, _service_pb2.ListRecordChangesResponse]  # type: ignore[assignment]
+    """The changes of an integration's records after a cursor, in commit order: UPSERT with the
+    record, or DELETE with its id. A cursor older than the retention of deletions fails with
+    FAILED_PRECONDITION (reason CURSOR_EXPIRED): read everything again with ListRecords.
+    """
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]  # type: ignore[assignment]
+    """Create a webhook endpoint of the caller's tenant. The answer carries its signing secret,
+    shown this once.
+    """
+    GetWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookRequest, _webhooks_pb2.GetWebhookResponse]  # type: ignore[assignment]
+    """Get one webhook endpoint (never its secret)."""
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    """List the tenant's webhook endpoints, newest first."""
+    UpdateWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.UpdateWebhookRequest, _webhooks_pb2.UpdateWebhookResponse]  # type: ignore[assignment]
+    """Change a webhook endpoint: URL, description, event types, or enable / disable it (enabling
+    also re-enables one that was disabled because its deliveries kept failing).
+    """
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
+    """Delete a webhook endpoint, its pending deliveries and its delivery log."""
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RotateWebhookSecretRequest, _webhooks_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """Replace a webhook's signing secret; the old one keeps signing beside the new one for the
+    overlap. The new secret is shown this once.
+    """
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """A webhook endpoint's delivery log, newest first: every attempt's status code, latency and
+    error.
+    """
 
 class IntegrationServiceServicer(metaclass=_abc_1.ABCMeta):
     """IntegrationService owns the whole life of third-party integrations: it creates and
@@ -233,6 +292,83 @@ class IntegrationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.ListRecordsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListRecordsResponse, _abc.Awaitable[_service_pb2.ListRecordsResponse]]:
-        """The synced data of an integration."""
+        """The synced data of an integration, exact as of one point of its change feed: every page
+        returns the cursor from which ListRecordChanges continues, with nothing missed or repeated.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRecordChanges(
+        self,
+        request: _service_pb2.ListRecordChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListRecordChangesResponse, _abc.Awaitable[_service_pb2.ListRecordChangesResponse]]:
+        """The changes of an integration's records after a cursor, in commit order: UPSERT with the
+        record, or DELETE with its id. A cursor older than the retention of deletions fails with
+        FAILED_PRECONDITION (reason CURSOR_EXPIRED): read everything again with ListRecords.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _webhooks_pb2.CreateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.CreateWebhookResponse, _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]]:
+        """Create a webhook endpoint of the caller's tenant. The answer carries its signing secret,
+        shown this once.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWebhook(
+        self,
+        request: _webhooks_pb2.GetWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.GetWebhookResponse, _abc.Awaitable[_webhooks_pb2.GetWebhookResponse]]:
+        """Get one webhook endpoint (never its secret)."""
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _webhooks_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListWebhooksResponse, _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]]:
+        """List the tenant's webhook endpoints, newest first."""
+
+    @_abc_1.abstractmethod
+    def UpdateWebhook(
+        self,
+        request: _webhooks_pb2.UpdateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.UpdateWebhookResponse, _abc.Awaitable[_webhooks_pb2.UpdateWebhookResponse]]:
+        """Change a webhook endpoint: URL, description, event types, or enable / disable it (enabling
+        also re-enables one that was disabled because its deliveries kept failing).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _webhooks_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.DeleteWebhookResponse, _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]]:
+        """Delete a webhook endpoint, its pending deliveries and its delivery log."""
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _webhooks_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_webhooks_pb2.RotateWebhookSecretResponse]]:
+        """Replace a webhook's signing secret; the old one keeps signing beside the new one for the
+        overlap. The new secret is shown this once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _webhooks_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]]:
+        """A webhook endpoint's delivery log, newest first: every attempt's status code, latency and
+        error.
+        """
 
 def add_IntegrationServiceServicer_to_server(servicer: IntegrationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

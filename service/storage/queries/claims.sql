@@ -4,7 +4,8 @@
 -- name: claim_due
 -- Up to $3 integrations of connector type $2 whose next attempt is due at $1, earliest first,
 -- claimed by worker $6: each one's lease version (the fencing token of the work) moves on, and
--- the claim holds until $4 for a sync, $5 for a probe (the breaker is open). Skipped: rows
+-- the claim holds until $4 for a sync, $5 for a probe (the breaker is open, and no probe has
+-- passed yet: then the attempt is the trial sync). Skipped: rows
 -- another replica is claiming at this moment (SKIP LOCKED, so replicas never wait for each
 -- other), unexpired claims, and integrations whose sync run is alive (its lease covers it).
 WITH due AS (
@@ -23,11 +24,13 @@ WITH due AS (
 )
 UPDATE integrations i SET
     lease_version = i.lease_version + 1,
-    claim_expires_at = CASE WHEN i.breaker_open THEN $5::timestamptz ELSE $4::timestamptz END,
+    claim_expires_at = CASE WHEN i.breaker_open AND NOT i.breaker_trial THEN $5::timestamptz
+                            ELSE $4::timestamptz END,
     claimed_by = $6
 FROM due
 WHERE i.tenant_id = due.tenant_id AND i.id = due.id
-RETURNING i.tenant_id, i.id, i.connector_type, i.lease_version, i.breaker_open
+RETURNING i.tenant_id, i.id, i.connector_type, i.lease_version,
+          i.breaker_open AND NOT i.breaker_trial AS probe
 
 -- name: claim_take
 -- A claimed sync starts: its run's lease takes over from the claim. No row: the claim was
@@ -49,9 +52,6 @@ RETURNING lease_version
 -- free for the next sweep of any replica. Only while the claim is still ours.
 UPDATE integrations SET claim_expires_at = NULL, claimed_by = NULL
 WHERE tenant_id = $1 AND id = $2 AND lease_version = $3
-
--- name: lease_version
-SELECT lease_version FROM integrations WHERE tenant_id = $1 AND id = $2
 
 -- name: late_due
 -- Integrations that became late at or before $1 and whose lateness has not been recorded.

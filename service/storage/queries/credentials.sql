@@ -1,3 +1,12 @@
+-- name: credentials_put
+INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, integration_id) DO UPDATE
+    SET kind = excluded.kind, sealed = excluded.sealed, set_at = excluded.set_at
+
+-- name: credentials_get
+SELECT kind, sealed, set_at FROM credentials WHERE tenant_id = $1 AND integration_id = $2
+
 -- name: credentials_batch
 -- Keyset over every tenant's credentials, for re-sealing with a new key.
 SELECT tenant_id, integration_id, sealed FROM credentials
@@ -5,7 +14,16 @@ WHERE (tenant_id, integration_id) > ($1, $2::uuid)
 ORDER BY tenant_id, integration_id
 LIMIT $3
 
--- name: credentials_reseal
--- Compare-and-set: a Reauthorize that changed the row meanwhile wins.
+-- name: credentials_refresh_lock
+-- Serialises token refreshes of one integration across every replica, until the end of the
+-- transaction. The two-key advisory lock space is separate from the migrations' one-key lock;
+-- the first key says "credential refresh", the second is a hash of the integration (a
+-- collision only makes two integrations take turns).
+SELECT pg_advisory_xact_lock(1330660179, hashtext($1::text || '/' || $2::uuid::text))
+
+-- name: credentials_swap
+-- Compare-and-set: writes (refreshed or re-sealed) credentials only over the exact value the
+-- writer read, so a Reauthorize, a refresh or a re-key that committed meanwhile is never
+-- overwritten blindly.
 UPDATE credentials SET sealed = $4
 WHERE tenant_id = $1 AND integration_id = $2 AND sealed = $3

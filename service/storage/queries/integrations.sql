@@ -11,27 +11,6 @@ FROM integrations i LEFT JOIN credentials c
 WHERE i.tenant_id = $1 AND i.id = $2
 FOR UPDATE OF i
 
--- name: integration_insert
-INSERT INTO integrations (
-    tenant_id, id, display_name, connector_type, status, sync_state, config,
-    missing_config_fields, last_error, consecutive_failures, breaker_open, breaker_opened_at,
-    next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt, sync_interval,
-    last_synced_at, next_sync_at, late_at, record_count, revision, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24)
-
--- name: integration_update
--- The lifecycle's columns only: the cursor and the claim (lease_version, claim_expires_at,
--- claimed_by, late_noticed) belong to the sync engine and the scheduler.
-UPDATE integrations SET
-    display_name = $3, connector_type = $4, status = $5, sync_state = $6, config = $7,
-    missing_config_fields = $8, last_error = $9, consecutive_failures = $10, breaker_open = $11,
-    breaker_opened_at = $12, next_attempt_at = $13, breaker_threshold = $14,
-    breaker_slow_steps = $15, breaker_halt = $16, sync_interval = $17, last_synced_at = $18,
-    next_sync_at = $19, late_at = $20, record_count = $21, revision = $22, created_at = $23,
-    updated_at = $24
-WHERE tenant_id = $1 AND id = $2
-
 -- name: integration_delete
 DELETE FROM integrations WHERE tenant_id = $1 AND id = $2 RETURNING record_count
 
@@ -47,27 +26,122 @@ WHERE i.tenant_id = $1
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 
--- name: revision_hold_limit
--- For the rest of the transaction only (is_local): see integrations.REVISION_HOLD_LIMIT.
-SELECT set_config('idle_in_transaction_session_timeout', $1, true)
+-- name: change_update
+-- One change of an integration, in one statement: the tenant's next revision, the new state
+-- (the lifecycle's columns only: the cursor and the claim belong to the sync engine and the
+-- scheduler), the event and the notification. Taking the revision locks the tenant's
+-- revision row until commit, which orders commits by revision (see 0001): it must be the
+-- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
+-- transaction should this process stall while holding that lock (is_local: this transaction
+-- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event,
+-- $33-$40 the push state, $41-$42 the id and payload of its integration.status_changed
+-- webhook, written for every enabled endpoint of the tenant that wants it (none: nothing is
+-- written).
+WITH hold AS (
+    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
+), rev AS (
+    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
+    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
+    RETURNING revision
+), written AS (
+    UPDATE integrations i SET
+        display_name = $3, connector_type = $4, status = $5, sync_state = $6, config = $7,
+        missing_config_fields = $8, last_error = $9, consecutive_failures = $10,
+        breaker_open = $11, breaker_opened_at = $12, next_attempt_at = $13,
+        breaker_threshold = $14, breaker_slow_steps = $15, breaker_halt = $16,
+        sync_interval = $17, last_synced_at = $18, next_sync_at = $19, late_at = $20,
+        record_count = $21, revision = rev.revision, created_at = $22, updated_at = $23,
+        breaker_trial = $24, push_state = $33, push_reason = $34, push_expires_at = $35,
+        push_retry_at = $36, push_check_at = $37, push_pending = $38,
+        push_notified_at = $39, push_poll_interval = $40
+    FROM rev
+    WHERE i.tenant_id = $1 AND i.id = $2
+    RETURNING 1
+), event AS (
+    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
+           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
+    FROM rev
+    RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
+)
+SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
--- name: revision_next
--- Must be the last write of its transaction: the row lock orders commits by revision.
-INSERT INTO tenant_revisions (tenant_id, revision) VALUES ($1, 1)
-ON CONFLICT (tenant_id) DO UPDATE SET revision = tenant_revisions.revision + 1
-RETURNING revision
+-- name: change_insert
+-- A new integration: like change_update, inserting the state.
+WITH hold AS (
+    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
+), rev AS (
+    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
+    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
+    RETURNING revision
+), written AS (
+    INSERT INTO integrations (
+        tenant_id, id, display_name, connector_type, status, sync_state, config,
+        missing_config_fields, last_error, consecutive_failures, breaker_open,
+        breaker_opened_at, next_attempt_at, breaker_threshold, breaker_slow_steps, breaker_halt,
+        sync_interval, last_synced_at, next_sync_at, late_at, record_count, revision,
+        created_at, updated_at, breaker_trial, push_state, push_reason, push_expires_at,
+        push_retry_at, push_check_at, push_pending, push_notified_at, push_poll_interval)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+           $19, $20, $21, rev.revision, $22, $23, $24, $33, $34, $35, $36, $37, $38, $39, $40
+    FROM rev
+    RETURNING 1
+), event AS (
+    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
+           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
+    FROM rev
+    RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
+)
+SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
--- name: event_insert
-INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status, reason,
-                    actor, error, state, occurred_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-
--- name: event_notify
--- Wakes WatchStatus listeners on every replica; the events table stays the truth.
-SELECT pg_notify('integration_events', $1::text || ':' || $2::bigint)
-
--- name: events_delete_for_integration
-DELETE FROM events WHERE tenant_id = $1 AND integration_id = $2
+-- name: change_delete
+-- The tombstone of a deleted integration (its row is gone already): the integration's
+-- history goes with it, but for this event. The DELETE cannot see the tombstone it sits
+-- beside (one statement, one snapshot). $3 is the hold limit, $4-$11 the event, $12-$13 its
+-- webhook (see change_update).
+WITH hold AS (
+    SELECT set_config('idle_in_transaction_session_timeout', $3, true)
+), history AS (
+    DELETE FROM events WHERE tenant_id = $1 AND integration_id = $2
+), rev AS (
+    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
+    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
+    RETURNING revision
+), event AS (
+    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
+                        reason, actor, error, state, occurred_at, connector_type)
+    SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10, $11
+    FROM rev
+    RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $12, 'integration.status_changed', $2, rev.revision, $13, $10, $10
+    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
+)
+SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
 
 -- name: events_list
 SELECT * FROM events
@@ -90,11 +164,3 @@ ON CONFLICT (tenant_id, request_id) DO UPDATE
 -- name: create_requests_purge
 DELETE FROM create_requests WHERE tenant_id = $1 AND created_at <= $2
 
--- name: credentials_put
-INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (tenant_id, integration_id) DO UPDATE
-    SET kind = excluded.kind, sealed = excluded.sealed, set_at = excluded.set_at
-
--- name: credentials_get
-SELECT kind, sealed, set_at FROM credentials WHERE tenant_id = $1 AND integration_id = $2

@@ -20,28 +20,37 @@ RETURNING *
 -- name: sync_run_get
 SELECT * FROM sync_runs WHERE tenant_id = $1 AND id = $2
 
--- name: sync_run_get_for_update
-SELECT * FROM sync_runs WHERE tenant_id = $1 AND id = $2 FOR UPDATE
-
--- name: sync_run_progress
--- One more committed page; the lease is renewed with it.
-UPDATE sync_runs SET
-    pages = pages + 1, records_upserted = records_upserted + $3,
-    records_deleted = records_deleted + $4, full_resync = full_resync OR $5,
-    lease_expires_at = $6
-WHERE tenant_id = $1 AND id = $2 AND outcome = 'RUNNING'
-RETURNING *
-
 -- name: sync_run_renew
 -- The runner's sign of life between pages (a slow provider can take a while per page).
 UPDATE sync_runs SET lease_expires_at = $3
 WHERE tenant_id = $1 AND id = $2 AND outcome = 'RUNNING'
 
 -- name: sync_run_finish
-UPDATE sync_runs SET
-    outcome = $3, ended_at = $4, error = $5, note = $6, lease_expires_at = NULL
-WHERE tenant_id = $1 AND id = $2 AND outcome = 'RUNNING'
-RETURNING *
+-- The run's end, and its sync_run.finished webhook for every enabled endpoint of the tenant
+-- that wants it ($7 event id, $8 the payload's parts known before the write; the counters are
+-- the row's). The revision is the integration's as the run ended (its last change's).
+WITH finished AS (
+    UPDATE sync_runs SET
+        outcome = $3, ended_at = $4, error = $5, note = $6, lease_expires_at = NULL
+    WHERE tenant_id = $1 AND id = $2 AND outcome = 'RUNNING'
+    RETURNING *
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $7, 'sync_run.finished', f.integration_id, i.revision,
+           jsonb_build_object('integration_id', f.integration_id, 'sync_run',
+               $8::jsonb || jsonb_build_object(
+                   'pages', f.pages, 'records_upserted', f.records_upserted,
+                   'records_deleted', f.records_deleted, 'full_resync', f.full_resync)),
+           $4, $4
+    FROM finished f
+    JOIN integrations i ON i.tenant_id = $1 AND i.id = f.integration_id
+    JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'sync_run.finished' = ANY(w.event_types))
+)
+SELECT * FROM finished
 
 -- name: sync_runs_list
 -- Newest first; $3 is the seq of the previous page's last run.
@@ -53,57 +62,106 @@ LIMIT $4
 -- name: sync_cursor_get
 SELECT cursor FROM integrations WHERE tenant_id = $1 AND id = $2
 
--- name: sync_cursor_put
--- The cursor and the record count move together with the page that changed them. The fence:
--- only while the integration still has the run's lease version $5 (no row: taken over).
-UPDATE integrations SET cursor = $3, record_count = record_count + $4
-WHERE tenant_id = $1 AND id = $2 AND lease_version = $5
-RETURNING record_count
 
--- name: records_upsert
--- One page of records ($3 ids, $4 data, each id once). New and changed records get the data
--- and the update time $6; unchanged ones are only marked as seen by the listing $5 (NULL for
--- a page of changes), so an unchanged feed rewrites nothing. Returns how many records are new
--- and how many were written (new or changed).
+-- name: sync_page_commit
+-- One page (or part of a page) of a sync run, in one statement: its records ($3 ids, $4 their
+-- JSON text, each id once), the records the provider reported deleted ($7), at the end of a
+-- full listing ($8) the records the listing did not see, the cursor ($9) with the record
+-- count, the run's counters and lease ($10 run, $11 full_resync, $12 lease expiry, $14
+-- records rejected with $15 an example, $16 whether this ends a provider page), the change
+-- feed, and the records.changed webhook ($17 event id, at most $18 ids of each kind in it).
+-- New and changed records get the data, the update time $6 and the next change numbers;
+-- unchanged ones keep their number and are only marked as seen by the listing $5 (NULL for a
+-- page of changes), so an unchanged feed rewrites nothing and emits no change. Deleted records
+-- become tombstones (data cleared) with the numbers after those; a record sent again over its
+-- tombstone is written anew. A page id is never deleted by the same page (it is in `changed` or
+-- `marked`, never in `doomed`), and PostgreSQL runs every data-modifying part whether or not
+-- it is read.
+-- Change numbers start after the integration's `change_seq`, read from the row the caller holds
+-- locked (`holder`), so they commit in order. The fence: nothing is written unless the
+-- integration still has the run's lease version $13, and the counters move only while the run
+-- is RUNNING; no row back means the claim was lost and the caller must roll back.
 WITH page AS (
-    SELECT record_id, data FROM unnest($3::text[], $4::jsonb[]) AS p (record_id, data)
+    SELECT record_id, data::jsonb AS data FROM unnest($3::text[], $4::text[]) AS p (record_id, data)
+), holder AS (
+    SELECT change_seq, revision FROM integrations
+    WHERE tenant_id = $1 AND id = $2 AND lease_version = $13
 ), existing AS (
     SELECT r.record_id, r.data
     FROM records r JOIN page p ON p.record_id = r.record_id
     WHERE r.tenant_id = $1 AND r.integration_id = $2
-), written AS (
-    INSERT INTO records (tenant_id, integration_id, record_id, data, listing, updated_at)
-    SELECT $1, $2, p.record_id, p.data, $5, $6
+), changed AS (
+    SELECT p.record_id, p.data, row_number() OVER (ORDER BY p.record_id) AS n
     FROM page p LEFT JOIN existing e ON e.record_id = p.record_id
     WHERE e.data IS DISTINCT FROM p.data
+), doomed AS (
+    SELECT r.record_id,
+           (SELECT count(*) FROM changed) + row_number() OVER (ORDER BY r.record_id) AS n
+    FROM records r
+    WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.deleted_at IS NULL
+      AND r.record_id <> ALL($3::text[])
+      AND (r.record_id = ANY($7::text[]) OR ($8 AND r.listing IS DISTINCT FROM $5))
+), written AS (
+    INSERT INTO records (tenant_id, integration_id, record_id, data, listing, updated_at, seq)
+    SELECT $1, $2, c.record_id, c.data, $5, $6, h.change_seq + c.n
+    FROM changed c CROSS JOIN holder h
     ON CONFLICT (tenant_id, integration_id, record_id) DO UPDATE
-        SET data = excluded.data, listing = excluded.listing, updated_at = excluded.updated_at
+        SET data = excluded.data, listing = excluded.listing, updated_at = excluded.updated_at,
+            seq = excluded.seq, deleted_at = NULL
     RETURNING 1
 ), marked AS (
-    -- Disjoint from `written` (equal data here, different data there), so no row is touched
-    -- twice; PostgreSQL runs a data-modifying WITH whether or not it is read.
     UPDATE records r SET listing = $5
     FROM existing e JOIN page p ON p.record_id = e.record_id
     WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = e.record_id
       AND e.data = p.data AND r.listing IS DISTINCT FROM $5
     RETURNING 1
+), gone AS (
+    UPDATE records r SET
+        data = NULL, deleted_at = $6, updated_at = $6, listing = NULL, seq = h.change_seq + d.n
+    FROM doomed d CROSS JOIN holder h
+    WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = d.record_id
+    RETURNING 1
+), counts AS (
+    -- A tombstone in the page is a record coming back: it counts as inserted.
+    SELECT (SELECT count(*) FROM page)
+           - (SELECT count(*) FROM existing WHERE data IS NOT NULL) AS inserted,
+           (SELECT count(*) FROM changed) AS written,
+           (SELECT count(*) FROM doomed) AS deleted
+), moved AS (
+    UPDATE integrations i SET
+        cursor = $9, record_count = i.record_count + c.inserted - c.deleted,
+        change_seq = i.change_seq + c.written + c.deleted
+    FROM counts c
+    WHERE i.tenant_id = $1 AND i.id = $2 AND i.lease_version = $13
+    RETURNING i.record_count
+), progress AS (
+    UPDATE sync_runs s SET
+        pages = s.pages + CASE WHEN $16 THEN 1 ELSE 0 END,
+        records_upserted = s.records_upserted + c.written,
+        records_deleted = s.records_deleted + c.deleted, full_resync = s.full_resync OR $11,
+        lease_expires_at = $12, records_rejected = s.records_rejected + $14,
+        rejected_example = CASE WHEN s.rejected_example = '' THEN $15 ELSE s.rejected_example END
+    FROM counts c
+    WHERE s.tenant_id = $1 AND s.id = $10 AND s.outcome = 'RUNNING'
+    RETURNING s.*
+), hooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $17, 'records.changed', $2, h.revision,
+           jsonb_build_object(
+               'integration_id', $2::uuid, 'sync_run_id', $10::uuid,
+               'sequence_from', h.change_seq + 1,
+               'sequence_through', h.change_seq + c.written + c.deleted,
+               'upserted', c.written, 'deleted', c.deleted,
+               'upserted_ids', (SELECT coalesce(jsonb_agg(record_id ORDER BY n), '[]')
+                                FROM changed WHERE n <= $18),
+               'deleted_ids', (SELECT coalesce(jsonb_agg(record_id ORDER BY n), '[]')
+                               FROM doomed WHERE n - c.written <= $18),
+               'ids_truncated', c.written > $18 OR c.deleted > $18),
+           $6, $6
+    FROM holder h CROSS JOIN counts c JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE w.enabled AND c.written + c.deleted > 0
+      AND (cardinality(w.event_types) = 0 OR 'records.changed' = ANY(w.event_types))
 )
-SELECT (SELECT count(*) FROM page) - (SELECT count(*) FROM existing) AS inserted,
-       (SELECT count(*) FROM written) AS written
-
--- name: records_delete
--- Records the provider reported deleted; returns how many existed.
-DELETE FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND record_id = ANY($3::text[])
-
--- name: records_delete_unlisted
--- The end of a full listing: what it did not see is gone at the provider.
-DELETE FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND listing IS DISTINCT FROM $3
-
--- name: records_list
--- Ordered by id; $3 is the previous page's last id.
-SELECT record_id, data, updated_at FROM records
-WHERE tenant_id = $1 AND integration_id = $2 AND ($3::text IS NULL OR record_id > $3)
-ORDER BY record_id
-LIMIT $4
+SELECT m.record_count AS integration_record_count, p.* FROM moved m CROSS JOIN progress p

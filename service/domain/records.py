@@ -1,0 +1,117 @@
+"""Synced records made ready to store, so that one bad record never blocks the others.
+
+A provider may send what PostgreSQL cannot hold: NUL characters (in text or in keys), lone
+UTF-16 surrogates, NaN or infinite numbers, integers too long to write down, records of any
+size. What can be made storable without changing what the record says is: a NUL or a lone
+surrogate becomes U+FFFD, the Unicode replacement character, which says exactly that a
+character could not be represented. What cannot — a number that is not a number, an id that
+cannot be stored, a record over the size limit — is skipped, counted and given as an example
+on the sync run, and the rest of the page is stored. Pure: no I/O; the engine runs it off the
+event loop (it walks every record).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Lone UTF-16 surrogates (they cannot be encoded as UTF-8, so PostgreSQL cannot store them).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one record may be (from the deployment's settings)."""
+
+    max_bytes: int = 1 << 20
+    """Largest record (its JSON, UTF-8) stored; a bigger one is skipped."""
+    max_id_chars: int = 1024
+    """Longest record id stored; a longer one is skipped."""
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page's records as they will be stored, and what had to be skipped."""
+
+    #: Record id -> the record's JSON text, every one storable.
+    records: dict[str, str]
+    #: Ids the provider reported deleted (storable ones).
+    deleted: list[str]
+    #: Records skipped (and earlier mentions a later record with the same id replaced).
+    rejected: int = 0
+    #: One skipped record and why.
+    example: str = field(default="")
+
+
+def prepare(
+    records: Mapping[str, Mapping[str, Any]],
+    deleted: Sequence[str],
+    limits: RecordLimits,
+    *,
+    superseded: int = 0,
+    superseded_example: str = "",
+) -> PreparedPage:
+    """The page's records made storable (see the module doc). `superseded` counts records
+    the connector dropped because a later one on the same page had the same id."""
+    ready: dict[str, str] = {}
+    rejected, example = superseded, superseded_example
+    for record_id, data in records.items():
+        why = _id_problem(record_id, limits)
+        text = None if why else _encode(data)
+        if text is None and not why:
+            why = "a number is NaN, infinite or too long to store"
+        elif text is not None and len(text) > limits.max_bytes // 4:
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > limits.max_bytes:
+                why = f"it is {size} bytes, over the limit of {limits.max_bytes}"
+        if why:
+            rejected += 1
+            example = example or f"record {_shown(record_id)}: {why}"
+            continue
+        assert text is not None
+        ready[record_id] = text
+    gone = [record_id for record_id in deleted if not _id_problem(record_id, limits)]
+    return PreparedPage(ready, gone, rejected, example)
+
+
+def _encode(data: Mapping[str, Any]) -> str | None:
+    """The record as JSON PostgreSQL accepts, or None when it cannot be written down
+    faithfully (NaN, infinity, an integer past Python's conversion limit)."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return None
+    if "\\u0000" in text or _SURROGATE.search(text):
+        text = json.dumps(_clean(data), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text
+
+
+def _clean(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate, in keys and in text, replaced."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(REPLACEMENT, value.replace("\x00", REPLACEMENT))
+    if isinstance(value, Mapping):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _id_problem(record_id: str, limits: RecordLimits) -> str:
+    if not isinstance(record_id, str) or not record_id:
+        return "it has no id"
+    if len(record_id) > limits.max_id_chars:
+        return f"its id is longer than {limits.max_id_chars} characters"
+    if "\x00" in record_id or _SURROGATE.search(record_id):
+        return "its id holds characters that cannot be stored"
+    return ""
+
+
+def _shown(record_id: str) -> str:
+    """A record id safe and short enough for a message."""
+    printable = _SURROGATE.sub(REPLACEMENT, str(record_id).replace("\x00", REPLACEMENT))
+    return repr(printable[:80] + ("…" if len(printable) > 80 else ""))

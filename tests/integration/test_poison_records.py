@@ -1,0 +1,185 @@
+"""Data a provider sends that PostgreSQL cannot hold, duplicates, huge records and huge feeds:
+one bad record never blocks the others, list pages stay readable, and a big feed never stalls
+the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
+from types import ModuleType
+from typing import Any
+
+import pytest
+from integrations.v1 import integration_pb2 as pb
+from integrations.v1 import service_pb2 as api
+
+from sandbox import Fault, FaultKind, Provider, Sandbox
+from sandbox.datasets import Pagination
+from sandbox.feeds import FeedEvent
+from service.connectors import ics_feed
+from service.domain.records import REPLACEMENT
+from service.engine import sync_runner
+from tests.support.rpc import Stub
+from tests.support.syncing import SANDBOX_DEPLOYMENT, create, ics, records, rest
+
+MAX_RECORD_BYTES = 4096
+
+POISON: list[dict[str, Any]] = [
+    {"id": "ok-1", "name": "Ada"},
+    {"id": "nul", "name": "A\x00da", "ke\x00y": 1},
+    {"id": "surrogate", "name": "x\ud800y"},
+    {"id": "nan", "value": float("nan")},
+    {"id": "inf", "value": float("inf")},
+    {"id": "n\x00id", "name": "an id PostgreSQL cannot store"},
+    {"id": "big", "blob": "x" * (MAX_RECORD_BYTES + 1)},
+    {"id": "ok-2", "name": "Grace"},
+]
+
+
+pytestmark = pytest.mark.settings(
+    **SANDBOX_DEPLOYMENT, max_record_bytes=MAX_RECORD_BYTES, sync_commit_records=100
+)
+
+
+@pytest.fixture
+async def sb() -> AsyncIterator[Sandbox]:
+    async with Sandbox() as sandbox:
+        yield sandbox
+
+
+async def sync(stub: Stub, ident: str) -> api.SyncResponse:
+    response: api.SyncResponse = await stub.Sync(api.SyncRequest(id=ident, wait=True))
+    return response
+
+
+async def test_poison_records_are_sanitised_or_skipped_and_the_rest_is_stored(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset("poison", POISON, pagination=Pagination.BODY_LINK, page_size=50)
+    source = await create(stub, "rest_json", people(sb, "poison"))
+    assert source.status == pb.STATUS_ACTIVE
+
+    for _ in range(2):  # and again: the same data never turns into a failure or a flap
+        synced = await sync(stub, source.id)
+        assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+        assert synced.integration.status == pb.STATUS_ACTIVE
+        # nan, inf, the id with a NUL, the record over the limit
+        assert synced.run.records_rejected == 4
+        assert synced.run.rejected_example
+    stored = await records(stub, source.id)
+    assert sorted(stored) == ["nul", "ok-1", "ok-2", "surrogate"]
+    assert stored["nul"] == {"id": "nul", "name": f"A{REPLACEMENT}da", f"ke{REPLACEMENT}y": 1}
+    assert stored["surrogate"]["name"] == f"x{REPLACEMENT}y"
+    runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=source.id))).runs
+    assert [r.records_rejected for r in runs] == [4, 4]
+
+
+async def test_a_record_twice_on_one_page_keeps_its_last_mention_and_counts_the_first(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset("people", [{"id": "a"}], pagination=Pagination.BODY_LINK)
+    source = await create(stub, "rest_json", people(sb, "people"))
+    page = '{"data": [{"id": "dup", "v": 1}, {"id": "b"}, {"id": "dup", "v": 2}], "links": {}}'
+    sb.state.inject(Provider.REST, Fault(FaultKind.WRONG_SHAPE, body=page), resource="people")
+
+    synced = await sync(stub, source.id)
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert synced.run.records_rejected == 1
+    assert "a later record with the same id on the same page" in synced.run.rejected_example
+    assert await records(stub, source.id) == {"dup": {"id": "dup", "v": 2}, "b": {"id": "b"}}
+
+
+def people(sb: Sandbox, dataset: str) -> pb.ConnectorConfig:
+    return rest(
+        f"{sb.url}/api/{dataset}",
+        records_path="data",
+        id_field="id",
+        pagination=pb.REST_PAGINATION_STYLE_NEXT_LINK_BODY,
+        next_link_path="links.next",
+    )
+
+
+async def test_a_page_of_records_stops_early_by_size(stub: Stub, sb: Sandbox) -> None:
+    big = [{"id": f"r{n:03d}", "blob": "y" * 3500} for n in range(700)]  # about 2.5 MB
+    sb.state.datasets.set_dataset("big", big, pagination=Pagination.BODY_LINK, page_size=100)
+    source = await create(stub, "rest_json", people(sb, "big"))
+    await sync(stub, source.id)
+
+    seen: list[str] = []
+    sizes: list[int] = []
+    token = ""
+    while True:
+        page = await stub.ListRecords(
+            api.ListRecordsRequest(id=source.id, page_size=1000, page_token=token)
+        )
+        seen += [r.id for r in page.records]
+        sizes.append(page.ByteSize())
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [r["id"] for r in big]  # every record once, in order
+    assert len(sizes) == 2  # the first page stopped at the size budget, not at 1000 records
+    assert max(sizes) < 2.2 * 1024 * 1024
+
+
+class Held:
+    """Holds a function of the sync path in whichever thread runs it, until released: while
+    it is held, the event loop must go on serving everything else."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        if not self.released.wait(timeout=30):
+            raise TimeoutError("held on the event loop's own thread: nothing could release it")
+        return self.function(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        (ics_feed, "_listing"),  # hashing and parsing the feed
+        (sync_runner, "prepare"),  # walking every record to make it storable
+    ],
+)
+async def test_while_a_big_feed_is_parsed_and_prepared_the_service_keeps_answering(
+    stub: Stub, sb: Sandbox, monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str
+) -> None:
+    start = date(2026, 1, 1)
+    events = [
+        FeedEvent(f"ev-{n}", f"Event {n}", start + timedelta(days=n), start) for n in range(120)
+    ]
+    sb.state.feeds.set_feed("big", events)
+    source = await create(stub, "ics_feed", ics(f"{sb.url}/ics/big.ics"))
+    held = Held(getattr(module, name))
+    monkeypatch.setattr(module, name, held)
+
+    syncing = asyncio.create_task(sync(stub, source.id))
+    assert await asyncio.to_thread(held.entered.wait, 30)
+    # The CPU work is under way (and held): an RPC of another kind is answered meanwhile.
+    got = await asyncio.wait_for(stub.Get(api.GetRequest(id=source.id)), 30)
+    assert got.integration.sync_state == pb.SYNC_STATE_SYNCING
+    held.released.set()
+    synced = await syncing
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert synced.integration.record_count == 120
+
+
+async def test_a_page_bigger_than_a_commit_is_written_in_parts_and_counts_as_one_page(
+    stub: Stub, sb: Sandbox
+) -> None:
+    many = [{"id": f"r{n:03d}", "n": n} for n in range(250)]
+    sb.state.datasets.set_dataset("many", many, pagination=Pagination.BODY_LINK, page_size=250)
+    source = await create(stub, "rest_json", people(sb, "many"))
+    synced = await sync(stub, source.id)
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert synced.integration.record_count == 250
+    assert (synced.run.pages, synced.run.records_upserted) == (1, 250)  # in parts of 100

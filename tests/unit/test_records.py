@@ -1,0 +1,64 @@
+"""Making synced records storable: what is sanitised, what is skipped, and why."""
+
+from __future__ import annotations
+
+import json
+
+from service.domain.records import REPLACEMENT, RecordLimits, prepare
+
+LIMITS = RecordLimits(max_bytes=2048, max_id_chars=64)
+
+
+def test_nul_and_lone_surrogates_become_the_replacement_character_in_text_and_keys() -> None:
+    page = prepare({"a": {"na\x00me": "A\x00da", "note": "x\ud800y", "n": [1, "\x00"]}}, [], LIMITS)
+    assert page.rejected == 0
+    stored = json.loads(page.records["a"])
+    assert stored == {
+        f"na{REPLACEMENT}me": f"A{REPLACEMENT}da",
+        "note": f"x{REPLACEMENT}y",
+        "n": [1, REPLACEMENT],
+    }
+
+
+def test_values_that_cannot_be_written_down_skip_the_record_and_keep_the_others() -> None:
+    page = prepare(
+        {
+            "ok": {"v": 1.5, "big": 10**300},
+            "nan": {"v": float("nan")},
+            "inf": {"v": float("-inf")},
+            "digits": {"v": 10**5000},
+        },
+        [],
+        LIMITS,
+    )
+    assert list(page.records) == ["ok"]
+    assert json.loads(page.records["ok"]) == {"v": 1.5, "big": 10**300}
+    assert page.rejected == 3
+    assert page.example == "record 'nan': a number is NaN, infinite or too long to store"
+
+
+def test_ids_that_cannot_be_stored_are_skipped_and_deletions_of_them_ignored() -> None:
+    page = prepare({"n\x00id": {}, "x" * 65: {}, "": {}, "ok": {}}, ["gone", "b\ud800d"], LIMITS)
+    assert list(page.records) == ["ok"]
+    assert page.deleted == ["gone"]
+    assert page.rejected == 3
+    assert "its id holds characters that cannot be stored" in page.example
+
+
+def test_a_record_over_the_size_limit_is_skipped_with_its_size() -> None:
+    page = prepare({"big": {"blob": "é" * 1500}, "small": {"blob": "é"}}, [], LIMITS)
+    assert list(page.records) == ["small"]
+    assert page.example.startswith("record 'big': it is 30")
+    assert "over the limit of 2048" in page.example
+
+
+def test_superseded_mentions_count_as_rejected_and_are_the_example_first() -> None:
+    page = prepare(
+        {"nan": {"v": float("nan")}},
+        [],
+        LIMITS,
+        superseded=2,
+        superseded_example="record 'dup': a later record with the same id on the same page "
+        "replaced it",
+    )
+    assert page.rejected == 3 and page.example.startswith("record 'dup'")
