@@ -6,7 +6,8 @@ It runs on the same loop as the service (uvloop), in a process of its own, so th
 between it and the service is what the service's own code costs.
 
 `python -m benchmarks.bare SPEC.json` prints `port N` once it serves. SPEC: {"unary":
-{method: base64 response}, "stream": {"method": name, "prelude": [base64 message, …]}}.
+{method: base64 response}, "stream": {"method": name, "prelude": [base64 message, …]},
+"max_pending": calls gRPC core may queue for the application}.
 """
 
 from __future__ import annotations
@@ -76,7 +77,18 @@ class Bare(grpc.GenericRpcHandler):
 
 
 async def serve(spec: dict[str, Any]) -> None:
-    server = grpc.aio.server()
+    # The service's own core settings (service.api.server.grpc_options) for as many streams
+    # as it serves: without them core cancels calls queued past 1,000 in a burst.
+    pending = int(spec.get("max_pending", 0)) or None
+    options = (
+        [
+            ("grpc.server.max_pending_requests", pending),
+            ("grpc.server.max_pending_requests_hard_limit", pending),
+        ]
+        if pending
+        else []
+    )
+    server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((Bare(spec),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
