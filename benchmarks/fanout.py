@@ -67,7 +67,7 @@ async def run(bench: Bench) -> list[Section]:
     try:
         for case in bench.sizes.watch:
 
-            async def change(n: int) -> None:
+            async def change(n: int, key: int = case.subscribers) -> None:
                 request = api.ConfigureRequest(id=subject.id, display_name=f"W {n}")
                 for attempt in range(RETRIES):
                     try:
@@ -77,7 +77,7 @@ async def run(bench: Bench) -> list[Section]:
                         # UNAVAILABLE ("retry shortly"): a client retries, as this one does.
                         if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == RETRIES - 1:
                             raise
-                        refused[case.subscribers] = refused.get(case.subscribers, 0) + 1
+                        refused[key] = refused.get(key, 0) + 1
                         await asyncio.sleep(0.1 * 2**attempt)  # the client's backoff
 
             async def broadcast(n: int) -> None:
