@@ -16,8 +16,10 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -74,6 +76,10 @@ async def run(args: argparse.Namespace) -> Report:
             print(f"benchmark {key} ...", flush=True)
             try:
                 report.add(await BENCHMARKS[key](bench))
+            except Exception as exc:  # the others' figures are still worth writing
+                traceback.print_exc()
+                report.add([Section(key, "did not finish", "", notes=[f"{exc!r}"[:500]])])
+                report.failed = True
             finally:
                 await bench.stop()  # its processes go, so the next one has the machine
     finally:
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         args.out.write_text(text)
         print(f"written to {args.out}")
+    if report.failed:
+        sys.exit("some benchmarks did not finish (see above)")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ from integrations.v1 import integration_pb2 as pb
 
 from benchmarks.bench import Bench, ics_integration, stub, sync
 from benchmarks.report import Figure, Section
-from benchmarks.stack import DEADLINE, clone_integrations
+from benchmarks.stack import clone_integrations
 
 FEED = "down"
 #: The default longest wait between probes: where every open brake ends up.
 PROBE_MAX_SECONDS = 3600
+#: The longest the recovery is watched; the figure then says how many were ACTIVE by then.
+RECOVERY_BOUND = 240.0
 _FAULT = {"provider": "ics", "resource": FEED, "kind": "unavailable", "times": None}
 
 
@@ -77,7 +79,7 @@ async def run(bench: Bench) -> list[Section]:
         await sb.control("DELETE", f"/faults?provider=ics&resource={FEED}")
         recovered = time.monotonic()
         await db.execute("UPDATE integrations SET next_sync_at = now()")
-        await _until_all_active(db, sizes.outage)
+        active = await _until_all_active(db, sizes.outage)
         recovery = time.monotonic() - recovered
     finally:
         await db.close()
@@ -89,7 +91,11 @@ async def run(bench: Bench) -> list[Section]:
     expected = 60 * sizes.outage / PROBE_MAX_SECONDS
     section.add(Figure("provider requests per minute, brakes open", per_minute, "/min", expected))
     section.add(Figure("of which not probes", not_probes, "requests"))
-    section.add(Figure("time for all to be ACTIVE once every probe is due", recovery, "s"))
+    section.add(
+        Figure(
+            f"time for all to be ACTIVE once every probe is due ({active:,} were)", recovery, "s"
+        )
+    )
     section.notes += [
         f"Brakes opened by real failed syncs; copies of that integration then wait for their "
         f"next probe at random within the longest probe interval ({PROBE_MAX_SECONDS} s, the "
@@ -103,11 +109,13 @@ async def run(bench: Bench) -> list[Section]:
     return [section]
 
 
-async def _until_all_active(db: asyncpg.Connection, count: int) -> None:
-    """Poll the database (nothing announces "all of them") until every one is ACTIVE."""
-    deadline = time.monotonic() + DEADLINE
+async def _until_all_active(db: asyncpg.Connection, count: int) -> int:
+    """Poll the database (nothing announces "all of them") until every one is ACTIVE, for at
+    most RECOVERY_BOUND seconds; how many are."""
+    deadline = time.monotonic() + RECOVERY_BOUND
     query = "SELECT count(*) FROM integrations WHERE status = 'ACTIVE'"
-    while await db.fetchval(query) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError("not every integration became ACTIVE again")
+    while True:
+        active = int(await db.fetchval(query))
+        if active >= count or time.monotonic() > deadline:
+            return active
         await asyncio.sleep(0.2)

@@ -103,6 +103,8 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: A benchmark raised (its section says what); the run exits non-zero after writing.
+    failed: bool = False
 
     def add(self, sections: list[Section]) -> None:
         """Add sections; one with the key of an earlier one extends it."""
