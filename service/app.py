@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import structlog
 
+from service import offload
 from service.background import cancel_and_wait
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -154,6 +155,7 @@ class App:
             clock,
             page_size=settings.sync_page_size,
             tokens=refresher.tokens_for,
+            offload=offload.shared(settings.cpu_workers),
         )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)

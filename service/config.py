@@ -315,6 +315,14 @@ class Settings:
         "",
     )
 
+    cpu_workers: int = _setting(
+        "INTEGRATIONS_CPU_WORKERS",
+        "--cpu-workers",
+        "Processes that parse big provider answers (a feed, a page) and make big pages of "
+        "records storable, so the event loop never waits for them; 0 does it all in the "
+        "server process (only for tests and tiny deployments)",
+        1,
+    )
     sync_run_retention: timedelta = _setting(
         "INTEGRATIONS_SYNC_RUN_RETENTION",
         "--sync-run-retention",
@@ -664,6 +672,8 @@ class Settings:
             raise ValueError("provider timeout and sync lease must be positive")
         if self.sync_page_size < 1:
             raise ValueError("sync page size must be at least 1")
+        if not 0 <= self.cpu_workers <= 64:
+            raise ValueError("cpu workers must be between 0 and 64")
         if self.sync_commit_records < 1:
             raise ValueError("sync commit records must be at least 1")
         if min(self.max_response_bytes, self.max_record_bytes) < 1024:

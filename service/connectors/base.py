@@ -21,6 +21,7 @@ from service.connectors.http import HttpClient
 from service.domain import validation
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
+from service.offload import INLINE, Offload
 
 Cursor = Mapping[str, Any]
 """A connector's position at its provider, as JSON; opaque to everything else."""
@@ -70,6 +71,8 @@ class Source:
     #: Whether the provider account behind the credentials is known already (so the engine
     #: need not ask `Connector.account` again).
     account_known: bool = False
+    #: Where CPU-heavy work on an answer (parsing a big feed or page) runs: see service.offload.
+    offload: Offload = field(default=INLINE, repr=False)
 
 
 class PageKind(enum.Enum):

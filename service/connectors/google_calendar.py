@@ -11,7 +11,6 @@ address whenever the calendar changes, until it expires or `channels.stop` ends 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,8 +172,8 @@ class GoogleCalendarConnector(PushConnector):
             params["syncToken"] = position.sync_token
         url = _calendar_url(source.config).joinpath("events").with_query(params)
         response = await self._get(source, url)
-        # Decoding a page of up to 2500 events is CPU work: off the event loop.
-        return await asyncio.to_thread(_events_page, response, position)
+        # Decoding a page of up to 2500 events is CPU work: off the event loop when big.
+        return await source.offload.run(len(response.body), _events_page, response, position)
 
     async def watch(self, source: Source, request: WatchRequest) -> Watching:
         """`events.watch`: a web_hook channel on the calendar's events."""

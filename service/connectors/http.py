@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from service.connectors.network import BlockedAddress, GuardedResolver, check_literal, ipv4_number
@@ -90,6 +90,21 @@ class Response:
     def text(self) -> str:
         return self.body.decode(_charset(self.headers), errors="replace")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to a worker process to be parsed (service.offload); a headers proxy does not
+        # pickle, the dictionary behind it does.
+        return (
+            _response,
+            (
+                self.status,
+                CIMultiDict(self.headers),
+                self.body,
+                self.url,
+                self.next_link,
+                self.redactor,
+            ),
+        )
+
     def excerpt(self, limit: int = 300) -> str:
         """The start of the body, for logs about malformed answers; never the credentials the
         request sent, nor anything shaped like a credential (a provider may echo them)."""
@@ -98,6 +113,17 @@ class Response:
     def quote(self, text: str) -> str:
         """Text the provider sent (an error description), safe to log and store."""
         return self.redactor.text(text)
+
+
+def _response(
+    status: int,
+    headers: CIMultiDict[str],
+    body: bytes,
+    url: URL,
+    next_link: URL | None,
+    redactor: Redactor,
+) -> Response:
+    return Response(status, CIMultiDictProxy(headers), body, url, next_link, redactor)
 
 
 class HttpClient:

@@ -8,7 +8,6 @@ validators, one download and no parsing) and writes no record.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -65,9 +64,9 @@ class IcsFeedConnector(Connector):
                 retry_after=retry_after(response),
                 context={"url": redact(response.url)},
             )
-        # Hashing and parsing a big feed takes seconds of CPU: a worker thread does it, so
+        # Hashing and parsing a big feed takes seconds of CPU: a worker process does it, so
         # the event loop (every other integration, every RPC) never waits for it.
-        return await asyncio.to_thread(_listing, response, what, cursor)
+        return await source.offload.run(len(response.body), _listing, response, what, cursor)
 
 
 def _listing(response: Response, what: str, cursor: Cursor | None) -> Page:

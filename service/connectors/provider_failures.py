@@ -37,6 +37,23 @@ class ProviderFailure(Exception):
         #: Extra detail for the logs (URL without secrets, status, an excerpt of the body).
         self.context: dict[str, Any] = dict(context or {})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker process (service.offload), it comes back whole: the default
+        # would rebuild it from its message alone.
+        return (_rebuilt, (type(self), self.code, self.message, self.retry_after, self.context))
+
+
+def _rebuilt(
+    cls: type[ProviderFailure],
+    code: ErrorCode,
+    message: str,
+    retry_after: timedelta | None,
+    context: dict[str, Any],
+) -> ProviderFailure:
+    failure = cls.__new__(cls)
+    ProviderFailure.__init__(failure, code, message, retry_after=retry_after, context=context)
+    return failure
+
 
 def malformed(message: str, **context: Any) -> ProviderFailure:
     """The provider answered something we cannot use: a SYSTEM error with a support reference."""

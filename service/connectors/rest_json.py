@@ -8,7 +8,6 @@ configured URL's origin, never to a next-page link elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -115,8 +114,10 @@ class RestJsonConnector(Connector):
             )
         kind = PageKind.FULL_NEXT if following else PageKind.FULL_START
         # Decoding a page (an API may send any number of records in one) is CPU work: off
-        # the event loop.
-        return await asyncio.to_thread(_page, response, config, first, kind, what)
+        # the event loop when big.
+        return await source.offload.run(
+            len(response.body), _page, response, config, first, kind, what
+        )
 
 
 def _page(

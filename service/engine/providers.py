@@ -25,6 +25,7 @@ from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
 from service.domain.taxonomy import ErrorCode, IntegrationError
+from service.offload import INLINE, Offload
 from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,8 @@ class Providers:
     clock: Clock
     page_size: int = 250
     tokens: TokensFactory = stored_tokens
+    #: Where parsing and preparing big answers runs (worker processes; see service.offload).
+    offload: Offload = INLINE
 
     async def open(self, integration: Integration) -> tuple[Connector, Source]:
         """The integration's connector and its source (credentials unsealed)."""
@@ -69,6 +72,7 @@ class Providers:
             tokens=await self.tokens(integration, credentials),
             page_size=self.page_size,
             account_known=bool(stored and stored.account),
+            offload=self.offload,
         )
         return connector, source
 

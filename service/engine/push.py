@@ -412,6 +412,7 @@ class PushReconciler:
             http=self.providers.http,
             tokens=self._orphan_tokens(channel, due.orphan_credentials),
             page_size=self.providers.page_size,
+            offload=self.providers.offload,
         )
 
     def _orphan_tokens(self, channel: Channel, credentials: Credentials) -> AccessTokens:

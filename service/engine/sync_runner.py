@@ -53,6 +53,10 @@ from service.storage.sync import PageWrite
 
 log = structlog.get_logger(__name__)
 
+#: Bytes a record takes to prepare, roughly: what sends a page of more than about a hundred
+#: records to a worker process (service.offload) rather than preparing it on the loop.
+RECORD_SIZE_GUESS = 512
+
 
 @dataclass(frozen=True)
 class SyncCursor:
@@ -194,11 +198,12 @@ class SyncRunner:
 
     async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
         """Write one page with its cursor; the ended run when this was the last page (or the
-        run had to stop). The records are made storable first (off the event loop: it walks
-        every one), and a page bigger than `commit_records` is written in parts: each part
-        but the last keeps the cursor before the page, so a crash in between fetches the page
-        again and loses nothing."""
-        prepared = await asyncio.to_thread(
+        run had to stop). The records are made storable first (in a worker process when the
+        page is big: it walks every one), and a page bigger than `commit_records` is written
+        in parts: each part but the last keeps the cursor before the page, so a crash in
+        between fetches the page again and loses nothing."""
+        prepared = await self.providers.offload.run(
+            len(page.records) * RECORD_SIZE_GUESS,
             prepare,
             page.records,
             page.deleted,

@@ -125,6 +125,19 @@ IN_FLIGHT = Gauge(
     ["kind"],
 )
 
+# -- CPU-heavy work in worker processes (service.offload)
+
+OFFLOADED = Counter(
+    "integrations_offloaded_total",
+    "Pieces of CPU-heavy work (parsing a big answer, preparing a big page) sent to the worker "
+    "processes, by function.",
+    ["work"],
+)
+OFFLOAD_IN_FLIGHT = Gauge(
+    "integrations_offload_in_flight",
+    "Pieces of work sent to the worker processes and not finished yet (running or queued).",
+)
+
 # -- OAuth
 
 TOKEN_REFRESHES = Counter(

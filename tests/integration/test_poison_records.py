@@ -5,24 +5,25 @@ the event loop."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
+import os
+import signal
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from types import ModuleType
 from typing import Any
 
 import pytest
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
+from prometheus_client import REGISTRY
 
 from sandbox import Fault, FaultKind, Provider, Sandbox
 from sandbox.datasets import Pagination
 from sandbox.feeds import FeedEvent
-from service.connectors import ics_feed
+from service.app import App
 from service.domain.records import REPLACEMENT
-from service.engine import sync_runner
 from tests.support.rpc import Stub
 from tests.support.syncing import SANDBOX_DEPLOYMENT, create, ics, records, rest
+from tests.support.waiting import until
 
 MAX_RECORD_BYTES = 4096
 
@@ -125,51 +126,60 @@ async def test_a_page_of_records_stops_early_by_size(stub: Stub, sb: Sandbox) ->
     assert max(sizes) < 2.2 * 1024 * 1024
 
 
-class Held:
-    """Holds a function of the sync path in whichever thread runs it, until released: while
-    it is held, the event loop must go on serving everything else."""
-
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self.function = function
-        self.entered = threading.Event()
-        self.released = threading.Event()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.entered.set()
-        if not self.released.wait(timeout=30):
-            raise TimeoutError("held on the event loop's own thread: nothing could release it")
-        return self.function(*args, **kwargs)
-
-
-@pytest.mark.parametrize(
-    ("module", "name"),
-    [
-        (ics_feed, "_listing"),  # hashing and parsing the feed
-        (sync_runner, "prepare"),  # walking every record to make it storable
-    ],
-)
-async def test_while_a_big_feed_is_parsed_and_prepared_the_service_keeps_answering(
-    stub: Stub, sb: Sandbox, monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str
+async def test_a_big_feed_is_parsed_and_prepared_in_a_worker_process_while_rpcs_are_answered(
+    stub: Stub, sb: Sandbox, app: App
 ) -> None:
     start = date(2026, 1, 1)
     events = [
-        FeedEvent(f"ev-{n}", f"Event {n}", start + timedelta(days=n), start) for n in range(120)
+        FeedEvent(f"ev-{n}", f"Event {n}", start + timedelta(days=n % 300), start)
+        for n in range(2000)
     ]
     sb.state.feeds.set_feed("big", events)
     source = await create(stub, "ics_feed", ics(f"{sb.url}/ics/big.ics"))
-    held = Held(getattr(module, name))
-    monkeypatch.setattr(module, name, held)
+    offload = app.providers.offload
+    worker = await offload.run(offload.inline_below, os.getpid)  # the one worker process
+    assert worker != os.getpid()
+    parsed, prepared = _offloaded("_listing"), _offloaded("prepare")
 
-    syncing = asyncio.create_task(sync(stub, source.id))
-    assert await asyncio.to_thread(held.entered.wait, 30)
-    # The CPU work is under way (and held): an RPC of another kind is answered meanwhile.
-    got = await asyncio.wait_for(stub.Get(api.GetRequest(id=source.id)), 30)
-    assert got.integration.sync_state == pb.SYNC_STATE_SYNCING
-    held.released.set()
+    os.kill(worker, signal.SIGSTOP)  # the parsing cannot finish while it is stopped...
+    try:
+        syncing = asyncio.create_task(sync(stub, source.id))
+        await until(lambda: _in_flight() >= 1, "the feed to reach the worker process")
+        # ...and the service answers meanwhile: the parsing is not on its event loop.
+        got = await asyncio.wait_for(stub.Get(api.GetRequest(id=source.id)), 30)
+        assert got.integration.sync_state == pb.SYNC_STATE_SYNCING
+    finally:
+        os.kill(worker, signal.SIGCONT)
     synced = await syncing
 
     assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
-    assert synced.integration.record_count == 120
+    assert synced.integration.record_count == 2000
+    # The feed was parsed, and its records made storable, there.
+    assert _offloaded("_listing") == parsed + 1
+    assert _offloaded("prepare") == prepared + 1
+
+
+async def test_a_big_feed_that_does_not_parse_fails_as_a_malformed_answer(
+    stub: Stub, sb: Sandbox, app: App
+) -> None:
+    sb.state.feeds.set_raw("broken", "BEGIN:VCALENDAR\r\n" + "X" * 100_000)
+    source = await create(stub, "ics_feed", ics(f"{sb.url}/ics/broken.ics"))
+    parsed = _offloaded("_listing")
+    synced = await sync(stub, source.id)
+
+    assert _offloaded("_listing") == parsed + 1  # the failure came back from the worker
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_FAILED
+    assert synced.run.error.code == pb.ERROR_CODE_INTERNAL
+    assert "does not parse" in synced.run.error.message
+
+
+def _offloaded(work: str) -> float:
+    value = REGISTRY.get_sample_value("integrations_offloaded_total", {"work": work})
+    return value or 0.0
+
+
+def _in_flight() -> float:
+    return REGISTRY.get_sample_value("integrations_offload_in_flight") or 0.0
 
 
 async def test_a_page_bigger_than_a_commit_is_written_in_parts_and_counts_as_one_page(

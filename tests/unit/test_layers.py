@@ -20,7 +20,7 @@ MAY_IMPORT = {
     "oauth": {"domain", "storage", "connectors", "engine"},
     "api": {"domain", "engine", "oauth", "storage", "connectors", "app"},
 }
-CROSS_CUTTING = {"clock", "tenancy", "config", "observability", "background", "logs"}
+CROSS_CUTTING = {"clock", "tenancy", "config", "observability", "background", "logs", "offload"}
 
 
 def _imports(path: Path) -> set[str]:
