@@ -156,6 +156,7 @@ class App:
             page_size=settings.sync_page_size,
             tokens=refresher.tokens_for,
             offload=offload.shared(settings.cpu_workers),
+            limits=settings.record_limits,
         )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)

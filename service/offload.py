@@ -56,13 +56,16 @@ class Offload:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    async def run(self, size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def run(
+        self, work: str, size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """`fn(*args, **kwargs)`, in a worker process when `size` (its input's bytes or
-        records) is at least `inline_below`. Exceptions come back as raised."""
+        records) is at least `inline_below`. Exceptions come back as raised. `work` names it
+        in metrics and logs."""
         if self.workers < 1 or size < self.inline_below:
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        metrics.OFFLOADED.labels(getattr(fn, "__name__", "other")).inc()
+        metrics.OFFLOADED.labels(work).inc()
         metrics.OFFLOAD_IN_FLIGHT.inc()
         pool = self._executor()
         try:
@@ -73,7 +76,7 @@ class Offload:
             with self._lock:
                 if self._pool is pool:
                     self._pool = None
-            log.error("offload_worker_died", work=getattr(fn, "__name__", "other"))
+            log.error("offload_worker_died", work=work)
             raise
         finally:
             metrics.OFFLOAD_IN_FLIGHT.dec()

@@ -9,19 +9,24 @@ storage or transactions: the sync engine commits each page with the cursor it re
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec
 
 from service.connectors.auth import AccessTokens, OAuthProvider
 from service.connectors.http import HttpClient
 from service.domain import validation
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation
+from service.domain.records import PreparedPage, RecordLimits, prepare
 from service.offload import INLINE, Offload
+
+P = ParamSpec("P")
 
 Cursor = Mapping[str, Any]
 """A connector's position at its provider, as JSON; opaque to everything else."""
@@ -73,6 +78,27 @@ class Source:
     account_known: bool = False
     #: Where CPU-heavy work on an answer (parsing a big feed or page) runs: see service.offload.
     offload: Offload = field(default=INLINE, repr=False)
+    #: What a record may be (the deployment's limits), for pages prepared where they are parsed.
+    limits: RecordLimits = field(default=RecordLimits(), repr=False)
+
+    async def parse(
+        self, size: int, parse: Callable[P, Page], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Page:
+        """`parse(*args, **kwargs)`: a connector's decoding of an answer of `size` bytes into
+        a Page, with its records made storable in the same trip (a big answer's in a worker
+        process: see service.offload; only the storable text comes back)."""
+        return await self.offload.run(
+            parse.__name__.lstrip("_"),
+            size,
+            _parsed_and_prepared,
+            self.limits,
+            functools.partial(parse, *args, **kwargs),
+        )
+
+
+def _parsed_and_prepared(limits: RecordLimits, parse: Callable[[], Page]) -> Page:
+    page = parse()
+    return page.prepared_with(limits)
 
 
 class PageKind(enum.Enum):
@@ -100,6 +126,20 @@ class Page:
     superseded: int = 0
     #: One of them, for the sync run's example of what was not stored.
     superseded_example: str = ""
+    #: The records and deletions made storable already (by `Source.parse`), or None for the
+    #: engine to do it; when set, `records` and `deleted` are left empty.
+    prepared: PreparedPage | None = None
+
+    def prepared_with(self, limits: RecordLimits) -> Page:
+        """This page with its records made storable (service.domain.records.prepare)."""
+        ready = prepare(
+            self.records,
+            self.deleted,
+            limits,
+            superseded=self.superseded,
+            superseded_example=self.superseded_example,
+        )
+        return dataclasses.replace(self, records={}, deleted=(), prepared=ready)
 
     @classmethod
     def of(

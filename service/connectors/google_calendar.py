@@ -173,7 +173,7 @@ class GoogleCalendarConnector(PushConnector):
         url = _calendar_url(source.config).joinpath("events").with_query(params)
         response = await self._get(source, url)
         # Decoding a page of up to 2500 events is CPU work: off the event loop when big.
-        return await source.offload.run(len(response.body), _events_page, response, position)
+        return await source.parse(len(response.body), _events_page, response, position)
 
     async def watch(self, source: Source, request: WatchRequest) -> Watching:
         """`events.watch`: a web_hook channel on the calendar's events."""

@@ -66,7 +66,7 @@ class IcsFeedConnector(Connector):
             )
         # Hashing and parsing a big feed takes seconds of CPU: a worker process does it, so
         # the event loop (every other integration, every RPC) never waits for it.
-        return await source.offload.run(len(response.body), _listing, response, what, cursor)
+        return await source.parse(len(response.body), _listing, response, what, cursor)
 
 
 def _listing(response: Response, what: str, cursor: Cursor | None) -> Page:
@@ -152,8 +152,14 @@ def _json(value: Any) -> Any:
     dts = getattr(value, "dts", None)  # EXDATE / RDATE lists
     if isinstance(dts, list):
         return [_json(v) for v in dts]
-    if isinstance(value, bool | int | float):
-        return value
+    # Plain values, not icalendar's subclasses of them: those carry parameters, and rebuild
+    # them when a page comes back from a worker process.
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, str):
         return str(value)
     to_ical = getattr(value, "to_ical", None)

@@ -115,9 +115,7 @@ class RestJsonConnector(Connector):
         kind = PageKind.FULL_NEXT if following else PageKind.FULL_START
         # Decoding a page (an API may send any number of records in one) is CPU work: off
         # the event loop when big.
-        return await source.offload.run(
-            len(response.body), _page, response, config, first, kind, what
-        )
+        return await source.parse(len(response.body), _page, response, config, first, kind, what)
 
 
 def _page(

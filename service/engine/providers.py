@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,6 +24,7 @@ from service.connectors.redaction import SHAPES
 from service.connectors.registry import ConnectorRegistry
 from service.domain.credentials import Credentials
 from service.domain.model import Integration
+from service.domain.records import RecordLimits
 from service.domain.taxonomy import ErrorCode, IntegrationError
 from service.offload import INLINE, Offload
 from service.storage.database import Database
@@ -52,6 +53,8 @@ class Providers:
     tokens: TokensFactory = stored_tokens
     #: Where parsing and preparing big answers runs (worker processes; see service.offload).
     offload: Offload = INLINE
+    #: What a record may be, for pages made storable where they are parsed.
+    limits: RecordLimits = field(default_factory=RecordLimits)
 
     async def open(self, integration: Integration) -> tuple[Connector, Source]:
         """The integration's connector and its source (credentials unsealed)."""
@@ -73,6 +76,7 @@ class Providers:
             page_size=self.page_size,
             account_known=bool(stored and stored.account),
             offload=self.offload,
+            limits=self.limits,
         )
         return connector, source
 

@@ -39,7 +39,7 @@ from service.connectors.base import Cursor, Page, PageKind
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
-from service.domain.records import PreparedPage, RecordLimits, prepare
+from service.domain.records import PreparedPage, RecordLimits
 from service.domain.schedule import Attempt
 from service.domain.status import SyncState, Trigger
 from service.domain.sync import SyncOutcome, SyncRun
@@ -202,15 +202,13 @@ class SyncRunner:
         page is big: it walks every one), and a page bigger than `commit_records` is written
         in parts: each part but the last keeps the cursor before the page, so a crash in
         between fetches the page again and loses nothing."""
-        prepared = await self.providers.offload.run(
-            len(page.records) * RECORD_SIZE_GUESS,
-            prepare,
-            page.records,
-            page.deleted,
-            self.limits,
-            superseded=page.superseded,
-            superseded_example=page.superseded_example,
-        )
+        prepared = page.prepared
+        if prepared is None:  # not made storable where it was parsed (a plugin's page)
+            ready = await self.providers.offload.run(
+                "prepare", len(page.records) * RECORD_SIZE_GUESS, page.prepared_with, self.limits
+            )
+            prepared = ready.prepared
+        assert prepared is not None
         listing = _listing(page, cursor)
         after = SyncCursor(page.cursor, None if page.last else listing, cursor.account)
         parts = _parts(prepared, self.commit_records)

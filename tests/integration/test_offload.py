@@ -34,13 +34,13 @@ def _refuse(message: str) -> None:
 
 
 async def test_big_work_runs_in_another_process_and_small_work_here(offload: Offload) -> None:
-    assert await offload.run(1024, os.getpid) != os.getpid()
-    assert await offload.run(1023, os.getpid) == os.getpid()
+    assert await offload.run("pid", 1024, os.getpid) != os.getpid()
+    assert await offload.run("pid", 1023, os.getpid) == os.getpid()
 
 
 async def test_a_providers_failure_comes_back_as_it_was_raised(offload: Offload) -> None:
     with pytest.raises(ProviderFailure) as raised:
-        await offload.run(4096, _refuse, "slow down")
+        await offload.run("refuse", 4096, _refuse, "slow down")
     failure = raised.value
     assert (failure.code, failure.message) == (ErrorCode.RATE_LIMITED, "slow down")
     assert failure.retry_after == timedelta(seconds=30)
@@ -50,8 +50,8 @@ async def test_a_providers_failure_comes_back_as_it_was_raised(offload: Offload)
 async def test_a_worker_that_dies_fails_its_work_and_the_next_work_gets_a_new_one(
     offload: Offload,
 ) -> None:
-    worker = await offload.run(4096, os.getpid)
+    worker = await offload.run("pid", 4096, os.getpid)
     with pytest.raises(BrokenProcessPool):
-        await offload.run(4096, os.kill, worker, signal.SIGKILL)
-    replacement = await offload.run(4096, os.getpid)
+        await offload.run("kill", 4096, os.kill, worker, signal.SIGKILL)
+    replacement = await offload.run("pid", 4096, os.getpid)
     assert replacement not in (worker, os.getpid())
