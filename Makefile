@@ -8,7 +8,9 @@ PROTOS := $(wildcard protos/integrations/v1/*.proto)
 PROMTOOL := .tools/prometheus/usr/bin/promtool
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox demo bench ci clean promtool
+.PHONY: help run test test-unit lint typecheck buf-lint proto proto-check sandbox demo bench h2load ci clean promtool
+# apt-get needs root; as anyone else, ask sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,14 +35,21 @@ run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DAT
 sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
 	$(BIN)/python -m sandbox $(ARGS)
 
-test: $(VENV)/.dev-installed $(PROMTOOL) ## Run the whole test suite
+test: $(VENV)/.dev-installed $(PROMTOOL) h2load ## Run the whole test suite (with the benchmarks in smoke mode)
 	PROMTOOL="$(CURDIR)/$(PROMTOOL)" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev-installed ## Run the benchmarks (speed and memory targets)
+bench: $(VENV)/.dev-installed h2load ## Run the benchmarks beside their baselines; writes BENCHMARKS.md
+	$(BIN)/python -m benchmarks --out BENCHMARKS.md $(ARGS)
 	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+
+h2load: ## Install h2load (Debian's nghttp2-client), the benchmarks' load generator
+	@command -v h2load >/dev/null 2>&1 || { \
+		echo "installing h2load (nghttp2-client)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 
 lint: $(VENV)/.dev-installed ## ruff check and ruff format --check
 	$(BIN)/ruff check .

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import schema
+from sandbox import bulk, schema
 from sandbox.faults import Provider
 from sandbox.push import REFUSALS, PushFaults
 from sandbox.state import SandboxState
@@ -143,6 +143,23 @@ async def invalidate(request: web.Request) -> web.Response:
         raise schema.SchemaError("drop must be a list of event ids")
     _state(request).google.invalidate_sync_tokens(request.match_info["calendar"], drop)
     return _ok()
+
+
+@_routes.post("/google/calendars/{calendar}/generate")
+async def generate_events(request: web.Request) -> web.Response:
+    """Create or change many events at once: ``{"count", "prefix"?, "revision"?}`` (see
+    ``sandbox.bulk``)."""
+    body = await _body(request)
+    count = schema.optional_int(body, "count") or 0
+    revision = schema.optional_int(body, "revision") or 0
+    seq = bulk.generate_events(
+        _state(request).google,
+        request.match_info["calendar"],
+        count,
+        prefix=schema.string(body, "prefix", "ev"),
+        revision=revision,
+    )
+    return _ok(seq=seq)
 
 
 @_routes.get("/google/push/channels")
@@ -311,6 +328,19 @@ async def put_raw_feed(request: web.Request) -> web.Response:
     """Serve the request body verbatim as the feed (for malformed-feed tests)."""
     feed = _state(request).feeds.set_raw(request.match_info["name"], await request.read())
     return _ok(etag=feed.etag)
+
+
+@_routes.post("/ics/{name}/generate")
+async def generate_feed(request: web.Request) -> web.Response:
+    """Serve a feed of many generated events: ``{"count", "revision"?}``."""
+    body = await _body(request)
+    feed = bulk.generate_feed(
+        _state(request).feeds,
+        request.match_info["name"],
+        schema.optional_int(body, "count") or 0,
+        revision=schema.optional_int(body, "revision") or 0,
+    )
+    return _ok(etag=feed.etag, bytes=len(feed.body))
 
 
 @_routes.delete("/ics/{name}")

@@ -8,16 +8,13 @@ import os
 # embedded PostgreSQL is started and stopped through a fork): off, before grpc is imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import structlog
 
 from service import config, logs
-from service.api.server import serve
-from service.app import App
-from service.observability import tracing
+from service.workers import Supervisor, serve_process
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -30,18 +27,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = structlog.get_logger("service")
     if settings.allow_unauthenticated:
         log.warning("authentication_off", default_tenant=settings.default_tenant)
-
-    async def run() -> None:
-        tracing.configure()
-        app = await App.start(settings)
-        await serve(app, on_started=lambda port: log.info("ready", port=port))
-
+    if settings.workers > 1:
+        sys.exit(Supervisor(settings).run())
     try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:  # uvloop has no Windows build; the standard loop works the same
-        asyncio.run(run())
+        serve_process(settings, lambda server: log.info("ready", port=server.port))
     except KeyboardInterrupt:
         sys.exit(130)
 

