@@ -4,7 +4,9 @@ The runner fetches a page, then commits in one transaction, under the integratio
 the page's records, the new cursor, the record count, the run's counters and (on the last page)
 the run's end with the integration's SUCCEEDED change. So a crash, a Pause or a Delete between
 two pages loses and duplicates nothing: whatever committed is consistent with the stored
-cursor, and the next sync continues from there.
+cursor, and the next sync continues from there. While a page commits, the next one is already
+being fetched (one page ahead, never more): it commits only after, and only if, the one before
+it did.
 
 Before every commit the runner checks it may still write: the integration must still exist,
 the run must still be RUNNING, and the outcome must still count (`outcomes.stale`: the run
@@ -35,7 +37,7 @@ from uuid import UUID
 import structlog
 
 from service.clock import Clock
-from service.connectors.base import Cursor, Page, PageKind
+from service.connectors.base import Connector, Cursor, Page, PageKind, Source
 from service.connectors.http import purpose
 from service.domain.exceptions import NotFound
 from service.domain.model import Integration
@@ -179,36 +181,67 @@ class SyncRunner:
             cursor = SyncCursor.load(stored, self.integration.config, account)
         except Exception as exc:
             return await self._fail(exc)
-        while True:
-            try:
-                with tracing.span("sync_page", page=self.sync_run.pages + 1):
-                    page = await connector.fetch(source, cursor.position)
-                    cursor, ended = await self._commit(page, cursor)
-            except Gone:
-                return self._gone()  # deleted under us (the row lock makes this a last resort)
-            except LeaseLost:
-                return await self._lost()
-            except Exception as exc:
-                return await self._fail(exc)
-            if ended is not None:
-                return ended
-            if self.stopping.is_set():
-                note = f"the service shut down; handed back after page {self.sync_run.pages}"
-                return await self._stop(note) or await self._lost()
+        # The next page is fetched and made storable while the current one commits, so the
+        # provider, this process and PostgreSQL work at once. Pages still commit one at a
+        # time, in order, each with its cursor and behind the fence; a page fetched ahead of
+        # a commit that fails, ends or stops the run is dropped, as a crash would drop it.
+        ahead: asyncio.Task[tuple[Page, PreparedPage]] | None = self._fetch(
+            connector, source, cursor.position
+        )
+        try:
+            while ahead is not None:
+                try:
+                    with tracing.span("sync_page", page=self.sync_run.pages + 1):
+                        page, prepared = await ahead
+                        more = not page.last and not self.stopping.is_set()
+                        ahead = self._fetch(connector, source, page.cursor) if more else None
+                        cursor, ended = await self._commit(page, prepared, cursor)
+                except Gone:
+                    return self._gone()  # deleted under us (the row lock makes it a last resort)
+                except LeaseLost:
+                    return await self._lost()
+                except Exception as exc:
+                    return await self._fail(exc)
+                if ended is not None:
+                    return ended
+                if self.stopping.is_set():
+                    note = f"the service shut down; handed back after page {self.sync_run.pages}"
+                    return await self._stop(note) or await self._lost()
+            raise AssertionError("the last page ends the run")
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
-    async def _commit(self, page: Page, cursor: SyncCursor) -> tuple[SyncCursor, SyncRun | None]:
+    def _fetch(
+        self, connector: Connector, source: Source, position: Cursor | None
+    ) -> asyncio.Task[tuple[Page, PreparedPage]]:
+        """Fetch the page at `position` with its records made storable (connectors do it where
+        they parse the answer: a big one in a worker process, service.offload), as a task."""
+
+        async def fetch() -> tuple[Page, PreparedPage]:
+            page = await connector.fetch(source, position)
+            if page.prepared is None:  # not made storable where it was parsed (a plugin's page)
+                page = await self.providers.offload.run(
+                    "prepare",
+                    len(page.records) * RECORD_SIZE_GUESS,
+                    page.prepared_with,
+                    self.limits,
+                )
+            assert page.prepared is not None
+            return page, page.prepared
+
+        task = asyncio.create_task(fetch())
+        # Dropped unread when the run ends first: its failure is no news, never a warning.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def _commit(
+        self, page: Page, prepared: PreparedPage, cursor: SyncCursor
+    ) -> tuple[SyncCursor, SyncRun | None]:
         """Write one page with its cursor; the ended run when this was the last page (or the
-        run had to stop). The records are made storable first (in a worker process when the
-        page is big: it walks every one), and a page bigger than `commit_records` is written
-        in parts: each part but the last keeps the cursor before the page, so a crash in
-        between fetches the page again and loses nothing."""
-        prepared = page.prepared
-        if prepared is None:  # not made storable where it was parsed (a plugin's page)
-            ready = await self.providers.offload.run(
-                "prepare", len(page.records) * RECORD_SIZE_GUESS, page.prepared_with, self.limits
-            )
-            prepared = ready.prepared
-        assert prepared is not None
+        run had to stop). A page bigger than `commit_records` is written in parts: each part
+        but the last keeps the cursor before the page, so a crash in between fetches the page
+        again and loses nothing."""
         listing = _listing(page, cursor)
         after = SyncCursor(page.cursor, None if page.last else listing, cursor.account)
         parts = _parts(prepared, self.commit_records)

@@ -35,6 +35,7 @@ from tests.support.syncing import (
     CALENDAR,
     SANDBOX_DEPLOYMENT,
     bearer,
+    committed,
     create,
     google,
     provider_events,
@@ -113,7 +114,8 @@ async def test_a_consumer_following_the_feed_holds_the_providers_data_through_a_
                     Provider.GOOGLE, Fault(FaultKind.SLOW, gate=gate), resource=CALENDAR
                 )
             await remote.Sync(api.SyncRequest(id=ident))
-            await sb.state.gates["page-2"].wait_for(1)  # page 1 is committed
+            await sb.state.gates["page-2"].wait_for(1)
+            await committed(remote, ident, pages=1)
             seen_before_the_kill = await consumer.follow()
     finally:
         assert await service.stop(signal.SIGKILL) == -signal.SIGKILL

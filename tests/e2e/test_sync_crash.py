@@ -30,6 +30,7 @@ from tests.support.syncing import (
     CALENDAR,
     SANDBOX_DEPLOYMENT,
     bearer,
+    committed,
     create,
     get,
     google,
@@ -79,8 +80,8 @@ async def test_a_sync_killed_between_pages_is_finished_by_the_next_one(
             )
             started = await remote.Sync(api.SyncRequest(id=created.id))
             assert started.run.outcome == pb.SYNC_RUN_OUTCOME_RUNNING
-            # Page 1 is committed once page 2 is asked for: the runner commits, then fetches.
             await sb.state.gates["page-2"].wait_for(1)
+            await committed(remote, created.id, pages=1)
     finally:
         assert await service.stop(signal.SIGKILL) == -signal.SIGKILL
 

@@ -34,6 +34,7 @@ from tests.support.syncing import (
     CALENDAR,
     SANDBOX_DEPLOYMENT,
     bearer,
+    committed,
     events,
     get,
     google,
@@ -244,8 +245,8 @@ async def test_a_stalled_runner_cannot_write_after_its_run_was_taken_over(
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="through"), resource=CALENDAR)
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="stalled"), resource=CALENDAR)
     [claim] = await app.scheduler.sweep()
-    await asyncio.wait_for(sb.state.gates["stalled"].wait_for(1), SAFETY)  # page 1 is in
-    [stalled] = await runs(stub, created.id)
+    await asyncio.wait_for(sb.state.gates["stalled"].wait_for(1), SAFETY)  # page 2 is asked for
+    stalled = await committed(stub, created.id, pages=1)
 
     clock.now += settings.sync_lease  # its lease runs out (no heartbeat in a frozen process)
     [takeover] = await replica.scheduler.sweep()
@@ -334,6 +335,7 @@ async def test_shutdown_hands_the_run_back_after_its_page_and_another_replica_co
     sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="page-2"), resource=CALENDAR)
     await app.scheduler.sweep()
     await asyncio.wait_for(sb.state.gates["page-2"].wait_for(1), SAFETY)
+    await committed(stub, created.id, pages=1)
 
     closing = asyncio.create_task(app.syncs.close(grace=SAFETY))  # SIGTERM, in effect
     sb.state.gates.open("page-2")  # the page in flight still lands

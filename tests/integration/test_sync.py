@@ -24,6 +24,7 @@ from tests.support.syncing import (
     CALENDAR,
     SANDBOX_DEPLOYMENT,
     bearer,
+    committed,
     create,
     events,
     get,
@@ -199,7 +200,8 @@ async def test_pause_mid_sync_stops_the_run_and_resume_continues_from_the_cursor
 ) -> None:
     gate = hold_second_page(sb)
     started = await stub.Sync(api.SyncRequest(id=calendar))
-    await sb.state.gates[gate].wait_for(1)  # page 1 is committed, page 2 is on its way
+    await sb.state.gates[gate].wait_for(1)  # page 2 is on its way
+    await committed(stub, calendar, pages=1)
 
     paused = await stub.Pause(api.PauseRequest(id=calendar))
     assert paused.integration.status == pb.STATUS_PAUSED
@@ -226,6 +228,7 @@ async def test_delete_mid_sync_cancels_the_run_cleanly(
     gate = hold_second_page(sb)
     started = await stub.Sync(api.SyncRequest(id=calendar))
     await sb.state.gates[gate].wait_for(1)
+    await committed(stub, calendar, pages=1)
     run = await app.syncs.get_run("default", UUID(started.run.id))
 
     deleted = await stub.Delete(api.DeleteRequest(id=calendar))

@@ -14,6 +14,7 @@ from integrations.v1 import service_pb2 as api
 from sandbox import Sandbox
 from sandbox.state import SandboxState
 from tests.support.rpc import Stub
+from tests.support.waiting import until
 
 TOKEN = "sandbox-access-token"
 CALENDAR = "team@group.calendar.google.com"
@@ -115,3 +116,16 @@ async def summaries(stub: Stub, ident: str) -> dict[str, str]:
 async def events(stub: Stub, ident: str) -> list[pb.IntegrationEvent]:
     """The integration's history, newest first."""
     return list((await stub.ListEvents(api.ListEventsRequest(id=ident))).events)
+
+
+async def committed(stub: Stub, ident: str, pages: int) -> pb.SyncRun:
+    """The integration's latest run once it has committed `pages` pages. A runner fetches the
+    next page while the one before it commits, so a request for page n+1 parked at the
+    provider says page n is on its way to the database, not that it is there."""
+
+    async def latest() -> pb.SyncRun | None:
+        runs = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=ident))).runs
+        return runs[0] if runs and runs[0].pages >= pages else None
+
+    run: pb.SyncRun = await until(latest, f"the sync run to commit page {pages}")
+    return run

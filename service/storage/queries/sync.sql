@@ -79,51 +79,76 @@ WHERE i.tenant_id = $1 AND i.id = $2
 -- page of changes), so an unchanged feed rewrites nothing and emits no change. Deleted records
 -- become tombstones (data cleared) with the numbers after those; a record sent again over its
 -- tombstone is written anew. A page id is never deleted by the same page (it is in `changed` or
--- `marked`, never in `doomed`), and PostgreSQL runs every data-modifying part whether or not
--- it is read.
+-- `unchanged`, never in `doomed`), and PostgreSQL runs every data-modifying part whether or
+-- not it is read.
 -- Change numbers start after the integration's `change_seq`, read from the row the caller holds
 -- locked (`holder`), so they commit in order. The fence: nothing is written unless the
 -- integration still has the run's lease version $13, and the counters move only while the run
 -- is RUNNING; no row back means the claim was lost and the caller must roll back.
-WITH page AS (
+-- Cost: a page costs the same on its sync's first page as on its hundredth, whatever the
+-- planner believes about `records` (a cached generic plan knows neither the page's size nor
+-- the integration's): records are found one id at a time on the primary key (LATERAL …
+-- LIMIT 1; migration 0010 keeps the feed's index out of it), and written by one upsert whose
+-- conflict check is the primary key too. Only the end of a full listing ($8, a one-time
+-- filter) reads all the integration's records.
+WITH page AS MATERIALIZED (
     SELECT record_id, data::jsonb AS data FROM unnest($3::text[], $4::text[]) AS p (record_id, data)
 ), holder AS (
     SELECT change_seq, revision FROM integrations
     WHERE tenant_id = $1 AND id = $2 AND lease_version = $13
-), existing AS (
-    SELECT r.record_id, r.data
-    FROM records r JOIN page p ON p.record_id = r.record_id
-    WHERE r.tenant_id = $1 AND r.integration_id = $2
-), changed AS (
+), existing AS MATERIALIZED (
+    SELECT p.record_id, r.data, r.listing, r.updated_at, r.seq
+    FROM page p CROSS JOIN LATERAL (
+        SELECT r.data, r.listing, r.updated_at, r.seq FROM records r
+        WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = p.record_id
+        LIMIT 1
+    ) r
+), changed AS MATERIALIZED (
     SELECT p.record_id, p.data, row_number() OVER (ORDER BY p.record_id) AS n
     FROM page p LEFT JOIN existing e ON e.record_id = p.record_id
     WHERE e.data IS DISTINCT FROM p.data
-), doomed AS (
-    SELECT r.record_id,
-           (SELECT count(*) FROM changed) + row_number() OVER (ORDER BY r.record_id) AS n
-    FROM records r
-    WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.deleted_at IS NULL
-      AND r.record_id <> ALL($3::text[])
-      AND (r.record_id = ANY($7::text[]) OR ($8 AND r.listing IS DISTINCT FROM $5))
+), unchanged AS MATERIALIZED (
+    -- Seen again as it is: only the listing that saw it changes.
+    SELECT e.record_id, e.data, e.updated_at, e.seq
+    FROM existing e JOIN page p ON p.record_id = e.record_id
+    WHERE e.data = p.data AND e.listing IS DISTINCT FROM $5
+), doomed AS MATERIALIZED (
+    SELECT d.record_id,
+           (SELECT count(*) FROM changed) + row_number() OVER (ORDER BY d.record_id) AS n
+    FROM (
+        SELECT g.record_id
+        FROM unnest($7::text[]) AS g (record_id) CROSS JOIN LATERAL (
+            SELECT 1 FROM records r
+            WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = g.record_id
+              AND r.deleted_at IS NULL
+            LIMIT 1
+        ) r
+        UNION
+        SELECT r.record_id FROM records r
+        WHERE r.tenant_id = $1 AND r.integration_id = $2 AND $8 AND r.deleted_at IS NULL
+          AND r.listing IS DISTINCT FROM $5
+    ) d
+    WHERE NOT EXISTS (SELECT FROM page p WHERE p.record_id = d.record_id)
 ), written AS (
-    INSERT INTO records (tenant_id, integration_id, record_id, data, listing, updated_at, seq)
-    SELECT $1, $2, c.record_id, c.data, $5, $6, h.change_seq + c.n
-    FROM changed c CROSS JOIN holder h
+    -- Every row the page changes, in one pass: new and changed records, the listing's mark on
+    -- unchanged ones (their data, time and number as they are), tombstones.
+    INSERT INTO records (tenant_id, integration_id, record_id, data, listing, updated_at, seq,
+                         deleted_at)
+    SELECT $1, $2, w.record_id, w.data, w.listing, w.updated_at, w.seq, w.deleted_at
+    FROM (
+        SELECT c.record_id, c.data, $5::uuid AS listing, $6::timestamptz AS updated_at,
+               h.change_seq + c.n AS seq, NULL::timestamptz AS deleted_at
+        FROM changed c CROSS JOIN holder h
+        UNION ALL
+        SELECT u.record_id, u.data, $5, u.updated_at, u.seq, NULL
+        FROM unchanged u CROSS JOIN holder h
+        UNION ALL
+        SELECT d.record_id, NULL, NULL, $6, h.change_seq + d.n, $6
+        FROM doomed d CROSS JOIN holder h
+    ) w
     ON CONFLICT (tenant_id, integration_id, record_id) DO UPDATE
         SET data = excluded.data, listing = excluded.listing, updated_at = excluded.updated_at,
-            seq = excluded.seq, deleted_at = NULL
-    RETURNING 1
-), marked AS (
-    UPDATE records r SET listing = $5
-    FROM existing e JOIN page p ON p.record_id = e.record_id
-    WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = e.record_id
-      AND e.data = p.data AND r.listing IS DISTINCT FROM $5
-    RETURNING 1
-), gone AS (
-    UPDATE records r SET
-        data = NULL, deleted_at = $6, updated_at = $6, listing = NULL, seq = h.change_seq + d.n
-    FROM doomed d CROSS JOIN holder h
-    WHERE r.tenant_id = $1 AND r.integration_id = $2 AND r.record_id = d.record_id
+            seq = excluded.seq, deleted_at = excluded.deleted_at
     RETURNING 1
 ), counts AS (
     -- A tombstone in the page is a record coming back: it counts as inserted.
