@@ -27,9 +27,17 @@ from service.domain.model import Integration
 from service.domain.records import RecordLimits
 from service.domain.taxonomy import ErrorCode, IntegrationError
 from service.offload import INLINE, Offload
+from service.storage.credentials import StoredCredentials
 from service.storage.database import Database
 
 log = structlog.get_logger(__name__)
+
+
+class Unread:
+    """The credentials were not read yet (`Providers.open` reads them)."""
+
+
+UNREAD = Unread()
 
 #: Builds the access tokens of an integration; the credentials work plugs a refresher in here.
 TokensFactory = Callable[[Integration, Credentials | None], Awaitable[AccessTokens]]
@@ -56,8 +64,12 @@ class Providers:
     #: What a record may be, for pages made storable where they are parsed.
     limits: RecordLimits = field(default_factory=RecordLimits)
 
-    async def open(self, integration: Integration) -> tuple[Connector, Source]:
-        """The integration's connector and its source (credentials unsealed)."""
+    async def open(
+        self, integration: Integration, stored: StoredCredentials | Unread | None = UNREAD
+    ) -> tuple[Connector, Source]:
+        """The integration's connector and its source (credentials unsealed): `stored` when
+        the caller read them already (in the transaction that started the attempt), else
+        read now."""
         connector = self.connectors.get(integration.connector_type)
         if connector is None:
             raise ProviderFailure(
@@ -65,8 +77,9 @@ class Providers:
                 f"the connector {integration.connector_type!r} is not installed in this deployment",
                 context={"connector_type": integration.connector_type},
             )
-        async with self.db.connection() as tx:
-            stored = await tx.credentials.get(integration.tenant_id, integration.id)
+        if isinstance(stored, Unread):
+            async with self.db.connection() as tx:
+                stored = await tx.credentials.get(integration.tenant_id, integration.id)
         credentials = stored.credentials if stored else None
         source = Source(
             config=integration.config,

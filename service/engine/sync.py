@@ -32,9 +32,10 @@ from service.domain.sync import SyncOutcome, SyncRun, SyncTrigger
 from service.engine import changes
 from service.engine.outcomes import Outcomes
 from service.engine.providers import Providers
-from service.engine.sync_runner import SyncRunner
+from service.engine.sync_runner import Opened, SyncRunner
 from service.storage.claims import Claim
-from service.storage.database import Database
+from service.storage.database import Database, Tx
+from service.storage.sync import StartHold
 
 log = structlog.get_logger(__name__)
 
@@ -114,23 +115,19 @@ class SyncEngine:
         claimed: int | None,
     ) -> SyncStart | None:
         async with self.db.transaction() as tx:
-            current = await changes.lock(tx, tenant, integration_id)
+            hold = await tx.sync.hold_for_start(tenant, integration_id)
+            current = hold.integration
             # The time once the lock is ours: a run that waited for its predecessor's last
             # commit must not be recorded as starting before that one ended.
             now = self.clock()
             changes.allowed(current.status, Trigger.SYNC)
-            if claimed is not None and not await tx.claims.take(tenant, integration_id, claimed):
-                return None
-            running = await tx.sync.running_run(tenant, integration_id)
+            if claimed is not None and hold.lease_version != claimed:
+                return None  # the claim expired and another worker claimed it since
+            running = await self._running(tx, hold)
             if running is not None and not self._orphaned(running):
+                if claimed is not None:
+                    await tx.claims.take(tenant, integration_id, claimed)
                 return SyncStart(running, current, started=False)
-            # A person's Sync claims the integration now: a newer version fences whatever
-            # held it before (a pending scheduled sync, a probe in flight, a stalled runner).
-            version = (
-                claimed
-                if claimed is not None
-                else await tx.claims.claim_now(tenant, integration_id)
-            )
             trigger = trigger or schedule.sync_trigger(current)
             if running is not None:
                 await tx.sync.finish_run(
@@ -146,16 +143,21 @@ class SyncEngine:
                     integration_id=str(integration_id),
                     sync_run_id=str(running.id),
                 )
-            run = await tx.sync.insert_run(
+            # A person's Sync (no claim) claims the integration now: a newer version fences
+            # whatever held it before (a pending scheduled sync, a probe in flight, a stalled
+            # runner). The scheduler's claim turns into the run.
+            run = await tx.sync.start_run(
                 tenant,
                 integration_id,
                 uuid4(),
                 trigger,
                 now,
                 now + self.lease,
-                lease_version=version,
+                claimed=claimed,
                 worker=self.worker,
             )
+            if run is None:
+                return None  # the claim was lost (checked above under the same lock)
             integration = await changes.apply(
                 tx,
                 current,
@@ -170,10 +172,18 @@ class SyncEngine:
                     next_sync_at=min(i.next_sync_at or now + self.lease, now + self.lease),
                 ),
             )
-        self._spawn(run, integration, actor)
+        self._spawn(run, integration, actor, Opened(hold.cursor, hold.credentials))
         return SyncStart(run, integration, started=True)
 
-    def _spawn(self, run: SyncRun, integration: Integration, actor: str) -> None:
+    @staticmethod
+    async def _running(tx: Tx, hold: StartHold) -> SyncRun | None:
+        """The run RUNNING now, locked (read only when there is one)."""
+        if hold.running is None:
+            return None
+        integration = hold.integration
+        return await tx.sync.running_run(integration.tenant_id, integration.id)
+
+    def _spawn(self, run: SyncRun, integration: Integration, actor: str, opened: Opened) -> None:
         runner = SyncRunner(
             self.db,
             self.providers,
@@ -186,6 +196,7 @@ class SyncEngine:
             stopping=self.stopping,
             limits=self.limits,
             commit_records=self.commit_records,
+            opened=opened,
         )
         task = asyncio.create_task(runner.run(), name=f"sync-run-{run.id}")
         self._tasks[run.id] = task

@@ -49,6 +49,7 @@ from service.engine import changes
 from service.engine.outcomes import Attempted, Outcomes, stale
 from service.engine.providers import Providers
 from service.observability import metrics, tracing
+from service.storage.credentials import StoredCredentials
 from service.storage.database import Database, Tx
 from service.storage.errors import Gone, LeaseLost
 from service.storage.sync import PageWrite
@@ -102,6 +103,15 @@ def config_digest(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What the transaction that started a run read for it: where it continues, with whose
+    credentials."""
+
+    cursor: Mapping[str, Any] | None
+    credentials: StoredCredentials | None
+
+
 class SyncRunner:
     """Runs one sync run to its end; `run()` returns the ended run."""
 
@@ -119,7 +129,10 @@ class SyncRunner:
         stopping: asyncio.Event | None = None,
         limits: RecordLimits | None = None,
         commit_records: int = 2500,
+        opened: Opened | None = None,
     ) -> None:
+        #: Read by the start's transaction; None: the runner reads them itself.
+        self.opened = opened
         self.limits = limits or RecordLimits()
         self.commit_records = commit_records
         #: Set when the process stops: hand the run back after the current page.
@@ -173,12 +186,11 @@ class SyncRunner:
 
     async def _run(self) -> SyncRun:
         try:
-            connector, source = await self.providers.open(self.integration)
-            async with self.db.connection() as tx:
-                stored, account = await tx.sync.get_cursor(
-                    self.sync_run.tenant_id, self.sync_run.integration_id
-                )
-            cursor = SyncCursor.load(stored, self.integration.config, account)
+            opened = self.opened or await self._read_opened()
+            credentials = opened.credentials
+            connector, source = await self.providers.open(self.integration, credentials)
+            account = credentials.account if credentials else None
+            cursor = SyncCursor.load(opened.cursor, self.integration.config, account)
         except Exception as exc:
             return await self._fail(exc)
         # The next page is fetched and made storable while the current one commits, so the
@@ -211,6 +223,13 @@ class SyncRunner:
         finally:
             if ahead is not None:
                 ahead.cancel()
+
+    async def _read_opened(self) -> Opened:
+        run = self.sync_run
+        async with self.db.connection() as tx:
+            cursor, _ = await tx.sync.get_cursor(run.tenant_id, run.integration_id)
+            credentials = await tx.credentials.get(run.tenant_id, run.integration_id)
+        return Opened(cursor, credentials)
 
     def _fetch(
         self, connector: Connector, source: Source, position: Cursor | None
@@ -274,13 +293,11 @@ class SyncRunner:
                 return current
             now = self.clock()  # once the lock is ours (see SyncEngine._start)
             committed = await tx.sync.commit_page(
-                self.sync_run, write, now=now, lease_expires_at=now + self.lease
+                self.sync_run, write, now=now, lease_expires_at=now + self.lease, finish=last
             )
-            self.sync_run = committed.run
+            self.sync_run = ended = committed.run
             if not last:
                 return None
-            ended = await tx.sync.finish_run(self.sync_run, SyncOutcome.SUCCEEDED, now)
-            assert ended is not None
             await self.outcomes.record(
                 tx,
                 current,
@@ -365,11 +382,11 @@ class SyncRunner:
     async def _hold(self, tx: Tx) -> Integration | SyncRun:
         """Lock the integration and read the run. The integration when the run may write;
         else the run's end (CANCELLED here with the reason, or as another runner ended it)."""
+        mine = self.sync_run
         try:
-            held = await tx.claims.hold(self.sync_run.tenant_id, self.sync_run.integration_id)
+            held, run = await tx.sync.hold(mine.tenant_id, mine.integration_id, mine.id)
         except NotFound:
             return self._gone()
-        run = await tx.sync.get_run(self.sync_run.tenant_id, self.sync_run.id)
         if run is None:
             return self._gone()
         if not run.running:

@@ -75,11 +75,20 @@ class CredentialRows:
         row = await self._conn.fetchrow(Q["credentials_get"], tenant_id, integration_id)
         if row is None:
             return None
-        sealed = bytes(row["sealed"])
-        opened = self.keys.open(sealed, row_binding(tenant_id, integration_id))
-        return StoredCredentials(
-            Credentials.from_bytes(opened), sealed, row["set_at"], row["account"]
-        )
+        return self.opened(tenant_id, integration_id, row["sealed"], row["set_at"], row["account"])
+
+    def opened(
+        self,
+        tenant_id: str,
+        integration_id: UUID,
+        sealed: bytes,
+        set_at: datetime | None,
+        account: str | None,
+    ) -> StoredCredentials:
+        """Credentials as read by another statement of this transaction (sealed), opened."""
+        version = bytes(sealed)
+        opened = self.keys.open(version, row_binding(tenant_id, integration_id))
+        return StoredCredentials(Credentials.from_bytes(opened), version, set_at, account)
 
     async def set_account(
         self, tenant_id: str, integration_id: UUID, set_at: datetime, account: str

@@ -69,7 +69,7 @@ class Tx:
         self.integrations = IntegrationRows(conn)
         self.credentials = CredentialRows(conn, keys)
         self.sign_ins = SignInRows(conn, keys)
-        self.sync = SyncRows(conn)
+        self.sync = SyncRows(conn, self.credentials)
         self.claims = ClaimRows(conn)
         self.channels = ChannelRows(conn, keys)
         self.webhooks = WebhookRows(conn, keys)

@@ -13,7 +13,7 @@ without the feed changing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ import asyncpg
 
 from service.domain import webhooks
 from service.domain.exceptions import NotFound
+from service.domain.model import Integration
 from service.domain.sync import (
     ChangesPage,
     RecordChange,
@@ -33,8 +34,10 @@ from service.domain.sync import (
     SyncTrigger,
 )
 from service.domain.taxonomy import IntegrationError
+from service.storage.claims import Held
+from service.storage.credentials import CredentialRows, StoredCredentials
 from service.storage.errors import LeaseLost
-from service.storage.integrations import Row
+from service.storage.integrations import Row, integration_from_row
 from service.storage.queries import Q
 
 
@@ -96,13 +99,93 @@ class PageCommitted:
     record_count: int
 
 
+@dataclass(frozen=True)
+class StartHold:
+    """An integration locked (until the transaction ends) to start a sync, with everything
+    the run needs from the database before its first page."""
+
+    integration: Integration
+    #: Its lease version: the claim it is under now.
+    lease_version: int
+    #: Where the next sync continues (None: from scratch).
+    cursor: dict[str, Any] | None
+    #: Its credentials, opened (None: it has none).
+    credentials: StoredCredentials | None
+    #: The run RUNNING now, if there is one (see `running_run`).
+    running: UUID | None
+
+
 class SyncRows:
     """The `sync_runs` and `records` tables and the cursor, in one transaction."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_credentials")
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, credentials: CredentialRows) -> None:
         self._conn = conn
+        self._credentials = credentials
+
+    async def hold_for_start(self, tenant_id: str, integration_id: UUID) -> StartHold:
+        """Lock the integration to start a sync (one statement: see `sync_start_hold`).
+        NotFound when it does not exist."""
+        row = await self._conn.fetchrow(Q["sync_start_hold"], tenant_id, integration_id)
+        if row is None:
+            raise NotFound("integration", str(integration_id))
+        sealed = row["credentials_sealed"]
+        credentials = None
+        if sealed is not None:
+            credentials = self._credentials.opened(
+                tenant_id,
+                integration_id,
+                sealed,
+                row["credentials_set_at"],
+                row["credentials_account"],
+            )
+        return StartHold(
+            integration_from_row(row),
+            row["lease_version"],
+            row["cursor"],
+            credentials,
+            row["running_id"],
+        )
+
+    async def start_run(
+        self,
+        tenant_id: str,
+        integration_id: UUID,
+        run_id: UUID,
+        trigger: SyncTrigger,
+        started_at: datetime,
+        lease_expires_at: datetime,
+        *,
+        claimed: int | None,
+        worker: str = "",
+    ) -> SyncRun | None:
+        """A new RUNNING run under the scheduler's claim `claimed` (None when the claim was
+        lost), or with `claimed` None under a new claim taken now (see `sync_run_start`)."""
+        row = await self._conn.fetchrow(
+            Q["sync_run_start"],
+            tenant_id,
+            integration_id,
+            run_id,
+            trigger.value,
+            started_at,
+            lease_expires_at,
+            claimed,
+            worker,
+        )
+        return run_from_row(row) if row else None
+
+    async def hold(
+        self, tenant_id: str, integration_id: UUID, run_id: UUID
+    ) -> tuple[Held, SyncRun | None]:
+        """Lock the integration and read the run (None: gone with its integration), in one
+        statement (see `sync_hold`). NotFound when the integration is gone."""
+        row = await self._conn.fetchrow(Q["sync_hold"], tenant_id, integration_id, run_id)
+        if row is None:
+            raise NotFound("integration", str(integration_id))
+        held = Held(integration_from_row(row), row["lease_version"])
+        run = run_from_row(_Prefixed(row, "run_")) if row["run_id"] is not None else None
+        return held, run
 
     async def running_run(self, tenant_id: str, integration_id: UUID) -> SyncRun | None:
         """The integration's RUNNING run, if there is one."""
@@ -142,10 +225,19 @@ class SyncRows:
         return run_from_row(row) if row else None
 
     async def commit_page(
-        self, run: SyncRun, page: PageWrite, *, now: datetime, lease_expires_at: datetime
+        self,
+        run: SyncRun,
+        page: PageWrite,
+        *,
+        now: datetime,
+        lease_expires_at: datetime,
+        finish: bool = False,
     ) -> PageCommitted:
-        """Write one page with its cursor (see the module doc). LeaseLost when the run's
-        claim was taken over or the run has ended: the transaction must roll back."""
+        """Write one page with its cursor (see the module doc); with `finish`, the run ends
+        SUCCEEDED with it (and its sync_run.finished webhooks are written, as `finish_run`
+        writes them). LeaseLost when the run's claim was taken over or the run has ended:
+        the transaction must roll back."""
+        ended = dataclasses.replace(run, outcome=SyncOutcome.SUCCEEDED, ended_at=now)
         row = await self._conn.fetchrow(
             Q["sync_page_commit"],
             run.tenant_id,
@@ -166,6 +258,9 @@ class SyncRows:
             page.ends_page,
             uuid4(),
             webhooks.MAX_RECORD_IDS,
+            finish,
+            uuid4(),
+            webhooks.sync_run_finished(ended) if finish else None,
         )
         if row is None:
             raise LeaseLost(
@@ -294,6 +389,27 @@ class SyncRows:
             Q["tombstones_purge"], tenant_id, integration_id, deleted_before, limit
         )
         return count
+
+
+class _Prefixed(Mapping[str, Any]):
+    """The columns of a row that carry `prefix`, without it (a joined table's columns)."""
+
+    __slots__ = ("_prefix", "_row")
+
+    def __init__(self, row: Row, prefix: str) -> None:
+        self._row = row
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row[self._prefix + key]
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self._prefix)
+        # keys(): iterating a driver row yields its values, not its names.
+        return (k[n:] for k in self._row.keys() if k.startswith(self._prefix))  # noqa: SIM118
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _as_dict(data: Any) -> dict[str, Any]:

@@ -6,6 +6,45 @@ SELECT * FROM sync_runs
 WHERE tenant_id = $1 AND integration_id = $2 AND outcome = 'RUNNING'
 FOR UPDATE
 
+-- name: sync_start_hold
+-- What starting a sync needs, in one read under the integration's row lock (held until the
+-- transaction ends): the integration with its lease version, where the next sync continues
+-- (`cursor`), its credentials (sealed) and whose account they are, and whether a run is
+-- RUNNING (its id; the run itself is read locked only then, which is rare).
+SELECT i.*, c.kind AS credentials_kind, c.set_at AS credentials_set_at,
+       c.sealed AS credentials_sealed, c.account AS credentials_account,
+       (SELECT r.id FROM sync_runs r
+        WHERE r.tenant_id = i.tenant_id AND r.integration_id = i.id AND r.outcome = 'RUNNING')
+           AS running_id
+FROM integrations i LEFT JOIN credentials c
+    ON c.tenant_id = i.tenant_id AND c.integration_id = i.id
+WHERE i.tenant_id = $1 AND i.id = $2
+FOR UPDATE OF i
+
+-- name: sync_run_start
+-- A run starts, holding the integration's claim: the scheduler's claim $7 (the claim turns
+-- into the run, whose lease covers it from now on; no row when the claim was lost), or, with
+-- $7 NULL, a new claim for work a person started (a new lease version, so whatever held the
+-- integration before cannot write). seq is the integration's next run number; safe because
+-- the caller holds the integration's row lock (and the primary key would refuse a duplicate).
+WITH claim AS (
+    UPDATE integrations SET
+        lease_version = CASE WHEN $7::bigint IS NULL THEN lease_version + 1
+                             ELSE lease_version END,
+        claim_expires_at = NULL, claimed_by = NULL
+    WHERE tenant_id = $1 AND id = $2 AND ($7::bigint IS NULL OR lease_version = $7)
+    RETURNING lease_version
+)
+INSERT INTO sync_runs (tenant_id, integration_id, seq, id, trigger, outcome, started_at,
+                       lease_expires_at, lease_version, worker)
+SELECT $1, $2,
+       COALESCE((SELECT max(seq) FROM sync_runs WHERE tenant_id = $1 AND integration_id = $2),
+                0) + 1,
+       $3::uuid, $4::text, 'RUNNING', $5::timestamptz, $6::timestamptz, claim.lease_version,
+       $8::text
+FROM claim
+RETURNING *
+
 -- name: sync_run_insert
 -- seq is the integration's next run number; safe because the caller holds the integration's
 -- row lock (and the primary key would refuse a duplicate anyway).
@@ -16,6 +55,24 @@ VALUES ($1, $2,
                  0) + 1,
         $3, $4, 'RUNNING', $5, $6, $7, $8)
 RETURNING *
+
+-- name: sync_hold
+-- A runner about to write: the integration locked (until the transaction ends) with its
+-- lease version, and its run as it stands (run_*; NULL when the run is gone).
+SELECT i.*, c.kind AS credentials_kind, c.set_at AS credentials_set_at,
+       r.tenant_id AS run_tenant_id, r.integration_id AS run_integration_id, r.id AS run_id,
+       r.seq AS run_seq, r.trigger AS run_trigger, r.outcome AS run_outcome,
+       r.started_at AS run_started_at, r.ended_at AS run_ended_at, r.pages AS run_pages,
+       r.records_upserted AS run_records_upserted, r.records_deleted AS run_records_deleted,
+       r.full_resync AS run_full_resync, r.error AS run_error, r.note AS run_note,
+       r.lease_expires_at AS run_lease_expires_at, r.lease_version AS run_lease_version,
+       r.worker AS run_worker, r.records_rejected AS run_records_rejected,
+       r.rejected_example AS run_rejected_example
+FROM integrations i
+LEFT JOIN credentials c ON c.tenant_id = i.tenant_id AND c.integration_id = i.id
+LEFT JOIN sync_runs r ON r.tenant_id = i.tenant_id AND r.id = $3
+WHERE i.tenant_id = $1 AND i.id = $2
+FOR UPDATE OF i
 
 -- name: sync_run_get
 SELECT * FROM sync_runs WHERE tenant_id = $1 AND id = $2
@@ -73,7 +130,8 @@ WHERE i.tenant_id = $1 AND i.id = $2
 -- full listing ($8) the records the listing did not see, the cursor ($9) with the record
 -- count, the run's counters and lease ($10 run, $11 full_resync, $12 lease expiry, $14
 -- records rejected with $15 an example, $16 whether this ends a provider page), the change
--- feed, and the records.changed webhook ($17 event id, at most $18 ids of each kind in it).
+-- feed, the records.changed webhook ($17 event id, at most $18 ids of each kind in it), and
+-- with $19 the run's successful end (see `finished`).
 -- New and changed records get the data, the update time $6 and the next change numbers;
 -- unchanged ones keep their number and are only marked as seen by the listing $5 (NULL for a
 -- page of changes), so an unchanged feed rewrites nothing and emits no change. Deleted records
@@ -168,11 +226,30 @@ WITH page AS MATERIALIZED (
         pages = s.pages + CASE WHEN $16 THEN 1 ELSE 0 END,
         records_upserted = s.records_upserted + c.written,
         records_deleted = s.records_deleted + c.deleted, full_resync = s.full_resync OR $11,
-        lease_expires_at = $12, records_rejected = s.records_rejected + $14,
-        rejected_example = CASE WHEN s.rejected_example = '' THEN $15 ELSE s.rejected_example END
+        lease_expires_at = CASE WHEN $19 THEN NULL ELSE $12::timestamptz END,
+        records_rejected = s.records_rejected + $14,
+        rejected_example = CASE WHEN s.rejected_example = '' THEN $15 ELSE s.rejected_example END,
+        outcome = CASE WHEN $19 THEN 'SUCCEEDED' ELSE s.outcome END,
+        ended_at = CASE WHEN $19 THEN $6::timestamptz ELSE s.ended_at END
     FROM counts c
     WHERE s.tenant_id = $1 AND s.id = $10 AND s.outcome = 'RUNNING'
     RETURNING s.*
+), finished AS (
+    -- The run's last page ($19) ends it SUCCEEDED, with its sync_run.finished webhook ($20
+    -- event id, $21 the payload's parts known before the write; the counters are the row's),
+    -- as sync_run_finish does for every other end.
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                    integration_id, revision, payload, created_at,
+                                    next_attempt_at)
+    SELECT $1, w.id, $20, 'sync_run.finished', $2, h.revision,
+           jsonb_build_object('integration_id', $2::uuid, 'sync_run',
+               $21::jsonb || jsonb_build_object(
+                   'pages', p.pages, 'records_upserted', p.records_upserted,
+                   'records_deleted', p.records_deleted, 'full_resync', p.full_resync)),
+           $6, $6
+    FROM progress p CROSS JOIN holder h JOIN webhook_endpoints w ON w.tenant_id = $1
+    WHERE $19 AND w.enabled
+      AND (cardinality(w.event_types) = 0 OR 'sync_run.finished' = ANY(w.event_types))
 ), hooks AS (
     INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
                                     integration_id, revision, payload, created_at,
