@@ -101,7 +101,7 @@ class App:
             if embedded is not None:
                 await embedded.stop()
             raise
-        metrics.pool_gauges(db.pool.get_size, db.pool.get_idle_size, settings.db_pool_size)
+        metrics.pool_gauges(db.pool_size, db.idle_connections, settings.db_pool_size)
         connectors = ConnectorRegistry.discover()
         lifecycle = Lifecycle(
             db,

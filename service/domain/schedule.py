@@ -60,7 +60,7 @@ class Schedule:
 
     def threshold(self, integration: Integration) -> int:
         """Failures in a row that open this integration's breaker."""
-        return integration.breaker.threshold or self.policy.threshold
+        return self._policy(integration).threshold
 
     def regular(self, integration: Integration, now: datetime) -> datetime:
         """The next regular sync after one that ended at `now`: the polling interval (the
@@ -136,9 +136,13 @@ class Schedule:
             trigger, reason, integration.breaker.with_state(state), due, decision.outcome
         )
 
+    def _policy(self, integration: Integration) -> BreakerPolicy:
+        """The deployment's policy with the integration's own settings: the one place an
+        integration's threshold meets the default."""
+        return self.policy.with_overrides(threshold=integration.breaker.threshold)
+
     def _rules(self, integration: Integration) -> BreakerRules:
-        policy = self.policy.with_overrides(threshold=integration.breaker.threshold)
-        return BreakerRules(policy, self.rng)
+        return BreakerRules(self._policy(integration), self.rng)
 
 
 #: Statuses a sync may write in; any other means a person stopped it (Pause, Configure…).

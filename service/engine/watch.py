@@ -48,7 +48,6 @@ from service.observability import metrics
 from service.storage import watch as store
 from service.storage.database import Database
 from service.storage.watch import NEWEST, HistoryPage
-from service.storage.watch_listener import ChangeListener
 
 log = structlog.get_logger(__name__)
 
@@ -75,8 +74,7 @@ class WatchHub:
     def __init__(self, db: Database, settings: WatchSettings) -> None:
         self.db = db
         self.settings = settings
-        self.listener = ChangeListener(
-            db.dsn,
+        self.listener = db.listener(
             on_change=self._on_change,
             on_connected=self._wake_all,
             check_interval=settings.poll_interval.total_seconds(),

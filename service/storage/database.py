@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from service.storage.push import ChannelRows
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
 from service.storage.sync import SyncRows
+from service.storage.watch_listener import ChangeListener
 from service.storage.webhooks import WebhookRows
 
 log = structlog.get_logger(__name__)
@@ -119,6 +120,29 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    def pool_size(self) -> int:
+        """Connections the pool holds now (busy or idle), for the pool gauges."""
+        return int(self.pool.get_size())
+
+    def idle_connections(self) -> int:
+        """Connections the pool holds that no one is using."""
+        return int(self.pool.get_idle_size())
+
+    def listener(
+        self,
+        *,
+        on_change: Callable[[str, int], None],
+        on_connected: Callable[[], None],
+        check_interval: float,
+    ) -> ChangeListener:
+        """A LISTEN connection of its own to this database (see `ChangeListener`)."""
+        return ChangeListener(
+            self.dsn,
+            on_change=on_change,
+            on_connected=on_connected,
+            check_interval=check_interval,
+        )
 
     @asynccontextmanager
     async def transaction(

@@ -27,22 +27,15 @@ ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 
 -- name: change_update
--- One change of an integration, in one statement: the tenant's next revision, the new state
--- (the lifecycle's columns only: the cursor and the claim belong to the sync engine and the
--- scheduler), the event and the notification. Taking the revision locks the tenant's
--- revision row until commit, which orders commits by revision (see 0001): it must be the
--- transaction's last write. `hold` (referenced, so it runs first) lets the server end the
--- transaction should this process stall while holding that lock (is_local: this transaction
--- only). $1-$24 are the state (see IntegrationRows), $25 the hold limit, $26-$32 the event,
--- $33-$40 the push state, $41-$42 the id and payload of its integration.status_changed
--- webhook, written for every enabled endpoint of the tenant that wants it (none: nothing is
--- written).
-WITH hold AS (
-    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
-), rev AS (
-    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
-    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
-    RETURNING revision
+-- One change of an integration, in one statement: the new state (the lifecycle's columns
+-- only: the cursor and the claim belong to the sync engine and the scheduler) and the
+-- change's revision, event, webhook and notification (record_integration_event, see 0012; it
+-- must be the transaction's last write). $1-$24 are the state (see IntegrationRows), $25 the
+-- hold limit, $26-$32 the event, $33-$40 the push state, $41-$42 the id and payload of its
+-- integration.status_changed webhook.
+WITH rev AS (
+    SELECT record_integration_event($1, $2, $25, $26, $27, $28, $29, $30, $31, $32, $23, $4,
+                                    $41, $42) AS revision
 ), written AS (
     UPDATE integrations i SET
         display_name = $3, connector_type = $4, status = $5, sync_state = $6, config = $7,
@@ -56,33 +49,14 @@ WITH hold AS (
         push_notified_at = $39, push_poll_interval = $40
     FROM rev
     WHERE i.tenant_id = $1 AND i.id = $2
-    RETURNING 1
-), event AS (
-    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at, connector_type)
-    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
-           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
-    FROM rev
-    RETURNING 1
-), hooks AS (
-    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
-                                    integration_id, revision, payload, created_at,
-                                    next_attempt_at)
-    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
-    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
-    WHERE w.enabled
-      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
-SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
+SELECT revision FROM rev
 
 -- name: change_insert
 -- A new integration: like change_update, inserting the state.
-WITH hold AS (
-    SELECT set_config('idle_in_transaction_session_timeout', $25, true)
-), rev AS (
-    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
-    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
-    RETURNING revision
+WITH rev AS (
+    SELECT record_integration_event($1, $2, $25, $26, $27, $28, $29, $30, $31, $32, $23, $4,
+                                    $41, $42) AS revision
 ), written AS (
     INSERT INTO integrations (
         tenant_id, id, display_name, connector_type, status, sync_state, config,
@@ -94,54 +68,21 @@ WITH hold AS (
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
            $19, $20, $21, rev.revision, $22, $23, $24, $33, $34, $35, $36, $37, $38, $39, $40
     FROM rev
-    RETURNING 1
-), event AS (
-    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at, connector_type)
-    SELECT $1, rev.revision, $2, $26, $27, $28, $29, $30, $31,
-           jsonb_set($32::jsonb, '{revision}', to_jsonb(rev.revision)), $23, $4
-    FROM rev
-    RETURNING 1
-), hooks AS (
-    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
-                                    integration_id, revision, payload, created_at,
-                                    next_attempt_at)
-    SELECT $1, w.id, $41, 'integration.status_changed', $2, rev.revision, $42, $23, $23
-    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
-    WHERE w.enabled
-      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
 )
-SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
+SELECT revision FROM rev
 
 -- name: change_delete
 -- The tombstone of a deleted integration (its row is gone already): the integration's
 -- history goes with it, but for this event. The DELETE cannot see the tombstone it sits
 -- beside (one statement, one snapshot). $3 is the hold limit, $4-$11 the event, $12-$13 its
 -- webhook (see change_update).
-WITH hold AS (
-    SELECT set_config('idle_in_transaction_session_timeout', $3, true)
-), history AS (
+WITH history AS (
     DELETE FROM events WHERE tenant_id = $1 AND integration_id = $2
 ), rev AS (
-    INSERT INTO tenant_revisions AS t (tenant_id, revision) SELECT $1, 1 FROM hold
-    ON CONFLICT (tenant_id) DO UPDATE SET revision = t.revision + 1
-    RETURNING revision
-), event AS (
-    INSERT INTO events (tenant_id, revision, integration_id, trigger, from_status, to_status,
-                        reason, actor, error, state, occurred_at, connector_type)
-    SELECT $1, rev.revision, $2, $4, $5, $6, $7, $8, $9, NULL, $10, $11
-    FROM rev
-    RETURNING 1
-), hooks AS (
-    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
-                                    integration_id, revision, payload, created_at,
-                                    next_attempt_at)
-    SELECT $1, w.id, $12, 'integration.status_changed', $2, rev.revision, $13, $10, $10
-    FROM rev JOIN webhook_endpoints w ON w.tenant_id = $1
-    WHERE w.enabled
-      AND (cardinality(w.event_types) = 0 OR 'integration.status_changed' = ANY(w.event_types))
+    SELECT record_integration_event($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11,
+                                    $12, $13) AS revision
 )
-SELECT revision, pg_notify('integration_events', $1::text || ':' || revision) FROM rev
+SELECT revision FROM rev
 
 -- name: events_list
 SELECT * FROM events
