@@ -10,9 +10,10 @@ parsing uses the machine's other core.
 
 Work smaller than `inline_below` (bytes of input, or records) runs where it is asked, on the
 loop: handing it to a process costs more than doing it. The processes start on first use,
-from a forkserver (never a fork of this process: gRPC's and asyncpg's threads and sockets do
-not survive one), and live as long as this process. What goes there and back is pickled:
-functions at module level, and values (responses, pages, exceptions) that pickle.
+from a forkserver (never a fork of this process: the threads and sockets of gRPC and of the
+database driver do not survive one), and live as long as this process. What goes there and
+back is pickled: functions at module level, and values (responses, pages, exceptions) that
+pickle.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ import asyncpg
 from service.domain.credentials import Credentials
 from service.storage.errors import LockTimeout
 from service.storage.queries import Q
-from service.storage.sealing import KeyRing, row_binding
+from service.storage.sealed_rows import RekeyBatch, SealedColumn, SealedRows
+from service.storage.sealing import row_binding
 
 
 @dataclass(frozen=True)
@@ -34,32 +35,15 @@ class StoredCredentials:
     account: str | None = None
 
 
-@dataclass(frozen=True)
-class RekeyBatch:
-    """What one batch of a re-key did, and where the next batch starts."""
-
-    examined: int
-    resealed: int
-    #: Rows a concurrent change re-sealed first (already current).
-    skipped: int
-    #: The last row examined; None when there was nothing left.
-    last: tuple[str, UUID] | None
+_SEALED = SealedColumn(
+    Q["credentials_batch"], Q["credentials_swap"], "sealed", "integration_id", row_binding
+)
 
 
-class CredentialRows:
+class CredentialRows(SealedRows):
     """The `credentials` table in one transaction; `keys` seal and open."""
 
-    __slots__ = ("_conn", "_keys")
-
-    def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
-        self._conn = conn
-        self._keys = keys
-
-    @property
-    def keys(self) -> KeyRing:
-        if self._keys is None:
-            raise RuntimeError("this database was opened without a key ring")
-        return self._keys
+    __slots__ = ()
 
     async def put(
         self, tenant_id: str, integration_id: UUID, credentials: Credentials, now: datetime
@@ -128,23 +112,5 @@ class CredentialRows:
             raise LockTimeout(str(exc)) from exc
 
     async def rekey_batch(self, after: tuple[str, UUID], limit: int) -> RekeyBatch:
-        """Re-seal, with the key ring's primary key, up to `limit` credentials after the
-        keyset position `after` (each row compare-and-set, so concurrent changes win)."""
-        rows = await self._conn.fetch(Q["credentials_batch"], after[0], after[1], limit)
-        resealed = skipped = 0
-        keys = self.keys
-        for row in rows:
-            sealed = bytes(row["sealed"])
-            if keys.key_id_of(sealed) == keys.primary_id:
-                continue
-            binding = row_binding(row["tenant_id"], row["integration_id"])
-            fresh = keys.seal(keys.open(sealed, binding), binding)
-            status = await self._conn.execute(
-                Q["credentials_swap"], row["tenant_id"], row["integration_id"], sealed, fresh
-            )
-            if status.endswith(" 1"):
-                resealed += 1
-            else:
-                skipped += 1
-        last = (rows[-1]["tenant_id"], rows[-1]["integration_id"]) if rows else None
-        return RekeyBatch(len(rows), resealed, skipped, last)
+        """Re-seal up to `limit` credentials after `after` with the newest key."""
+        return await self._reseal(_SEALED, after, limit)

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
-
 from service.domain.credentials import Credentials
 from service.domain.push import Channel
 from service.storage.integrations import Row
 from service.storage.queries import Q
-from service.storage.sealing import KeyRing, SealError, row_binding
+from service.storage.sealed_rows import SealedRows
+from service.storage.sealing import SealError, row_binding
 
 
 def channel_from_row(row: Row) -> Channel:
@@ -61,20 +60,10 @@ def _token_binding(tenant_id: str, channel_id: str) -> bytes:
     return f"push/{tenant_id}/{channel_id}".encode()
 
 
-class ChannelRows:
+class ChannelRows(SealedRows):
     """The `push_channels` table and the integrations' push columns, in one transaction."""
 
-    __slots__ = ("_conn", "_keys")
-
-    def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
-        self._conn = conn
-        self._keys = keys
-
-    @property
-    def keys(self) -> KeyRing:
-        if self._keys is None:
-            raise RuntimeError("this database was opened without a key ring")
-        return self._keys
+    __slots__ = ()
 
     async def insert(self, channel: Channel, token: str) -> None:
         """Remember a channel the provider opened, its token sealed (retired already when its

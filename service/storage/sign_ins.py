@@ -7,27 +7,16 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import asyncpg
-
 from service.domain.credentials import SignIn
 from service.storage.queries import Q
-from service.storage.sealing import KeyRing, row_binding
+from service.storage.sealed_rows import SealedRows
+from service.storage.sealing import row_binding
 
 
-class SignInRows:
+class SignInRows(SealedRows):
     """The `oauth_sign_ins` table in one transaction; `keys` seal and open verifiers."""
 
-    __slots__ = ("_conn", "_keys")
-
-    def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
-        self._conn = conn
-        self._keys = keys
-
-    @property
-    def keys(self) -> KeyRing:
-        if self._keys is None:
-            raise RuntimeError("this database was opened without a key ring")
-        return self._keys
+    __slots__ = ()
 
     async def insert(self, state_digest: bytes, sign_in: SignIn) -> None:
         """Remember a new sign-in (and forget the tenant's expired ones)."""

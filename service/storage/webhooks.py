@@ -20,13 +20,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from service.domain.exceptions import NotFound
 from service.domain.webhooks import Attempt, Delivery, DeliveryState, Endpoint, EventType
-from service.storage.credentials import RekeyBatch
 from service.storage.queries import Q
-from service.storage.sealing import KeyRing
+from service.storage.sealed_rows import RekeyBatch, SealedColumn, SealedRows
 
 Row = Mapping[str, Any]
 
@@ -84,20 +81,15 @@ def _binding(tenant_id: str, endpoint_id: UUID) -> bytes:
     return f"webhook/{tenant_id}/{endpoint_id}".encode()
 
 
-class WebhookRows:
+_SEALED = SealedColumn(
+    Q["endpoint_secrets_batch"], Q["endpoint_secret_swap"], "secret_sealed", "id", _binding
+)
+
+
+class WebhookRows(SealedRows):
     """The `webhook_endpoints` and `webhook_deliveries` tables in one transaction."""
 
-    __slots__ = ("_conn", "_keys")
-
-    def __init__(self, conn: asyncpg.Connection, keys: KeyRing | None) -> None:
-        self._conn = conn
-        self._keys = keys
-
-    @property
-    def keys(self) -> KeyRing:
-        if self._keys is None:
-            raise RuntimeError("this database was opened without a key ring")
-        return self._keys
+    __slots__ = ()
 
     def _seal(self, tenant_id: str, endpoint_id: UUID, current: str, previous: str | None) -> bytes:
         plain = json.dumps({"current": current, "previous": previous}).encode()
@@ -207,26 +199,8 @@ class WebhookRows:
             raise NotFound("webhook", str(endpoint_id))
 
     async def rekey_batch(self, after: tuple[str, UUID], limit: int) -> RekeyBatch:
-        """Re-seal, with the key ring's primary key, up to `limit` endpoint secrets after the
-        keyset position `after` (each row compare-and-set, so a concurrent rotation wins)."""
-        rows = await self._conn.fetch(Q["endpoint_secrets_batch"], after[0], after[1], limit)
-        resealed = skipped = 0
-        keys = self.keys
-        for row in rows:
-            sealed = bytes(row["secret_sealed"])
-            if keys.key_id_of(sealed) == keys.primary_id:
-                continue
-            binding = _binding(row["tenant_id"], row["id"])
-            fresh = keys.seal(keys.open(sealed, binding), binding)
-            status = await self._conn.execute(
-                Q["endpoint_secret_swap"], row["tenant_id"], row["id"], sealed, fresh
-            )
-            if status.endswith(" 1"):
-                resealed += 1
-            else:
-                skipped += 1
-        last = (rows[-1]["tenant_id"], rows[-1]["id"]) if rows else None
-        return RekeyBatch(len(rows), resealed, skipped, last)
+        """Re-seal up to `limit` endpoint secrets after `after` with the newest key."""
+        return await self._reseal(_SEALED, after, limit)
 
     # -- deliveries ------------------------------------------------------------------------
 
