@@ -31,6 +31,7 @@ from service.domain.watch import (
 from service.engine.watch import WatchHub, WatchSettings, WatchStream
 from service.storage.database import Database
 from service.storage.watch import NEWEST, HistoryPage
+from service.storage.watch_listener import ChangeListener
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 TENANT = "t"
@@ -104,8 +105,9 @@ class InMemoryHub(WatchHub):
             page_size=3,
         )
         # A stand-in, not a pool: every read goes through the methods below, and the listener
-        # that would use the database's address is never started.
-        super().__init__(cast(Database, SimpleNamespace(dsn="")), config)
+        # (of no database) is never started.
+        stand_in = SimpleNamespace(listener=lambda **kw: ChangeListener("", **kw))
+        super().__init__(cast(Database, stand_in), config)
         self.history = history
         self.stream_gate = asyncio.Event()
         self.stream_gate.set()
