@@ -78,7 +78,18 @@ class Tenancy:
             name, _, tenant = part.rpartition("=")
             if not name.strip() or not tenant.strip():
                 raise ValueError("client certificate tenants must look like 'cn=tenant,cn2=t2'")
+            if not _TENANT.fullmatch(tenant.strip()):
+                raise ValueError(
+                    "client certificate tenants: the tenant must be 1-64 letters, digits, '.', "
+                    "'_' or '-', starting with a letter or digit"
+                )
             self._certificates[name.strip()] = tenant.strip()
+        if certificates and not self._certificates:
+            # "," or spaces: set, so authentication looks on, yet it would name no one, and
+            # every caller would be let in. Refuse rather than fail open.
+            raise ValueError(
+                "client certificate tenants are set but name none; write 'cn=tenant,cn2=t2'"
+            )
         self._keys = list(parse_api_keys(api_keys).items())
 
     @property

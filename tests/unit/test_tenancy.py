@@ -103,3 +103,34 @@ def test_running_without_keys_takes_an_explicit_setting() -> None:
         ).check_authentication()
     config.load(["--allow-unauthenticated", "true"], environ={}).check_authentication()
     config.load([], environ={"INTEGRATIONS_API_KEYS": f"{KEY_A}=a"}).check_authentication()
+
+
+@pytest.mark.parametrize("mapping", [",", "   ", " , ,", ",,"])
+def test_client_certificate_tenants_that_name_no_one_are_refused(mapping: str) -> None:
+    # Set but empty would leave no key and no certificate required: every caller let in.
+    with pytest.raises(ValueError, match="name none"):
+        Tenancy("default", "", mapping)
+
+
+def test_a_client_certificate_mapped_to_a_malformed_tenant_is_refused() -> None:
+    with pytest.raises(ValueError, match="the tenant must be"):
+        Tenancy("default", "", "reporting=bad tenant!")
+
+
+def test_a_client_certificate_decides_its_tenant_without_a_key() -> None:
+    tenancy = Tenancy("default", f"{KEY_A}=tenant-a", "reporting=tenant-r")
+    assert tenancy.tenant((), certificate_name="reporting") == "tenant-r"
+
+
+def test_mutual_tls_with_certificate_tenants_that_name_no_one_will_not_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environ = {
+        "INTEGRATIONS_TLS_CERT": "server.pem",
+        "INTEGRATIONS_TLS_KEY": "server.key",
+        "INTEGRATIONS_TLS_CLIENT_CA": "clients.pem",
+        "INTEGRATIONS_TLS_CLIENT_TENANTS": " , ",
+    }
+    with pytest.raises(SystemExit):
+        config.load([], environ)
+    assert "name none" in capsys.readouterr().err
