@@ -122,7 +122,8 @@ class Page:
     cursor: Cursor
     #: Nothing more to fetch in this sync.
     last: bool
-    #: Mentions of a record that a later mention with the same id replaced on this page.
+    #: Mentions of a record this page does not store: replaced by a later mention with the
+    #: same id, or without a usable id (`skipped`). Counted as the run's rejected records.
     superseded: int = 0
     #: One of them, for the sync run's example of what was not stored.
     superseded_example: str = ""
@@ -149,12 +150,16 @@ class Page:
         cursor: Cursor,
         *,
         last: bool,
+        skipped: Sequence[str] = (),
     ) -> Page:
         """A page from (id, data) pairs in the provider's order, None data meaning deleted. A
         record mentioned twice counts as its last mention (the provider's latest word); the
-        earlier mentions are counted as superseded."""
+        earlier mentions are counted as superseded. `skipped` says why each of the provider's
+        items that could not be a record at all (no usable id) was left out: like one that
+        cannot be stored, it is counted and shown on the run, and the rest of the page is
+        stored."""
         latest: dict[str, Mapping[str, Any] | None] = {}
-        superseded, example = 0, ""
+        superseded, example = len(skipped), skipped[0] if skipped else ""
         for record_id, data in items:
             if latest.pop(record_id, _ABSENT) is not _ABSENT:
                 superseded += 1

@@ -250,14 +250,11 @@ def _calendar_url(config: Mapping[str, Any]) -> URL:
     return base.joinpath("calendars", calendar_id, encoded=True)
 
 
-def _entry(item: Any, response: Response) -> tuple[str, Mapping[str, Any] | None]:
-    """(event id, event) — or (event id, None) for a cancelled, i.e. deleted, event."""
+def _entry(item: Any) -> tuple[str, Mapping[str, Any] | None] | None:
+    """(event id, event) — or (event id, None) for a cancelled, i.e. deleted, event; None for
+    an item that is not an event with an id."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        raise malformed(
-            f"{WHAT} listed an event without an id",
-            url=redact(response.url),
-            excerpt=response.excerpt(),
-        )
+        return None
     return item["id"], None if item.get("status") == "cancelled" else item
 
 
@@ -353,14 +350,22 @@ def _events_page(response: Response, position: _Position) -> Page:
             url=redact(response.url),
             excerpt=response.excerpt(),
         )
-    entries = [_entry(item, response) for item in body.get("items", [])]
+    entries: list[tuple[str, Mapping[str, Any] | None]] = []
+    skipped: list[str] = []
+    for index, item in enumerate(body.get("items", [])):
+        entry = _entry(item)
+        if entry is None:
+            # One event Google lists without an id must not keep the others from being stored.
+            skipped.append(f"event #{index} of the page has no id")
+        else:
+            entries.append(entry)
     next_page, next_sync = body.get("nextPageToken"), body.get("nextSyncToken")
     if isinstance(next_page, str) and next_page:
         after = _Position(full=position.full, page_token=next_page)
-        return Page.of(position.kind, entries, after.cursor(), last=False)
+        return Page.of(position.kind, entries, after.cursor(), last=False, skipped=skipped)
     if isinstance(next_sync, str) and next_sync:
         after = _Position(full=False, sync_token=next_sync)
-        return Page.of(position.kind, entries, after.cursor(), last=True)
+        return Page.of(position.kind, entries, after.cursor(), last=True, skipped=skipped)
     raise malformed(
         f"{WHAT} answered events.list with neither a next page nor a sync token",
         url=redact(response.url),

@@ -123,11 +123,11 @@ def _page(
 ) -> Page:
     """One answer of the API as a page (runs in a worker thread)."""
     body = json_body(response, what)
-    records = _records(body, config, response, what)
+    records, skipped = _records(body, config, response, what)
     following_url = _next(body, config, first, response, what)
     if following_url is None:
-        return Page.of(kind, records, {}, last=True)
-    return Page.of(kind, records, {"next": str(following_url)}, last=False)
+        return Page.of(kind, records, {}, last=True, skipped=skipped)
+    return Page.of(kind, records, {"next": str(following_url)}, last=False, skipped=skipped)
 
 
 def dig(document: Any, path: str) -> Any:
@@ -146,7 +146,9 @@ def dig(document: Any, path: str) -> Any:
 
 def _records(
     body: Any, config: Mapping[str, Any], response: Response, what: str
-) -> list[tuple[str, Mapping[str, Any]]]:
+) -> tuple[list[tuple[str, Mapping[str, Any]]], list[str]]:
+    """The page's records by id, and why each item that cannot be a record was left out (one
+    without a usable id must not keep the others from being stored)."""
     path = str(config.get("records_path") or "")
     id_field = str(config["id_field"])
     found = dig(body, path)
@@ -157,18 +159,25 @@ def _records(
             excerpt=response.excerpt(),
         )
     records: list[tuple[str, Mapping[str, Any]]] = []
+    skipped: list[str] = []
     for index, record in enumerate(found):
         record_id = dig(record, id_field) if isinstance(record, dict) else None
         if isinstance(record_id, bool) or not isinstance(record_id, str | int) or record_id == "":
-            raise malformed(
-                f"{what} sent record #{index} without a usable {id_field!r} field",
-                url=redact(response.url),
-                record_index=index,
-                excerpt=response.excerpt(),
-            )
+            shape = "record" if isinstance(record, dict) else "item, not an object,"
+            skipped.append(f"{shape} #{index} of the page has no usable {id_field!r} field")
+            continue
         assert isinstance(record, dict)
         records.append((str(record_id), record))
-    return records
+    if found and not records:
+        # Not one record but the page: most likely `id_field` names no field of this API.
+        raise malformed(
+            f"{what} sent record #0 without a usable {id_field!r} field (nor has any other "
+            f"of the page's {len(found)}: check the id field the integration is configured "
+            "with)",
+            url=redact(response.url),
+            excerpt=response.excerpt(),
+        )
+    return records, skipped
 
 
 def _next(

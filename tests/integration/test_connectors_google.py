@@ -253,3 +253,21 @@ async def test_a_rejected_token_is_renewed_once_through_the_access_tokens_seam(
     synced = await stub.Sync(api.SyncRequest(id=created.id, wait=True))
     assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
     assert (await get(stub, created.id)).record_count == 3
+
+
+async def test_an_event_listed_without_an_id_is_skipped_and_the_rest_is_stored(
+    stub: Stub, sb: Sandbox, calendar: str
+) -> None:
+    page = (
+        '{"kind": "calendar#events", "items": [{"id": "kept", "summary": "Standup"},'
+        ' {"summary": "no id"}, "not an event"], "nextSyncToken": "after"}'
+    )
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.WRONG_SHAPE, body=page), resource=CALENDAR)
+
+    response = await stub.Sync(api.SyncRequest(id=calendar, wait=True))
+
+    assert response.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert response.run.records_rejected == 2
+    assert response.run.rejected_example == "event #1 of the page has no id"
+    listed = await stub.ListRecords(api.ListRecordsRequest(id=calendar))
+    assert [r.id for r in listed.records] == ["kept"]

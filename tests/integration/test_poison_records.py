@@ -192,3 +192,39 @@ async def test_a_page_bigger_than_a_commit_is_written_in_parts_and_counts_as_one
     assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
     assert synced.integration.record_count == 250
     assert (synced.run.pages, synced.run.records_upserted) == (1, 250)  # in parts of 100
+
+
+async def test_records_without_a_usable_id_are_skipped_and_the_rest_is_stored(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset("people", [{"id": "a"}], pagination=Pagination.BODY_LINK)
+    source = await create(stub, "rest_json", people(sb, "people"))
+    page = (
+        '{"data": [{"id": "a", "v": 1}, {"name": "no id"}, 7, {"id": ""}, {"id": true},'
+        ' {"id": "b"}], "links": {}}'
+    )
+    sb.state.inject(Provider.REST, Fault(FaultKind.WRONG_SHAPE, body=page), resource="people")
+
+    synced = await sync(stub, source.id)
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert synced.integration.status == pb.STATUS_ACTIVE
+    assert synced.run.records_rejected == 4
+    assert synced.run.rejected_example == "record #1 of the page has no usable 'id' field"
+    assert await records(stub, source.id) == {"a": {"id": "a", "v": 1}, "b": {"id": "b"}}
+
+
+async def test_a_page_where_no_record_has_the_id_field_says_to_check_the_id_field(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset("people", [{"id": "a"}], pagination=Pagination.BODY_LINK)
+    source = await create(stub, "rest_json", people(sb, "people"))
+    assert (await sync(stub, source.id)).run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    page = '{"data": [{"uid": "a"}, {"uid": "b"}], "links": {}}'
+    sb.state.inject(Provider.REST, Fault(FaultKind.WRONG_SHAPE, body=page), resource="people")
+
+    synced = await sync(stub, source.id)
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_FAILED
+    assert "check the id field" in synced.run.error.message
+    assert await records(stub, source.id) == {"a": {"id": "a"}}  # the last good sync's
