@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -405,9 +407,12 @@ def redact(url: URL | str) -> str:
 
 
 def json_body(response: Response, what: str) -> Any:
-    """The JSON document of a response, or a malformed-answer failure."""
+    """The JSON document of a response, or a malformed-answer failure. An integer too long
+    for Python to convert (past `sys.get_int_max_str_digits()`) reads as an infinite number,
+    so the one record that holds it is skipped as unstorable (service.domain.records) rather
+    than the whole answer failing as not JSON."""
     try:
-        return json.loads(response.body)
+        return json.loads(response.body, parse_int=_integer)
     except (ValueError, UnicodeDecodeError):
         raise malformed(
             f"{what} answered with something that is not JSON",
@@ -416,6 +421,13 @@ def json_body(response: Response, what: str) -> Any:
             content_type=response.headers.get("Content-Type", ""),
             excerpt=response.excerpt(),
         ) from None
+
+
+def _integer(text: str) -> int | float:
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text.lstrip("-")) > limit:
+        return -math.inf if text.startswith("-") else math.inf
+    return int(text)
 
 
 def retry_after(response: Response) -> timedelta | None:

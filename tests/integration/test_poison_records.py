@@ -228,3 +228,23 @@ async def test_a_page_where_no_record_has_the_id_field_says_to_check_the_id_fiel
     assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_FAILED
     assert "check the id field" in synced.run.error.message
     assert await records(stub, source.id) == {"a": {"id": "a"}}  # the last good sync's
+
+
+async def test_numbers_too_long_or_too_large_skip_their_record_not_the_page(
+    stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.datasets.set_dataset("people", [{"id": "a"}], pagination=Pagination.BODY_LINK)
+    source = await create(stub, "rest_json", people(sb, "people"))
+    digits = "9" * 5000  # past Python's 4300-digit limit for converting text to an integer
+    page = (
+        f'{{"data": [{{"id": "long", "n": {digits}}}, {{"id": "negative", "n": -{digits}}},'
+        ' {"id": "huge", "n": 1e400}, {"id": "ok", "n": 42}], "links": {}}'
+    )
+    sb.state.inject(Provider.REST, Fault(FaultKind.WRONG_SHAPE, body=page), resource="people")
+
+    synced = await sync(stub, source.id)
+
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    assert synced.run.records_rejected == 3
+    assert "a number is NaN, infinite or too long" in synced.run.rejected_example
+    assert await records(stub, source.id) == {"ok": {"id": "ok", "n": 42}}
