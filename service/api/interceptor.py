@@ -67,6 +67,14 @@ def _check(method: str, request: Any) -> None:
         raise_if(request_checks.violations(request))
 
 
+async def _checked(method: str, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A stream's requests, each checked as a unary request is: the first that does not
+    decode ends the call INVALID_ARGUMENT (the handler sees only real messages)."""
+    async for request in requests:
+        _check(method, request)
+        yield request
+
+
 class RpcInterceptor(grpc.aio.ServerInterceptor):
     """Logs each call and maps its errors.
 
@@ -150,7 +158,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMeth
         ) -> AsyncIterator[Any]:
             call = _Call(m, None, context)
             try:
-                async for item in inner_bidi(requests, context):
+                async for item in inner_bidi(_checked(m.method, requests), context):
                     yield item
             except BaseException as exc:
                 await call.fail(exc)
@@ -159,7 +167,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMeth
 
         return grpc.stream_stream_rpc_method_handler(
             bidi,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler

@@ -242,9 +242,28 @@ async def test_undecodable_bodies_are_invalid_argument_and_logged(
             assert found.reason == "MALFORMED_REQUEST"
             assert "DecodeError" not in found.message
             assert found.metadata["request_type"].startswith("integrations.v1.")
-    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
     assert logged.count("INVALID_ARGUMENT") >= 3
     assert "IntegrationService/WatchStatus" in logged
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_an_undecodable_message_on_a_bidi_stream_is_invalid_argument(
+    server: Server, version: str
+) -> None:
+    # Server reflection (what grpcurl uses) is the service's bidirectional stream.
+    path = f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        bidi: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(path)
+        call = bidi()
+        await call.write(b"\x0a\xff\xff\xff\xff\x0f")  # a length past the end of the body
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call.read()
+    found = failure(raised.value)
+    assert found.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert found.reason == "MALFORMED_REQUEST"
+    assert found.metadata["request_type"].startswith("grpc.reflection.")
 
 
 async def test_an_untrusted_token_url_override_is_refused_when_configured(stub: Stub) -> None:
