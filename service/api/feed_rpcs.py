@@ -14,20 +14,26 @@ subscribe to the records.changed webhook and then read the feed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
+from google.protobuf.message import Message
 from integrations.v1 import service_pb2 as api
 
 from service.api import convert, feed_cursors
 from service.api.base import Context, RpcBase
 from service.domain import validation
 from service.domain.exceptions import FieldViolation, InvalidArgument
-from service.domain.sync import FeedPosition, StoredRecord
+from service.domain.sync import FeedPosition
+
+M = TypeVar("M", bound=Message)
 
 #: Changes per page when the caller does not say.
 DEFAULT_CHANGES_PAGE = 500
-#: A page of ListRecords ends early once its records add up to this many bytes, so it stays
-#: well under gRPC's default 4 MiB message limit whatever the page size.
-MAX_RECORDS_PAGE_BYTES = 2 * 1024 * 1024
+#: A page of ListRecords or ListRecordChanges ends early (with more to read) once its
+#: records add up to this many bytes as sent, so it stays under gRPC's default 4 MiB message
+#: limit whatever the page size; a page always holds at least one (a record is never more
+#: than the limit less some headroom, see RecordLimits.max_wire_bytes).
+MAX_PAGE_BYTES = 2 * 1024 * 1024
 
 
 class FeedRpcs(RpcBase):
@@ -47,17 +53,17 @@ class FeedRpcs(RpcBase):
         found = await self.app.feed.records(
             tenant, integration_id, snapshot=snapshot, after_id=after, limit=size + 1
         )
-        size = min(size, _fitting(found.records, MAX_RECORDS_PAGE_BYTES))
-        records, token = self.page_tokens.page(
-            found.records[: size + 1],
-            size,
+        shown = _fitting([convert.record_out(r) for r in found.records[:size]], MAX_PAGE_BYTES)
+        _, token = self.page_tokens.page(
+            found.records[: len(shown) + 1],
+            len(shown),
             tenant,
             "records",
             filters,
             lambda r: [found.snapshot, r.id],
         )
         return api.ListRecordsResponse(
-            records=[convert.record_out(r) for r in records],
+            records=shown,
             next_page_token=token,
             cursor=feed_cursors.encode(
                 self.page_tokens,
@@ -76,8 +82,10 @@ class FeedRpcs(RpcBase):
         validation.raise_if(violations)
         position = feed_cursors.decode(self.page_tokens, tenant, request.after, integration_id)
         read = await self.app.feed.changes(tenant, integration_id, position, limit=size)
+        changes = _fitting([convert.change_out(c) for c in read.changes], MAX_PAGE_BYTES)
+        read = read.cut(len(changes))
         return api.ListRecordChangesResponse(
-            changes=[convert.change_out(c) for c in read.changes],
+            changes=changes,
             cursor=feed_cursors.encode(self.page_tokens, tenant, integration_id, read.next),
             has_more=read.more,
         )
@@ -101,11 +109,11 @@ def _listing_position(position: list[object] | None) -> tuple[int | None, str | 
     )
 
 
-def _fitting(records: Sequence[StoredRecord], budget: int) -> int:
-    """How many of the first records add up to at most `budget` bytes (at least one)."""
+def _fitting(messages: Sequence[M], budget: int) -> Sequence[M]:
+    """The first messages that add up to at most `budget` bytes encoded (at least one)."""
     total = 0
-    for n, record in enumerate(records):
-        total += record.size
+    for n, message in enumerate(messages):
+        total += message.ByteSize()
         if total > budget:
-            return max(n, 1)
-    return len(records)
+            return messages[: max(n, 1)]
+    return messages

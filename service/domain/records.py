@@ -33,6 +33,14 @@ class RecordLimits:
     """Largest record (its JSON, UTF-8) stored; a bigger one is skipped."""
     max_id_chars: int = 1024
     """Longest record id stored; a longer one is skipped."""
+    max_wire_bytes: int = (4 << 20) - (64 << 10)
+    """Largest record as the API sends it (a protobuf Struct, up to about six times its JSON:
+    a list of small numbers); gRPC clients refuse messages over 4 MiB by default, so a record
+    bigger than that less some headroom could never be read, and is skipped."""
+
+
+#: The most a record's Struct encoding outgrows its JSON (see RecordLimits.max_wire_bytes).
+_WIRE_GROWTH = 6
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,13 @@ def prepare(
             size = len(text.encode("utf-8", "surrogatepass"))
             if size > limits.max_bytes:
                 why = f"it is {size} bytes, over the limit of {limits.max_bytes}"
+            elif size * _WIRE_GROWTH > limits.max_wire_bytes:
+                wire = struct_size(data)
+                if wire > limits.max_wire_bytes:
+                    why = (
+                        f"the API would send it as {wire} bytes, over the limit of "
+                        f"{limits.max_wire_bytes} a client can receive"
+                    )
         if why:
             rejected += 1
             example = example or f"record {_shown(record_id)}: {why}"
@@ -138,3 +153,38 @@ def _shown(record_id: str) -> str:
     """A record id safe and short enough for a message."""
     printable = _SURROGATE.sub(REPLACEMENT, str(record_id).replace("\x00", REPLACEMENT))
     return repr(printable[:80] + ("…" if len(printable) > 80 else ""))
+
+
+def struct_size(data: Mapping[str, Any]) -> int:
+    """The size of `data` encoded as a protobuf `google.protobuf.Struct` (what the API sends a
+    record as), computed without building it: Struct is a map of string to Value, Value a
+    oneof of null, number (a double), string, bool, Struct and ListValue."""
+    return sum(_field(_field(_text(key)) + _field(_value(value))) for key, value in data.items())
+
+
+def _value(value: Any) -> int:
+    """The size of a Value's body (its one field, tag included)."""
+    if value is None or isinstance(value, bool):
+        return 2  # null_value (enum) or bool_value: a tag and a one-byte varint
+    if isinstance(value, int | float):
+        return 9  # number_value: a tag and eight bytes
+    if isinstance(value, str):
+        return _field(_text(value))
+    if isinstance(value, Mapping):
+        return _field(struct_size(value))
+    if isinstance(value, list | tuple):
+        return _field(sum(_field(_value(item)) for item in value))
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def _text(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _field(length: int) -> int:
+    """A length-delimited field of `length` bytes: its tag, its length, its bytes."""
+    return 1 + _varint(length) + length
+
+
+def _varint(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)

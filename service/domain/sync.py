@@ -82,8 +82,6 @@ class StoredRecord:
     updated_at: datetime
     #: Its change number: the integration's change that wrote this version (see RecordChange).
     seq: int = 0
-    #: The size of its JSON in bytes (what a page of records costs a client to receive).
-    size: int = 0
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class RecordFeed:
         # Caught up: everything up to the head was read in this one snapshot, so the next read
         # starts there (the head can be past the last change shown: changes move records).
         through = changes[-1].seq if more else page.head
-        return FeedRead(changes, position.moved_to(through), more)
+        return FeedRead(changes, position.moved_to(through), more, position)
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,16 @@ class FeedRead:
     next: FeedPosition
     #: More changes were there already.
     more: bool
+    #: Where this read started.
+    start: FeedPosition
+
+    def cut(self, count: int) -> FeedRead:
+        """Only the first `count` changes (a page that would be too big to send): the next
+        read continues after the last of them, and there is more."""
+        if count >= len(self.changes):
+            return self
+        kept = self.changes[:count]
+        return FeedRead(kept, self.start.moved_to(kept[-1].seq), True, self.start)
 
 
 def _days(window: timedelta) -> str:

@@ -346,7 +346,6 @@ class SyncRows:
                 data=_as_dict(r["data"]),
                 updated_at=r["updated_at"],
                 seq=r["seq"],
-                size=r["size"],
             )
             for r in rows
             if r["record_id"] is not None

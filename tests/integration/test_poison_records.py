@@ -126,6 +126,49 @@ async def test_a_page_of_records_stops_early_by_size(stub: Stub, sb: Sandbox) ->
     assert max(sizes) < 2.2 * 1024 * 1024
 
 
+@pytest.mark.settings(max_record_bytes=1 << 20)
+async def test_pages_of_records_and_of_changes_stop_early_by_their_size_as_sent(
+    stub: Stub, sb: Sandbox
+) -> None:
+    # Lists of small numbers: 120 kB of JSON each, but 660 kB as protobuf Values, so twelve
+    # of them are 1.4 MB of JSON and 7.9 MB as sent, past what a gRPC client accepts (4 MiB).
+    dense = [{"id": f"d{n:02d}", "samples": [n] * 60_000} for n in range(12)]
+    sb.state.datasets.set_dataset("dense", dense, pagination=Pagination.BODY_LINK, page_size=12)
+    source = await create(stub, "rest_json", people(sb, "dense"))
+    await sync(stub, source.id)
+
+    listed: list[str] = []
+    sizes: list[int] = []
+    token = ""
+    while True:
+        page = await stub.ListRecords(
+            api.ListRecordsRequest(id=source.id, page_size=100, page_token=token)
+        )
+        listed += [r.id for r in page.records]
+        sizes.append(page.ByteSize())
+        if not (token := page.next_page_token):
+            break
+    assert listed == [r["id"] for r in dense]  # every record once, in order
+    assert len(sizes) > 1 and max(sizes) < 2.7 * 1024 * 1024
+
+    changed: list[str] = []
+    sizes = []
+    after = ""
+    while True:
+        feed = await stub.ListRecordChanges(
+            api.ListRecordChangesRequest(id=source.id, page_size=100, after=after)
+        )
+        changed += [c.record_id for c in feed.changes]
+        sizes.append(feed.ByteSize())
+        after = feed.cursor
+        if not feed.has_more:
+            break
+    assert sorted(changed) == [r["id"] for r in dense]  # every change once
+    assert len(sizes) > 1 and max(sizes) < 2.7 * 1024 * 1024
+    again = await stub.ListRecordChanges(api.ListRecordChangesRequest(id=source.id, after=after))
+    assert list(again.changes) == [] and not again.has_more  # the cursor is caught up
+
+
 async def test_a_big_feed_is_parsed_and_prepared_in_a_worker_process_while_rpcs_are_answered(
     stub: Stub, sb: Sandbox, app: App
 ) -> None:

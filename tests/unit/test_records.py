@@ -6,10 +6,11 @@ import json
 import math
 from typing import Any
 
+from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.records import REPLACEMENT, RecordLimits, prepare
+from service.domain.records import REPLACEMENT, RecordLimits, prepare, struct_size
 
 LIMITS = RecordLimits(max_bytes=2048, max_id_chars=64)
 
@@ -118,3 +119,34 @@ def test_a_record_is_stored_with_exactly_its_values_or_skipped(value: Any) -> No
         assert json.loads(page.records["r"]) == {"v": _as_stored(value)}
     else:
         assert page.records == {} and page.rejected == 1
+
+
+def _storable(value: Any) -> Any:
+    """`value` as a Struct can hold it: text without lone surrogates, finite numbers."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0.0
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _VALUES, max_size=6))
+def test_a_records_wire_size_is_what_protobuf_encodes(record: dict[str, Any]) -> None:
+    record = _storable(record)
+    encoded = struct_pb2.Struct()
+    encoded.update(record)
+    assert struct_size(record) == encoded.ByteSize()
+
+
+def test_a_record_too_big_to_send_is_skipped_though_its_json_is_within_the_limit() -> None:
+    # A list of small numbers: 2 bytes a number as JSON, 11 as a protobuf Value.
+    numbers = {"samples": [0] * 400_000}  # 800 kB of JSON, 4.4 MB as sent
+    page = prepare({"big": numbers, "ok": {"samples": [0] * 1000}}, [], RecordLimits())
+    assert list(page.records) == ["ok"]
+    assert page.rejected == 1
+    assert "the API would send it as 4400024 bytes, over the limit of 4128768" in page.example

@@ -11,9 +11,9 @@ WITH i AS (
     SELECT coalesce($3::bigint, change_seq) AS snapshot FROM integrations
     WHERE tenant_id = $1 AND id = $2
 )
-SELECT i.snapshot, r.record_id, r.data, r.updated_at, r.seq, r.size
+SELECT i.snapshot, r.record_id, r.data, r.updated_at, r.seq
 FROM i LEFT JOIN LATERAL (
-    SELECT record_id, data, updated_at, seq, octet_length(data::text) AS size FROM records
+    SELECT record_id, data, updated_at, seq FROM records
     WHERE tenant_id = $1 AND integration_id = $2 AND deleted_at IS NULL
       AND seq <= i.snapshot AND ($4::text IS NULL OR record_id > $4)
     ORDER BY record_id
