@@ -117,7 +117,7 @@ def events(response: Response, what: str) -> Iterator[tuple[str, Mapping[str, An
         raise malformed(
             f"{what} sent an iCalendar document that does not parse",
             url=redact(response.url),
-            error=str(exc)[:300],
+            error=response.quote(str(exc)[:600])[:300],
             excerpt=response.excerpt(),
         ) from None
     for vevent in vevents:
