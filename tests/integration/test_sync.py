@@ -192,6 +192,8 @@ async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
         (response.run.id, pb.SYNC_RUN_OUTCOME_SUCCEEDED),
         (str(orphan.id), pb.SYNC_RUN_OUTCOME_CANCELLED),
     ]
+    assert "its process stopped without ending it" in runs[1].reason
+    assert runs[0].reason == ""  # a run that succeeded has nothing to explain
     assert await summaries(stub, calendar) == provider_events(sb.state)
 
 
@@ -210,6 +212,8 @@ async def test_pause_mid_sync_stops_the_run_and_resume_continues_from_the_cursor
 
     assert run.outcome.value == "CANCELLED" and run.pages == 1
     assert "PAUSED" in run.note
+    [shown] = (await stub.ListSyncRuns(api.ListSyncRunsRequest(id=calendar))).runs
+    assert shown.outcome == pb.SYNC_RUN_OUTCOME_CANCELLED and shown.reason == run.note
     assert len(await summaries(stub, calendar)) == 2  # page 2 arrived too late to be written
     assert (await get(stub, calendar)).record_count == 2
 

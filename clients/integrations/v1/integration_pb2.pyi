@@ -1088,8 +1088,9 @@ class SyncRun(_message.Message):
     records_rejected: _builtins.int
     """Records the run could not store and skipped, so that one bad record never blocks the
     others: records PostgreSQL cannot hold (after sanitising what can be sanitised without
-    changing meaning), records over the size limit, and earlier records that a later record
-    with the same id replaced on the same page.
+    changing meaning), records over the size limit (as stored, or as this API would send
+    them), items without a usable id, and earlier records that a later record with the same
+    id replaced on the same page.
     """
     rejected_example: _builtins.str
     """One of the rejected records and why, e.g. "record 'evt-9': a number is NaN or infinite"."""
