@@ -68,3 +68,25 @@ def test_the_domain_does_no_io() -> None:
         if name.split(".")[0] in io
     }
     assert not found
+
+
+#: oauth's token layer: what the engine refreshes and sends tokens with. It sits under the
+#: engine (the engine imports it), so it must never import the engine back; oauth's flows
+#: (sign-in, callback, reauthorization) sit on top of the engine.
+OAUTH_TOKEN_LAYER = ("tokens", "providers", "refresh", "token_endpoint", "revocation", "pkce")
+
+
+@pytest.mark.parametrize("module", OAUTH_TOKEN_LAYER)
+def test_the_oauth_token_layer_never_imports_the_engine(module: str) -> None:
+    path = SERVICE / "oauth" / f"{module}.py"
+    assert not {name for name in _imports(path) if name.startswith("service.engine")}
+
+
+def test_the_engine_uses_only_the_oauth_token_layer() -> None:
+    used = {
+        name.split(".")[2]
+        for path in _modules("engine")
+        for name in _imports(path)
+        if name.startswith("service.oauth.")
+    }
+    assert used <= set(OAUTH_TOKEN_LAYER)
