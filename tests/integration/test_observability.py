@@ -23,6 +23,7 @@ from service.api.server import Server
 from service.app import App
 from service.config import Settings
 from service.observability import gauges, tracing
+from service.observability.readiness import Readiness
 from tests.support.clock import FakeClock
 from tests.support.rpc import Stub
 from tests.support.syncing import SANDBOX_DEPLOYMENT, bearer, create, google
@@ -227,3 +228,33 @@ async def test_log_lines_carry_trace_ids_when_tracing_is_on(traced: InMemorySpan
     tracing.disable()
     with tracing.span("untraced"):
         assert "trace_id" not in tracing.add_trace_ids(None, "info", {})
+
+
+async def test_readiness_names_pending_migrations(server: Server) -> None:
+    assert server.ops is not None
+    async with server.app.db.raw() as conn:
+        newest = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", newest)
+    async with aiohttp.ClientSession() as http, http.get(f"{server.ops.url}/readyz") as resp:
+        assert resp.status == 503
+        body = await resp.json()
+    assert body["checks"]["database"] is True and body["checks"]["migrations"] is False
+    assert "migrations pending" in body["problem"]
+
+
+async def test_readiness_is_false_while_the_listen_connection_is_down(server: Server) -> None:
+    # A listener that is not connected (never started here; in production: lost, and not
+    # back yet), beside a database that answers.
+    down = server.app.db.listener(
+        on_change=lambda *_: None, on_connected=lambda: None, check_interval=1.0
+    )
+    report = await Readiness(server.app.db, down).check()
+    assert not report.ready and report.database and report.migrations
+    assert report.as_dict()["checks"] == {
+        "database": True,
+        "migrations": True,
+        "listen_connection": False,
+        "not_draining": True,
+    }
+    assert "LISTEN connection" in report.problem
+    assert (await Readiness(server.app.db, server.app.watch.listener).check()).ready
