@@ -22,10 +22,12 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox import Sandbox
 from sandbox.demo import seed
+from service.observability import metrics
 from tests.support import postgres
 from tests.support.process import ServiceProcess
 
@@ -278,6 +280,37 @@ async def test_the_dashboard_and_alerts_read_metrics_the_service_exports(
     families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in ours}
     for family in families:
         assert f"`{family}" in README, f"the README's metrics table lacks {family}"
+
+
+#: Labels every scraped series gets from Prometheus itself, and histograms' bucket label.
+_TARGET_LABELS = {"instance", "job", "le"}
+
+
+def test_the_dashboard_and_alerts_group_and_filter_by_labels_the_metrics_have() -> None:
+    assert metrics.GRPC_HANDLED  # the service's metrics are registered in this process
+    labels: dict[str, set[str]] = {}
+    for collector in list(REGISTRY._collector_to_names):
+        names = getattr(collector, "_labelnames", None)
+        if names is not None:
+            labels[collector._name] = set(names)  # type: ignore[attr-defined]
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    rules = (ROOT / "deploy" / "prometheus-rules.yml").read_text()
+    queries += re.findall(r"expr: \|?\s*\n?((?:.+\n)+?)\s+for:", rules)
+    for query in queries:
+        families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in metric_names(query)}
+        known = set().union(*(labels.get(f, set()) for f in families)) | _TARGET_LABELS
+        used = {
+            name
+            for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query)
+            for name in re.findall(r"\w+", group)
+        }
+        used |= {
+            name
+            for matchers in re.findall(r"\{([^}]*)\}", query)
+            for name in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers)
+        }
+        assert used <= known, f"{query.strip()!r} uses labels {used - known} its metrics lack"
 
 
 def test_alert_rules_pass_their_promtool_unit_tests() -> None:
