@@ -1,9 +1,10 @@
 """Push channels in PostgreSQL, and the integrations' push bookkeeping that is not a change.
 
 A channel's token (the secret Google echoes in every notification) is sealed here like
-credentials, bound to the channel's row, and opened only to be compared. A deleted
-integration's channels keep a copy of its sealed credentials until they are stopped
-(`migrations/0008_push.sql`); they are opened here too, and nowhere else.
+credentials, bound to the channel's row, and opened only to be compared. A channel
+whose integration let go of the credentials it was opened with (deleted, or reauthorized) keeps
+a sealed copy of them until it is stopped (`migrations/0008_push.sql`,
+`queries/credentials.sql`); they are opened here too, and nowhere else.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class FoundChannel:
 
 @dataclass(frozen=True)
 class StopDue:
-    """A retired channel claimed for its stop. `orphan_credentials`: the deleted
-    integration's credentials (None while the integration exists, or when it had none)."""
+    """A retired channel claimed for its stop. `orphan_credentials`: the credentials it was
+    opened with, kept when the integration let go of them (deleted, or replaced by a
+    Reauthorize); None while the integration still has them, when it had none, or when they no
+    longer open."""
 
     channel: Channel
     orphan_credentials: Credentials | None = field(repr=False)

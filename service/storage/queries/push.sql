@@ -23,11 +23,13 @@ WHERE tenant_id = $1 AND channel_id = ANY($2::text[])
 -- name: push_channels_orphan
 -- The integration is being deleted: its channels are retired, stopped as soon as a
 -- reconciler sweeps ('-infinity': due whatever the clock says), with a copy of the sealed
--- credentials to authorise the stop (they go with the row).
+-- credentials to authorise the stop (they go with the row). A channel that kept the ones it was
+-- opened with (replaced since: see credentials_put) keeps those.
 UPDATE push_channels c SET
     stop_at = '-infinity',
-    orphan_credentials = (SELECT sealed FROM credentials
-                          WHERE tenant_id = $1 AND integration_id = $2)
+    orphan_credentials = COALESCE(c.orphan_credentials,
+                                  (SELECT sealed FROM credentials
+                                   WHERE tenant_id = $1 AND integration_id = $2))
 WHERE c.tenant_id = $1 AND c.integration_id = $2
 
 -- name: push_channel_delete
