@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -42,8 +43,8 @@ class RekeyBatch:
     resealed: int
     #: Rows a concurrent change re-sealed first (already current).
     skipped: int
-    #: The last row examined; None when there was nothing left.
-    last: tuple[str, UUID] | None
+    #: The last row examined (the table's key); None when there was nothing left.
+    last: tuple[str, Any] | None
 
 
 class CredentialRows:

@@ -18,6 +18,7 @@ import asyncpg
 
 from service.domain.credentials import Credentials
 from service.domain.push import Channel
+from service.storage.credentials import RekeyBatch
 from service.storage.integrations import Row
 from service.storage.queries import Q
 from service.storage.sealing import KeyRing, SealError, row_binding
@@ -118,6 +119,37 @@ class ChannelRows:
         except SealError:
             return None
         return FoundChannel(channel_from_row(row), token)
+
+    async def rekey_batch(self, after: tuple[str, str], limit: int) -> RekeyBatch:
+        """Re-seal, with the key ring's primary key, the tokens and kept credentials of up to
+        `limit` channels after the keyset position `after` (each row compare-and-set)."""
+        rows = await self._conn.fetch(Q["push_channels_batch"], after[0], after[1], limit)
+        resealed = skipped = 0
+        keys = self.keys
+        for row in rows:
+            token = bytes(row["token_sealed"])
+            kept = None if row["orphan_credentials"] is None else bytes(row["orphan_credentials"])
+            fresh_token = keys.resealed(token, _token_binding(row["tenant_id"], row["channel_id"]))
+            fresh_kept = kept and keys.resealed(
+                kept, row_binding(row["tenant_id"], row["integration_id"])
+            )
+            if fresh_token is None and fresh_kept is None:
+                continue
+            status = await self._conn.execute(
+                Q["push_channel_reseal"],
+                row["tenant_id"],
+                row["channel_id"],
+                token,
+                kept,
+                fresh_token or token,
+                fresh_kept or kept,
+            )
+            if status.endswith(" 1"):
+                resealed += 1
+            else:
+                skipped += 1
+        last = (rows[-1]["tenant_id"], rows[-1]["channel_id"]) if rows else None
+        return RekeyBatch(len(rows), resealed, skipped, last)
 
     async def retire(self, tenant_id: str, channel_ids: Sequence[str], stop_at: datetime) -> None:
         """These channels must go: the reconciler stops them at `stop_at`."""

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from service.domain.credentials import SignIn
+from service.storage.credentials import RekeyBatch
 from service.storage.queries import Q
 from service.storage.sealing import KeyRing, row_binding
 
@@ -70,6 +71,28 @@ class SignInRows:
             created_at=row["created_at"],
             expires_at=row["expires_at"],
         )
+
+    async def rekey_batch(self, after: tuple[str, bytes], limit: int) -> RekeyBatch:
+        """Re-seal, with the key ring's primary key, the verifiers of up to `limit` sign-ins in
+        flight after the keyset position `after` (each row compare-and-set)."""
+        rows = await self._conn.fetch(Q["sign_ins_batch"], after[0], after[1], limit)
+        resealed = skipped = 0
+        for row in rows:
+            sealed = bytes(row["verifier_sealed"])
+            digest = bytes(row["state_digest"])
+            binding = _binding(row["tenant_id"], row["integration_id"], digest)
+            fresh = self.keys.resealed(sealed, binding)
+            if fresh is None:
+                continue
+            status = await self._conn.execute(
+                Q["sign_in_reseal"], row["tenant_id"], digest, sealed, fresh
+            )
+            if status.endswith(" 1"):
+                resealed += 1
+            else:
+                skipped += 1
+        last = (rows[-1]["tenant_id"], bytes(rows[-1]["state_digest"])) if rows else None
+        return RekeyBatch(len(rows), resealed, skipped, last)
 
 
 def _binding(tenant_id: str, integration_id: UUID, digest: bytes) -> bytes:
