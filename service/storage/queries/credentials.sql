@@ -5,12 +5,12 @@
 -- `orphan_credentials` holds the credentials a channel was opened with, once the integration
 -- no longer has them).
 WITH kept AS (
-    UPDATE push_channels c SET orphan_credentials = old.sealed
-    FROM credentials old
-    WHERE old.tenant_id = $1 AND old.integration_id = $2
-      AND c.tenant_id = $1 AND c.integration_id = $2
-      AND c.orphan_credentials IS NULL
-      AND c.credentials_set_at = old.set_at
+    UPDATE push_channels c SET
+        orphan_credentials = (SELECT sealed FROM credentials
+                              WHERE tenant_id = $1 AND integration_id = $2)
+    WHERE c.tenant_id = $1 AND c.integration_id = $2 AND c.orphan_credentials IS NULL
+      AND c.credentials_set_at = (SELECT set_at FROM credentials
+                                  WHERE tenant_id = $1 AND integration_id = $2)
 )
 INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at, account)
 VALUES ($1, $2, $3, $4, $5, NULL)
