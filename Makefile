@@ -43,7 +43,6 @@ test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 
 bench: $(VENV)/.dev-installed h2load ## Run the benchmarks beside their baselines; writes BENCHMARKS.md
 	$(BIN)/python -m benchmarks --out BENCHMARKS.md $(ARGS)
-	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
 
 h2load: ## Install h2load (Debian's nghttp2-client), the benchmarks' load generator
 	@command -v h2load >/dev/null 2>&1 || { \

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchmarks import fanout, fleet, outage, reads, stalls, syncing
+from benchmarks import fanout, fleet, outage, pushing, reads, stalls, syncing
 from benchmarks.bench import FULL, SMOKE, Bench
 from benchmarks.h2load import ensure_h2load
 from benchmarks.machine import Machine
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "d": fanout.run,
     "e": stalls.run,
     "f": outage.run,
+    "g": pushing.run,
 }
 
 

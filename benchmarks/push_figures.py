@@ -10,8 +10,9 @@ fresh database of the PostgreSQL server it is given, against an in-process sandb
   settled, with and without push (the baseline: one poll per 15-minute interval, 96 a day,
   a little more with the schedule's jitter). Target with push: <= 6.
 
-Sizes: "smoke" (seconds, for CI) and "full". `python -m benchmarks.push_figures [smoke|full]`
-prints the figures as JSON (it starts an embedded PostgreSQL of its own).
+Sizes: "smoke" (seconds, for CI) and "full". Section g of `python -m benchmarks`
+(`benchmarks/pushing.py`) reports them beside polling; `python -m benchmarks.push_figures
+[smoke|full]` prints them as JSON (it starts an embedded PostgreSQL of its own).
 """
 
 from __future__ import annotations
@@ -67,10 +68,6 @@ SIZES = {
     # Eight days: a channel's renewal (7-day TTL) falls inside.
     "full": Size(changes=40, calendars=5, days=8, step=timedelta(minutes=5)),
 }
-
-
-def size_from_env() -> Size:
-    return SIZES[os.environ.get("BENCH_SIZE", "full")]
 
 
 def p95(values: list[float]) -> float:

@@ -16,6 +16,7 @@ class Goal(Enum):
     RATIO_AT_LEAST = "≥ {v:g}× the baseline"
     RATIO_AT_MOST = "≤ {v:g}× the baseline"
     AT_LEAST = "≥ {v:g} {unit}"
+    AT_MOST = "≤ {v:g} {unit}"
     BELOW = "< {v:g} {unit}"
     TRUE = "yes"
 
@@ -38,6 +39,8 @@ class Target:
                 return baseline is not None and baseline > 0 and subject / baseline <= self.value
             case Goal.AT_LEAST:
                 return subject >= self.value
+            case Goal.AT_MOST:
+                return subject <= self.value
             case Goal.BELOW:
                 return subject < self.value
             case Goal.TRUE:
@@ -72,7 +75,7 @@ class Figure:
             self.what,
             _number(self.subject, self.unit),
             "" if self.baseline is None else _number(self.baseline, self.unit),
-            "" if ratio is None else f"{ratio:.2f}×",
+            "" if ratio is None else f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×",
             "" if self.target is None else self.target.text(self.unit),
             self.verdict,
         ]

@@ -256,7 +256,7 @@ async def watch_events(request: web.Request) -> web.StreamResponse:
     uri = str(request.url.with_path(PREFIX + f"/calendars/{calendar_id}/events").with_query(None))
     try:
         channel = request.app[STATE].push.watch(
-            calendar_id, channel_id, address, token, expiration, uri
+            calendar_id, channel_id, address, token, expiration, uri, _account(request)
         )
     except WatchRefused as refused:
         return error(400, refused.reason, refused.message)
@@ -284,9 +284,15 @@ async def stop_channel(request: web.Request) -> web.StreamResponse:
     channel_id, resource_id = body.get("id"), body.get("resourceId")
     if not isinstance(channel_id, str) or not isinstance(resource_id, str):
         return error(400, "required", "Required id and resourceId")
-    if not request.app[STATE].push.stop(channel_id, resource_id):
+    if not request.app[STATE].push.stop(channel_id, resource_id, _account(request)):
         return error(404, "notFound", f"Channel '{channel_id}' not found for project 'sandbox'")
     return web.Response(status=204)
+
+
+def _account(request: web.Request) -> str:
+    """The account the request's (authorized) access token acts for."""
+    token = request.app[STATE].oauth.access_token(bearer_token(request.headers) or "")
+    return token.account if token is not None else ""
 
 
 async def _json(request: web.Request) -> dict[str, Any] | None:

@@ -63,6 +63,8 @@ class PushChannel:
     address: str
     token: str | None
     expiration: datetime
+    owner: str = ""
+    """The account whose token opened it: only that account's tokens stop it."""
     number: int = 0
     """The last message number sent."""
     killed: bool = False
@@ -131,8 +133,10 @@ class PushChannels:
         token: str | None,
         expiration: datetime | None,
         resource_uri: str,
+        owner: str = "",
     ) -> PushChannel:
-        """Open a channel (``WatchRefused`` when Google would not) and send its ``sync``."""
+        """Open a channel for the account ``owner`` (``WatchRefused`` when Google would not)
+        and send its ``sync``."""
         if self.faults.refuse:
             reason = self.faults.refuse.pop(0)
             raise WatchRefused(reason, REFUSALS[reason].format(address=address))
@@ -145,16 +149,23 @@ class PushChannels:
             latest = min(latest, now + self.max_ttl)
         resource_id = self._resource_ids.setdefault(calendar_id, secrets.token_urlsafe(18))
         channel = PushChannel(
-            channel_id, calendar_id, resource_id, resource_uri, address, token, latest
+            channel_id, calendar_id, resource_id, resource_uri, address, token, latest, owner
         )
         self.channels[channel_id] = channel
         self._send(channel, "sync")
         return channel
 
-    def stop(self, channel_id: str, resource_id: str) -> bool:
-        """``channels.stop``: False when no live channel has this id and resource id."""
+    def stop(self, channel_id: str, resource_id: str, owner: str = "") -> bool:
+        """``channels.stop`` by the account ``owner``: False when no live channel has this id
+        and resource id, or another account opened it (Google knows channels per owner, so a
+        stop with another account's token finds nothing to stop)."""
         channel = self.channels.get(channel_id)
-        if channel is None or channel.resource_id != resource_id or not self._live(channel):
+        if (
+            channel is None
+            or channel.resource_id != resource_id
+            or channel.owner != owner
+            or not self._live(channel)
+        ):
             return False
         del self.channels[channel_id]
         self.stopped.append(channel_id)

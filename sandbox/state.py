@@ -67,6 +67,14 @@ class SandboxState:
         """Disarm all faults, or those of one provider or resource."""
         self.faults.clear(provider, resource)
 
-    def add_access_token(self, token: str, *, expires_in: int = 3600, scope: str = "") -> None:
-        """Register a static bearer token that the Google provider accepts until it expires."""
-        self.oauth.add_access_token(token, expires_in=expires_in, scope=scope)
+    def add_access_token(
+        self,
+        token: str,
+        *,
+        expires_in: int = 3600,
+        scope: str = "",
+        account: str = "owner@example.com",
+    ) -> None:
+        """Register a static bearer token that the Google provider accepts until it expires,
+        acting for ``account``."""
+        self.oauth.add_access_token(token, expires_in=expires_in, scope=scope, account=account)

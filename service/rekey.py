@@ -1,5 +1,6 @@
-"""`python -m service.rekey`: re-seal every stored credential and webhook secret with the
-newest key.
+"""`python -m service.rekey`: re-seal every sealed value the database holds with the newest
+key: integrations' credentials, webhook secrets, push channels' tokens (and the credentials a
+channel keeps for its stop), and the PKCE verifiers of sign-ins in flight.
 
 Rotate by putting a new key first in INTEGRATIONS_ENCRYPTION_KEYS (keep the old ones after
 it), restarting the replicas, then running this once; afterwards the old keys can be dropped.
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from service import config, logs
-from service.storage.database import Database, EmbeddedPostgres
+from service.storage.database import Database, EmbeddedPostgres, Tx
+from service.storage.sealed_rows import RekeyBatch
 
 BATCH = 500
+
+#: One table's re-key step: (keyset position after which to start, batch size) -> what it did.
+Batch = Callable[[Any, int], Awaitable[RekeyBatch]]
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,23 @@ class RekeyReport:
     skipped: int
 
 
+#: Every table with sealed values: its rows' batch, and where its keyset starts.
+TABLES: tuple[tuple[Callable[[Tx], Batch], tuple[str, Any]], ...] = (
+    (lambda tx: tx.credentials.rekey_batch, ("", UUID(int=0))),
+    (lambda tx: tx.webhooks.rekey_batch, ("", UUID(int=0))),
+    (lambda tx: tx.channels.rekey_batch, ("", "")),
+    (lambda tx: tx.sign_ins.rekey_batch, ("", b"")),
+)
+
+
 async def rekey(db: Database) -> RekeyReport:
-    """Re-seal every credential and webhook secret not sealed with the primary key of `db`'s
-    key ring."""
+    """Re-seal every sealed value not sealed with the primary key of `db`'s key ring."""
     examined = resealed = skipped = 0
-    for table in ("credentials", "webhooks"):
-        after: tuple[str, UUID] | None = ("", UUID(int=0))
+    for rows_of, start in TABLES:
+        after: tuple[str, Any] | None = start
         while after is not None:
             async with db.connection() as tx:
-                rows = tx.credentials if table == "credentials" else tx.webhooks
-                batch = await rows.rekey_batch(after, BATCH)
+                batch = await rows_of(tx)(after, BATCH)
             examined += batch.examined
             resealed += batch.resealed
             skipped += batch.skipped

@@ -17,7 +17,6 @@ from google.protobuf.message import Message
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
-from service.domain.breaker import BreakerState
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
@@ -279,7 +278,7 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
         sync_state=SYNC_STATE.out(i.sync_state),
         last_error=error_out(i.last_error),
         breaker=pb.Breaker(
-            state=_breaker_state(b.state),
+            state=_BREAKER_STATE[b.phase],
             consecutive_failures=b.consecutive_failures,
             threshold=threshold,
             open_time=timestamp(b.opened_at),
@@ -306,20 +305,21 @@ _ALLOWED_ACTIONS = {s: [ACTION.to_pb[a] for a in allowed_actions(s)] for s in St
 
 def push_out(push: Push) -> pb.Push:
     """The API view of an integration's push state (its bookkeeping stays inside)."""
-    active = push.state is PushState.ACTIVE
-    unavailable = push.state is PushState.UNAVAILABLE
+    shown = push.shown()
     return pb.Push(
-        state=PUSH_STATE.to_pb[push.state],
-        expire_time=timestamp(push.expires_at) if active else None,
-        reason=push.reason if unavailable else "",
-        retry_time=timestamp(push.retry_at) if unavailable else None,
+        state=PUSH_STATE.to_pb[shown.state],
+        expire_time=timestamp(shown.expires_at),
+        reason=shown.reason,
+        retry_time=timestamp(shown.retry_at),
     )
 
 
-def _breaker_state(state: BreakerState) -> Any:
-    if state.trial:
-        return pb.BREAKER_STATE_HALF_OPEN
-    return pb.BREAKER_STATE_OPEN if state.open else pb.BREAKER_STATE_CLOSED
+#: Breaker.phase as the proto's BreakerState.
+_BREAKER_STATE = {
+    "CLOSED": pb.BREAKER_STATE_CLOSED,
+    "OPEN": pb.BREAKER_STATE_OPEN,
+    "HALF_OPEN": pb.BREAKER_STATE_HALF_OPEN,
+}
 
 
 def event_out(e: Event) -> pb.IntegrationEvent:

@@ -48,6 +48,13 @@ class Breaker:
     def halt(self) -> Halt | None:
         return self.state.halt
 
+    @property
+    def phase(self) -> str:
+        """CLOSED, OPEN, or HALF_OPEN (a probe passed: the next sync decides), as shown."""
+        if self.state.trial:
+            return "HALF_OPEN"
+        return "OPEN" if self.state.open else "CLOSED"
+
     def with_state(self, state: BreakerState) -> Breaker:
         """The same breaker (and threshold) in `state`."""
         return dataclasses.replace(self, state=state)

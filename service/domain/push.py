@@ -62,6 +62,19 @@ class Push:
     def replace(self, **changes: Any) -> Push:
         return dataclasses.replace(self, **changes)
 
+    def shown(self) -> Push:
+        """What the API, WatchStatus and webhooks show: the state with the facts that belong
+        to it (the expiration while ACTIVE, the reason and retry time while UNAVAILABLE),
+        none of the bookkeeping."""
+        active = self.state is PushState.ACTIVE
+        unavailable = self.state is PushState.UNAVAILABLE
+        return Push(
+            state=self.state,
+            reason=self.reason if unavailable else "",
+            expires_at=self.expires_at if active else None,
+            retry_at=self.retry_at if unavailable else None,
+        )
+
     def due(self, now: datetime) -> Push:
         """The reconciler should look at once (or sooner than it planned)."""
         return self.replace(check_at=min(self.check_at or now, now))

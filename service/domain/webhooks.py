@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from service.domain.model import Event, Integration
+from service.domain.status import allowed_actions
 from service.domain.sync import SyncRun
 from service.domain.taxonomy import IntegrationError
 
@@ -224,29 +225,57 @@ def error_payload(error: IntegrationError | None) -> dict[str, Any] | None:
     }
 
 
-def integration_payload(i: Integration) -> dict[str, Any]:
-    """An integration's state as status subscribers see it (its configuration left out)."""
+def integration_payload(i: Integration, now: datetime) -> dict[str, Any]:
+    """An integration as of `now`, with the facts WatchStatus shows of it (the Integration
+    message; its configuration left out, which may hold secrets): every field has its key
+    here (the revision is the payload's own, beside it), under the proto's name or the `_at`
+    form of a time, and derived facts (lateness, the
+    push state shown, the breaker's phase, the allowed actions) come from the same domain
+    functions as the API's. (The breaker's `threshold` is the integration's own override;
+    None means the deployment's.)"""
     b = i.breaker
+    push = i.push.shown()
     return {
         "id": str(i.id),
         "display_name": i.display_name,
         "connector_type": i.connector_type,
+        "credentials": {
+            "has_credentials": i.credentials_kind is not None,
+            "kind": i.credentials_kind,
+            "set_at": _iso(i.credentials_set_at),
+        },
         "status": i.status.value,
         "sync_state": i.sync_state.value if i.sync_state else None,
         "last_error": error_payload(i.last_error),
         "breaker": {
+            "state": b.phase,
             "open": b.open,
             "consecutive_failures": b.consecutive_failures,
+            "threshold": b.threshold,
+            "opened_at": _iso(b.opened_at),
             "next_attempt_at": _iso(b.next_attempt_at),
         },
-        "record_count": i.record_count,
+        "sync_interval_seconds": i.sync_interval.total_seconds(),
         "last_synced_at": _iso(i.last_synced_at),
         "next_sync_at": _iso(i.next_sync_at),
+        "record_count": i.record_count,
+        "created_at": _iso(i.created_at),
+        "updated_at": _iso(i.updated_at),
+        "missing_config_fields": list(i.missing_config_fields),
+        "allowed_actions": [a.value for a in allowed_actions(i.status)],
+        "late": i.late(now),
+        "push": {
+            "state": push.state.value,
+            "expires_at": _iso(push.expires_at),
+            "reason": push.reason,
+            "retry_at": _iso(push.retry_at),
+        },
     }
 
 
 def status_changed(event: Event) -> dict[str, Any]:
-    """integration.status_changed: the change and the integration after it (None: deleted)."""
+    """integration.status_changed: the change and the integration after it (None: deleted),
+    as of the change (so `late` is whether it was late then)."""
     return {
         "integration_id": str(event.integration_id),
         "trigger": event.trigger,
@@ -256,7 +285,9 @@ def status_changed(event: Event) -> dict[str, Any]:
         "actor": event.actor,
         "error": error_payload(event.error),
         "occurred_at": _iso(event.occurred_at),
-        "integration": integration_payload(event.state) if event.state else None,
+        "integration": (
+            integration_payload(event.state, event.occurred_at) if event.state else None
+        ),
         "deleted": event.to_status is None,
     }
 

@@ -20,9 +20,11 @@ for each:
   reason, the integration polls at its own interval, and push is retried later.
 
 Stopping is its own step: a channel that must go is *retired* (`stop_at`), and the sweep
-claims due stops like checks. A deleted integration's channels keep a sealed copy of its
-credentials for the stop (refreshed here if needed, never stored back). A stop that fails is
-retried; a channel that expired meanwhile is simply forgotten.
+claims due stops like checks. Only the account that opened a channel can stop it, so a channel
+whose integration let go of the credentials it was opened with (a Delete, a Reauthorize) keeps
+a sealed copy of them for the stop (refreshed here if needed, never stored back). A stop that
+fails is retried; a channel that expired meanwhile, or that nothing can stop any more (no
+credentials left, or the let-go ones refused), is forgotten, logged, and left to expire.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from service.domain.push import (
     wants_channel,
     with_push,
 )
+from service.domain.taxonomy import ErrorCode
 from service.engine import changes
 from service.engine.providers import Providers
 from service.engine.sync_runner import SyncCursor
@@ -80,6 +83,11 @@ PUSH_ACTIVE, PUSH_RENEWED, PUSH_OFF, PUSH_UNAVAILABLE = (
     "push_unavailable",
 )
 
+#: What a provider answers a stop authorised by credentials the integration let go of when it
+#: will never take them again (revoked, say): the channel is left to expire.
+LET_GO_REFUSALS = frozenset(
+    {ErrorCode.TOKEN_EXPIRED, ErrorCode.INVALID_CREDENTIALS, ErrorCode.ACCESS_DENIED}
+)
 #: A failed stop is retried after this, doubling, up to an hour.
 STOP_RETRY = timedelta(seconds=30)
 STOP_RETRY_MAX = timedelta(hours=1)
@@ -361,11 +369,6 @@ class PushReconciler:
         """Stop one retired channel at its provider, and forget it."""
         channel = due.channel
         now = self.clock()
-        where = {
-            "tenant_id": channel.tenant_id,
-            "integration_id": str(channel.integration_id),
-            "channel_id": channel.channel_id,
-        }
         connector = self.providers.connectors.get(channel.connector_type)
         source = None
         if channel.expires_at > now and isinstance(connector, PushConnector):
@@ -373,35 +376,62 @@ class PushReconciler:
         if source is None or not isinstance(connector, PushConnector):
             # Expired (nothing left to stop) or nothing can authorise the stop: it ends by
             # itself at its expiration, and notifications for it are ignored meanwhile.
-            async with self.db.transaction() as tx:
-                await tx.channels.stopped(channel.tenant_id, channel.channel_id)
-            log.info("push_channel_forgotten", expired=channel.expires_at <= now, **where)
+            await self._forget(due, "expired" if channel.expires_at <= now else "no credentials")
             return
         try:
             with purpose("push"):
                 known = await connector.stop_channel(
                     source, channel.channel_id, channel.resource_id
                 )
+        except ProviderFailure as failure:
+            if due.orphan_credentials is not None and failure.code in LET_GO_REFUSALS:
+                # The credentials it was opened with were let go of, and the provider no
+                # longer takes them (revoked with the old account, say): nothing ever will.
+                await self._forget(due, "credentials refused")
+                return
+            await self._stop_failed(due, failure, now)
+            return
         except Exception as exc:
-            delay = min(STOP_RETRY * 2 ** max(due.attempts - 1, 0), STOP_RETRY_MAX)
-            async with self.db.transaction() as tx:
-                await tx.channels.stop_failed(channel.tenant_id, channel.channel_id, now + delay)
-            log.warning("push_channel_stop_failed", error=str(exc), retry_in=str(delay), **where)
+            await self._stop_failed(due, exc, now)
             return
         async with self.db.transaction() as tx:
             await tx.channels.stopped(channel.tenant_id, channel.channel_id)
-        log.info("push_channel_stopped", known=known, **where)
+        log.info("push_channel_stopped", known=known, **_where(channel))
+
+    async def _forget(self, due: StopDue, why: str) -> None:
+        """Forget a channel that cannot be stopped: it ends by itself at its expiration."""
+        channel = due.channel
+        async with self.db.transaction() as tx:
+            await tx.channels.stopped(channel.tenant_id, channel.channel_id)
+        log.info(
+            "push_channel_forgotten",
+            why=why,
+            expires_at=channel.expires_at.isoformat(),
+            **_where(channel),
+        )
+
+    async def _stop_failed(self, due: StopDue, exc: Exception, now: datetime) -> None:
+        """A stop that may work later: tried again, backing off."""
+        channel = due.channel
+        delay = min(STOP_RETRY * 2 ** max(due.attempts - 1, 0), STOP_RETRY_MAX)
+        async with self.db.transaction() as tx:
+            await tx.channels.stop_failed(channel.tenant_id, channel.channel_id, now + delay)
+        log.warning(
+            "push_channel_stop_failed", error=str(exc), retry_in=str(delay), **_where(channel)
+        )
 
     async def _stop_source(self, due: StopDue) -> Source | None:
-        """What authorises the stop: the integration's credentials while it exists (its
-        refresher renews them), else the copy its Delete left (renewed, never stored)."""
+        """What authorises the stop: the credentials the channel was opened with. While the
+        integration still has them, its own (its refresher renews them); once it let go of
+        them (a Delete, a Reauthorize: at Google only the account that opened a channel can
+        stop it), the copy kept for the stop (renewed, never stored). None: nothing can."""
         channel = due.channel
         async with self.db.connection() as tx:
             try:
                 integration = await tx.integrations.get(channel.tenant_id, channel.integration_id)
             except NotFound:
                 integration = None
-        if integration is not None:
+        if integration is not None and integration.credentials_set_at == channel.credentials_set_at:
             _, source = await self.providers.open(integration.replace(config=channel.config))
             return source
         if due.orphan_credentials is None:
@@ -425,3 +455,11 @@ class PushReconciler:
         except FailedPrecondition:
             return StoredTokens(credentials)
         return UnstoredTokens(credentials, self.token_endpoint, endpoints, self.clock)
+
+
+def _where(channel: Channel) -> dict[str, str]:
+    return {
+        "tenant_id": channel.tenant_id,
+        "integration_id": str(channel.integration_id),
+        "channel_id": channel.channel_id,
+    }

@@ -36,7 +36,11 @@ class StoredCredentials:
 
 
 _SEALED = SealedColumn(
-    Q["credentials_batch"], Q["credentials_swap"], "sealed", "integration_id", row_binding
+    Q["credentials_batch"],
+    Q["credentials_swap"],
+    "sealed",
+    "integration_id",
+    lambda row: row_binding(row["tenant_id"], row["integration_id"]),
 )
 
 

@@ -1,9 +1,10 @@
 """Push channels in PostgreSQL, and the integrations' push bookkeeping that is not a change.
 
 A channel's token (the secret Google echoes in every notification) is sealed here like
-credentials, bound to the channel's row, and opened only to be compared. A deleted
-integration's channels keep a copy of its sealed credentials until they are stopped
-(`migrations/0008_push.sql`); they are opened here too, and nowhere else.
+credentials, bound to the channel's row, and opened only to be compared. A channel
+whose integration let go of the credentials it was opened with (deleted, or reauthorized) keeps
+a sealed copy of them until it is stopped (`migrations/0008_push.sql`,
+`queries/credentials.sql`); they are opened here too, and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from service.domain.credentials import Credentials
 from service.domain.push import Channel
 from service.storage.integrations import Row
 from service.storage.queries import Q
-from service.storage.sealed_rows import SealedRows
+from service.storage.sealed_rows import RekeyBatch, SealedRows
 from service.storage.sealing import SealError, row_binding
 
 
@@ -47,8 +48,10 @@ class FoundChannel:
 
 @dataclass(frozen=True)
 class StopDue:
-    """A retired channel claimed for its stop. `orphan_credentials`: the deleted
-    integration's credentials (None while the integration exists, or when it had none)."""
+    """A retired channel claimed for its stop. `orphan_credentials`: the credentials it was
+    opened with, kept when the integration let go of them (deleted, or replaced by a
+    Reauthorize); None while the integration still has them, when it had none, or when they no
+    longer open."""
 
     channel: Channel
     orphan_credentials: Credentials | None = field(repr=False)
@@ -104,6 +107,37 @@ class ChannelRows(SealedRows):
         except SealError:
             return None
         return FoundChannel(channel_from_row(row), token)
+
+    async def rekey_batch(self, after: tuple[str, str], limit: int) -> RekeyBatch:
+        """Re-seal, with the key ring's primary key, the tokens and kept credentials of up to
+        `limit` channels after the keyset position `after` (each row compare-and-set)."""
+        rows = await self._conn.fetch(Q["push_channels_batch"], after[0], after[1], limit)
+        resealed = skipped = 0
+        keys = self.keys
+        for row in rows:
+            token = bytes(row["token_sealed"])
+            kept = None if row["orphan_credentials"] is None else bytes(row["orphan_credentials"])
+            fresh_token = keys.resealed(token, _token_binding(row["tenant_id"], row["channel_id"]))
+            fresh_kept = kept and keys.resealed(
+                kept, row_binding(row["tenant_id"], row["integration_id"])
+            )
+            if fresh_token is None and fresh_kept is None:
+                continue
+            status = await self._conn.execute(
+                Q["push_channel_reseal"],
+                row["tenant_id"],
+                row["channel_id"],
+                token,
+                kept,
+                fresh_token or token,
+                fresh_kept or kept,
+            )
+            if status.endswith(" 1"):
+                resealed += 1
+            else:
+                skipped += 1
+        last = (rows[-1]["tenant_id"], rows[-1]["channel_id"]) if rows else None
+        return RekeyBatch(len(rows), resealed, skipped, last)
 
     async def retire(self, tenant_id: str, channel_ids: Sequence[str], stop_at: datetime) -> None:
         """These channels must go: the reconciler stops them at `stop_at`."""

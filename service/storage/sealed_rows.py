@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 
@@ -26,21 +25,21 @@ class RekeyBatch:
     resealed: int
     #: Rows a concurrent change re-sealed first (already current).
     skipped: int
-    #: The last row examined; None when there was nothing left.
-    last: tuple[str, UUID] | None
+    #: The last row examined (the table's key); None when there was nothing left.
+    last: tuple[str, Any] | None
 
 
 @dataclass(frozen=True)
 class SealedColumn:
     """How to re-seal one table's sealed column: the batch query (rows after a keyset position
-    $1/$2, at most $3), the compare-and-set (tenant, row id, old sealed value, new one), the
-    column and the row id's names, and the row's associated data."""
+    $1/$2, at most $3), the compare-and-set (tenant, row key, old sealed value, new one), the
+    column and the row key's names, and the row's associated data."""
 
     batch: str
     swap: str
     column: str
     row_id: str
-    binding: Callable[[str, Any], bytes]
+    binding: Callable[[asyncpg.Record], bytes]
 
 
 class SealedRows:
@@ -59,24 +58,21 @@ class SealedRows:
             raise RuntimeError("this database was opened without a key ring")
         return self._keys
 
-    async def _reseal(
-        self, column: SealedColumn, after: tuple[str, UUID], limit: int
-    ) -> RekeyBatch:
+    async def _reseal(self, column: SealedColumn, after: tuple[str, Any], limit: int) -> RekeyBatch:
         """Re-seal, with the key ring's primary key, up to `limit` rows after the keyset
         position `after`, each row compare-and-set (so a concurrent change wins)."""
         rows: Sequence[asyncpg.Record] = await self._conn.fetch(
             column.batch, after[0], after[1], limit
         )
         resealed = skipped = 0
-        keys = self.keys
         for row in rows:
             sealed = bytes(row[column.column])
-            if keys.key_id_of(sealed) == keys.primary_id:
+            fresh = self.keys.resealed(sealed, column.binding(row))
+            if fresh is None:
                 continue
-            tenant_id, row_id = row["tenant_id"], row[column.row_id]
-            binding = column.binding(tenant_id, row_id)
-            fresh = keys.seal(keys.open(sealed, binding), binding)
-            status = await self._conn.execute(column.swap, tenant_id, row_id, sealed, fresh)
+            status = await self._conn.execute(
+                column.swap, row["tenant_id"], row[column.row_id], sealed, fresh
+            )
             if status.endswith(" 1"):
                 resealed += 1
             else:

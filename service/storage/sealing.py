@@ -60,6 +60,12 @@ class KeyRing:
             raise SealError("unknown sealed format")
         return sealed[2 : 2 + sealed[1]].decode()
 
+    def resealed(self, sealed: bytes, associated: bytes) -> bytes | None:
+        """`sealed` sealed again with the primary key; None when it already is (a re-key)."""
+        if self.key_id_of(sealed) == self.primary_id:
+            return None
+        return self.seal(self.open(sealed, associated), associated)
+
     def open(self, sealed: bytes, associated: bytes) -> bytes:
         key_id = self.key_id_of(sealed)
         key = dict(self.keys).get(key_id)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from service.domain.credentials import SignIn
 from service.storage.queries import Q
-from service.storage.sealed_rows import SealedRows
+from service.storage.sealed_rows import RekeyBatch, SealedColumn, SealedRows
 from service.storage.sealing import row_binding
 
 
@@ -60,8 +60,22 @@ class SignInRows(SealedRows):
             expires_at=row["expires_at"],
         )
 
+    async def rekey_batch(self, after: tuple[str, bytes], limit: int) -> RekeyBatch:
+        """Re-seal up to `limit` verifiers of sign-ins in flight after `after` with the newest
+        key."""
+        return await self._reseal(_SEALED, after, limit)
+
 
 def _binding(tenant_id: str, integration_id: UUID, digest: bytes) -> bytes:
     # Not the credentials' binding: a sealed verifier must not open as credentials, nor as
     # another sign-in's verifier.
     return row_binding(tenant_id, integration_id) + b"/oauth-sign-in/" + digest.hex().encode()
+
+
+_SEALED = SealedColumn(
+    Q["sign_ins_batch"],
+    Q["sign_in_reseal"],
+    "verifier_sealed",
+    "state_digest",
+    lambda row: _binding(row["tenant_id"], row["integration_id"], bytes(row["state_digest"])),
+)

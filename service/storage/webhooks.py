@@ -82,7 +82,11 @@ def _binding(tenant_id: str, endpoint_id: UUID) -> bytes:
 
 
 _SEALED = SealedColumn(
-    Q["endpoint_secrets_batch"], Q["endpoint_secret_swap"], "secret_sealed", "id", _binding
+    Q["endpoint_secrets_batch"],
+    Q["endpoint_secret_swap"],
+    "secret_sealed",
+    "id",
+    lambda row: _binding(row["tenant_id"], row["id"]),
 )
 
 

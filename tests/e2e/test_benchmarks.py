@@ -28,7 +28,7 @@ async def test_every_benchmark_runs_beside_its_baseline(tmp_path: Path) -> None:
     output, _ = await asyncio.wait_for(proc.communicate(), timeout=240)
     assert proc.returncode == 0, output.decode(errors="replace")[-4000:]
     report = out.read_text()
-    for key in ("a", "b", "c", "d", "e", "f", "workers"):
+    for key in ("a", "b", "c", "d", "e", "f", "g", "workers"):
         assert f"\n## {key}. " in report, f"section {key} is missing"
     assert "CPU:" in report and "PostgreSQL" in report and "h2load nghttp2" in report
     rows = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]

@@ -226,17 +226,44 @@ async def test_a_new_configuration_stops_the_old_channel_and_watches_the_new_cal
     assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
 
 
-async def test_new_credentials_replace_the_channel_opened_with_the_old_ones(
+async def test_another_accounts_credentials_replace_the_channel_stopped_as_its_opener(
+    app: App, stub: Stub, sb: Sandbox, clock: FakeClock, server: object
+) -> None:
+    ident = await pushing(app, stub, sb)
+    [old] = live(sb)
+    assert old.owner == "owner@example.com"
+    clock.advance(minutes=1)
+    other = "other@example.com"
+    sb.state.add_access_token("another-account", expires_in=30 * 86400, account=other)
+    await stub.Reauthorize(api.ReauthorizeRequest(id=ident, credentials=bearer("another-account")))
+    await sweep(app)
+    # Only the account that opened a channel can stop it: the old one's credentials did.
+    [new] = live(sb)
+    assert new.id != old.id and new.owner == other and sb.state.push.stopped == [old.id]
+    assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
+    kept = "SELECT 1 FROM push_channels WHERE orphan_credentials IS NOT NULL"
+    assert await app.db.fetch(kept) == []  # the copy went with the stopped channel
+
+
+async def test_a_channel_whose_replaced_credentials_were_revoked_is_left_to_expire(
     app: App, stub: Stub, sb: Sandbox, clock: FakeClock, server: object
 ) -> None:
     ident = await pushing(app, stub, sb)
     [old] = live(sb)
     clock.advance(minutes=1)
-    sb.state.add_access_token("another-account", expires_in=30 * 86400)
+    other = "other@example.com"
+    sb.state.add_access_token("another-account", expires_in=30 * 86400, account=other)
     await stub.Reauthorize(api.ReauthorizeRequest(id=ident, credentials=bearer("another-account")))
+    sb.state.oauth.revoke(TOKEN)  # the old account's token no longer works anywhere
+    sb.state.log.clear()
     await sweep(app)
-    [new] = live(sb)
-    assert new.id != old.id and sb.state.push.stopped == [old.id]
+
+    # One refused stop with the old token, none with the new account's, and not retried.
+    stops = [e for e in sb.state.log if e.path.endswith("/channels/stop")]
+    assert [e.status for e in stops] == [401] and sb.state.push.stopped == []
+    assert old in live(sb)  # it ends at its expiration; its notifications are ignored
+    rows = await app.db.fetch("SELECT channel_id FROM push_channels")
+    assert [r["channel_id"] for r in rows] == [c.id for c in live(sb) if c.owner == other]
     assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
 
 

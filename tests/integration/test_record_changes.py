@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 import grpc
 import pytest
 from integrations.client import IntegrationsClient
+from integrations.copies import CopyPage, keep_in_step
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 from integrations.v1 import service_pb2_grpc
@@ -309,8 +310,9 @@ async def test_the_readme_consumer_keeps_its_copy_in_step(
     code = readme.split("<!-- consumer -->\n```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)  # the README's code, as printed
-    keep_in_step = namespace["keep_in_step"]
+    keep_in_step = namespace["keep_in_step"]  # integrations.copies', as the README imports it
     db = sqlite3.connect(":memory:")
+    copy = namespace["SqliteCopy"](db)
     db.execute("CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT)")
     db.execute("CREATE TABLE feed (one INTEGER PRIMARY KEY, cursor TEXT)")
 
@@ -320,13 +322,13 @@ async def test_the_readme_consumer_keeps_its_copy_in_step(
 
     async with IntegrationsClient(channel=channel) as client:
         await sync(stub, calendar)
-        await keep_in_step(client, calendar, db, follow=False)
+        await keep_in_step(client, calendar, copy)
         assert local() == provider_events(sb.state)
 
         sb.state.google.delete_event(CALENDAR, "e1")
         put_event(sb.state, "e2", "Changed", day=2)
         await sync(stub, calendar)
-        await keep_in_step(client, calendar, db, follow=False)
+        await keep_in_step(client, calendar, copy)
         assert local() == provider_events(sb.state)
 
         # Away for longer than deletions are kept: it starts over and is exact again.
@@ -334,5 +336,42 @@ async def test_the_readme_consumer_keeps_its_copy_in_step(
         await sync(stub, calendar)
         clock.advance(days=3)
         assert await app.feed_retention.purge_tombstones() == 2
-        await keep_in_step(client, calendar, db, follow=False)
+        await keep_in_step(client, calendar, copy)
         assert local() == provider_events(sb.state)
+
+
+async def test_keep_in_step_awaits_an_asynchronous_copy_and_resumes_from_its_cursor(
+    stub: Stub, sb: Sandbox, calendar: str, channel: grpc.aio.Channel
+) -> None:
+    class MemoryCopy:
+        """A copy whose apply is a coroutine, as with an asyncio database driver."""
+
+        def __init__(self) -> None:
+            self.records: dict[str, dict[str, Any]] = {}
+            self.stored = ""
+            self.pages = 0
+
+        def cursor(self) -> str:
+            return self.stored
+
+        async def apply(self, page: CopyPage) -> None:
+            await asyncio.sleep(0)
+            if page.restart:
+                self.records.clear()
+            for ident in page.deleted:
+                self.records.pop(ident, None)
+            self.records.update(page.upserted)
+            self.stored, self.pages = page.cursor, self.pages + 1
+
+    copy = MemoryCopy()
+    async with IntegrationsClient(channel=channel) as client:
+        await sync(stub, calendar)
+        await keep_in_step(client, calendar, copy, page_size=2)
+        assert {k: v["summary"] for k, v in copy.records.items()} == provider_events(sb.state)
+        assert copy.pages == 3  # five records, two a page
+
+        put_event(sb.state, "e4", "Moved", day=3)
+        await sync(stub, calendar)
+        await keep_in_step(client, calendar, copy)
+        assert copy.pages == 4  # only the change, from the stored cursor
+        assert copy.records["e4"]["summary"] == "Moved"

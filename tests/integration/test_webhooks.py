@@ -264,6 +264,41 @@ async def test_two_replicas_send_each_delivery_once(
     assert len(ids) == 24 and len(set(ids)) == 24
 
 
+async def test_an_attempt_whose_claim_was_taken_over_is_discarded(
+    app: App, stub: Stub, receiver: Receiver, clock: FakeClock
+) -> None:
+    webhook = await create_webhook(stub, receiver, wh.WEBHOOK_EVENT_TYPE_STATUS_CHANGED)
+    await draft(stub)
+    http = HttpClient.open(HttpPolicy(allow_private_networks=True))
+    other = WebhookSender(app.db, http, app.sender.settings, clock=app.clock, worker="replica-2")
+    try:
+        # The first replica's attempt hangs (and will fail) past its claim; the second takes
+        # the delivery over and its attempt succeeds. Both answers then come back.
+        receiver.answers = [503, 200]
+        release = receiver.hold()
+        arrived = receiver.arrived
+        assert len(await app.sender.sweep()) == 1
+        await asyncio.wait_for(arrived.wait(), 20)
+        clock.advance(seconds=app.sender.settings.claim.total_seconds() + 1)
+        arrived = receiver.arrived
+        assert len(await other.sweep()) == 1
+        await asyncio.wait_for(arrived.wait(), 20)
+        release.set()
+        await app.sender.idle()
+        await other.idle()
+    finally:
+        await http.close()
+
+    # Only the attempt that held the claim counts: one success, no failure in the log, and
+    # the endpoint's failing streak never began.
+    [delivery] = await log_of(stub, webhook)
+    assert delivery.state == wh.WEBHOOK_DELIVERY_STATE_DELIVERED
+    assert [(a.attempt, a.status_code) for a in delivery.attempts] == [(1, 200)]
+    assert len(receiver.received) == 1
+    [row] = await app.db.fetch("SELECT failing_since FROM webhook_endpoints")
+    assert row["failing_since"] is None
+
+
 async def test_another_tenants_events_never_reach_an_endpoint(
     settings: Settings, clock: FakeClock, receiver: Receiver
 ) -> None:

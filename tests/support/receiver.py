@@ -36,6 +36,8 @@ class Receiver:
         self.rejected: list[str] = []
         #: The status to answer with.
         self.status = 200
+        #: Statuses for the next requests, taken in arrival order (then `status`).
+        self.answers: list[int] = []
         #: While set, requests are held until it is cleared (see `hold`).
         self.holding: asyncio.Event | None = None
         #: Set whenever a request arrives (replaced after each).
@@ -93,6 +95,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        answer = self.answers.pop(0) if self.answers else None
         arrived, self.arrived = self.arrived, asyncio.Event()
         arrived.set()
         if self.holding is not None and not self.holding.is_set():
@@ -105,11 +108,12 @@ class Receiver:
                 break
             except Exception as exc:  # the library's own error types
                 self.rejected.append(f"{type(exc).__name__}: {exc}")
-        if verified is not None and 200 <= self.status < 300:
+        status = answer if answer is not None else self.status
+        if verified is not None and 200 <= status < 300:
             signatures = len(headers.get("webhook-signature", "").split(" "))
             payload = json.loads(body)
             self.received.append(
                 Received(headers["webhook-id"], payload["type"], payload["data"], signatures)
             )
             self._changed.set()
-        return web.Response(status=self.status if verified is not None else 401)
+        return web.Response(status=status if verified is not None else 401)

@@ -35,6 +35,8 @@ CROSS_TENANT = {
     "history_tenants": "the retention job's work list: every tenant that has history",
     "credentials_batch": "re-keying: a keyset walk over every tenant's credentials",
     "endpoint_secrets_batch": "re-keying: a keyset walk over every tenant's webhook secrets",
+    "push_channels_batch": "re-keying: a keyset walk over every tenant's push channels",
+    "sign_ins_batch": "re-keying: a keyset walk over every tenant's sign-ins in flight",
     "deliveries_claim": "the webhook sweep: deliveries due now, in every tenant",
     "deliveries_purge": "retention: finished webhook deliveries past the log's age, anywhere",
     "push_checks_due": "the push sweep: channels due for a look, in every tenant",

@@ -1,5 +1,17 @@
 -- name: credentials_put
--- New credentials: whose account they are is not known until they are verified.
+-- New credentials: whose account they are is not known until they are verified. Channels
+-- opened with the credentials they replace keep a copy of those (sealed, bound as they are), so
+-- their stop is authorised by the account that opened them (see migrations/0008_push.sql:
+-- `orphan_credentials` holds the credentials a channel was opened with, once the integration
+-- no longer has them).
+WITH kept AS (
+    UPDATE push_channels c SET
+        orphan_credentials = (SELECT sealed FROM credentials
+                              WHERE tenant_id = $1 AND integration_id = $2)
+    WHERE c.tenant_id = $1 AND c.integration_id = $2 AND c.orphan_credentials IS NULL
+      AND c.credentials_set_at = (SELECT set_at FROM credentials
+                                  WHERE tenant_id = $1 AND integration_id = $2)
+)
 INSERT INTO credentials (tenant_id, integration_id, kind, sealed, set_at, account)
 VALUES ($1, $2, $3, $4, $5, NULL)
 ON CONFLICT (tenant_id, integration_id) DO UPDATE

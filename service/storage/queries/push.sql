@@ -23,12 +23,29 @@ WHERE tenant_id = $1 AND channel_id = ANY($2::text[])
 -- name: push_channels_orphan
 -- The integration is being deleted: its channels are retired, stopped as soon as a
 -- reconciler sweeps ('-infinity': due whatever the clock says), with a copy of the sealed
--- credentials to authorise the stop (they go with the row).
+-- credentials to authorise the stop (they go with the row). A channel that kept the ones it was
+-- opened with (replaced since: see credentials_put) keeps those.
 UPDATE push_channels c SET
     stop_at = '-infinity',
-    orphan_credentials = (SELECT sealed FROM credentials
-                          WHERE tenant_id = $1 AND integration_id = $2)
+    orphan_credentials = COALESCE(c.orphan_credentials,
+                                  (SELECT sealed FROM credentials
+                                   WHERE tenant_id = $1 AND integration_id = $2))
 WHERE c.tenant_id = $1 AND c.integration_id = $2
+
+-- name: push_channels_batch
+-- Keyset over every tenant's channels, for re-sealing with a new key.
+SELECT tenant_id, channel_id, integration_id, token_sealed, orphan_credentials
+FROM push_channels
+WHERE (tenant_id, channel_id) > ($1, $2)
+ORDER BY tenant_id, channel_id
+LIMIT $3
+
+-- name: push_channel_reseal
+-- Compare-and-set over both sealed values read, so a change that committed meanwhile (a Delete
+-- or Reauthorize keeping credentials) is never overwritten.
+UPDATE push_channels SET token_sealed = $5, orphan_credentials = $6
+WHERE tenant_id = $1 AND channel_id = $2 AND token_sealed = $3
+  AND orphan_credentials IS NOT DISTINCT FROM $4
 
 -- name: push_channel_delete
 DELETE FROM push_channels WHERE tenant_id = $1 AND channel_id = $2
