@@ -142,8 +142,8 @@ OFFLOAD_IN_FLIGHT = Gauge(
 
 TOKEN_REFRESHES = Counter(
     "integrations_token_refreshes_total",
-    "Access-token refreshes by outcome: ok, failed, lost_race (another caller's refresh won; "
-    "its token is used).",
+    "Access-token refreshes by outcome: ok, failed, lost_race (another caller's refresh or a "
+    "reauthorization stored newer credentials first; those are used).",
     ["outcome"],
 )
 
