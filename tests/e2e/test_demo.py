@@ -63,6 +63,7 @@ async def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "brake on" in out[broken:recovered]
     assert "reactivated:" in out[recovered:]
     assert "sync run" in out and "succeeded" in out[recovered:]
+    assert "late: late:" not in out  # a trigger and its reason, not the trigger twice
 
 
 async def test_a_service_that_cannot_start_fails_the_demo_with_its_own_words(
