@@ -18,7 +18,9 @@ import asyncio
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from sandbox.server import Sandbox
 
 #: The service's settings for the demo: everything happens in seconds.
 SERVICE_FLAGS = (
+    "--allow-unauthenticated", "true",
     "--allow-private-networks", "true",
     "--min-sync-interval", "3s",
     "--scheduler-sweep-interval", "1s",
@@ -48,7 +51,57 @@ def say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-async def start_service(data_dir: Path, ops: str) -> tuple[asyncio.subprocess.Process, int]:
+class DemoFailed(Exception):
+    """A step of the walkthrough did not happen in time, or a command failed: says which."""
+
+
+class ServiceLog:
+    """The service's stderr. Not part of the demo's picture, but it must keep flowing, and its
+    last lines are what a failed demo shows."""
+
+    def __init__(self, keep: int = 40) -> None:
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._drain: asyncio.Task[None] | None = None
+
+    async def line(self, stream: asyncio.StreamReader) -> dict[str, object] | None:
+        """The next JSON line ({} for any other text); None once the service closed it."""
+        raw = await stream.readline()
+        if not raw:
+            return None
+        text = raw.decode(errors="replace").rstrip()
+        self.lines.append(text)
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            return {}
+        return entry if isinstance(entry, dict) else {}
+
+    def drain(self, stream: asyncio.StreamReader) -> None:
+        async def rest() -> None:
+            while await self.line(stream) is not None:
+                pass
+
+        self._drain = asyncio.create_task(rest())
+
+    async def closed(self) -> None:
+        """Wait for the last line (once the service exited)."""
+        if self._drain is not None:
+            await self._drain
+
+    def tail(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Service:
+    """The started service: its process, gRPC port and metrics URL (None with no ops port)."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    metrics_url: str | None
+
+
+async def start_service(data_dir: Path, ops: str, log: ServiceLog, timeout: float) -> Service:
     """`python -m service` on a free port; returns it once it logged "ready"."""
     env = {**os.environ, "INTEGRATIONS_LOG_FORMAT": "json"}
     env.pop("DATABASE_URL", None)
@@ -64,56 +117,81 @@ async def start_service(data_dir: Path, ops: str) -> tuple[asyncio.subprocess.Pr
         ops,
         *SERVICE_FLAGS,
         env=env,
+        stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    while line := await proc.stderr.readline():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "ready":
-            # The log is not part of the demo's picture, but it must keep flowing.
-            _DRAINS.add(asyncio.create_task(_drain(proc.stderr)))
-            return proc, int(entry["port"])
-    raise SystemExit(f"the service did not start: {await proc.wait()}")
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+    metrics_url: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            while (entry := await log.line(proc.stderr)) is not None:
+                if entry.get("event") == "ops_serving":
+                    metrics_url = f"{entry['url']}/metrics"
+                if entry.get("event") == "ready":
+                    log.drain(proc.stderr)
+                    return Service(proc, int(str(entry["port"])), metrics_url)
+    except TimeoutError:
+        proc.terminate()
+        await proc.wait()
+        raise DemoFailed(f"the service was not ready within {timeout:.0f}s") from None
+    raise DemoFailed(f"the service did not start (exit code {await proc.wait()})")
 
 
 async def until(
-    client: IntegrationsClient, ident: str, check: Callable[[pb.Integration], bool]
+    client: IntegrationsClient,
+    ident: str,
+    what: str,
+    check: Callable[[pb.Integration], bool],
+    timeout: float,
 ) -> pb.Integration:
-    """Poll the integration until `check` holds (the demo's pacing; no deadline)."""
-    while True:
-        current = await client.get(ident)
-        if check(current):
-            return current
-        await asyncio.sleep(0.5)
+    """Poll the integration until `check` holds (the demo's pacing); DemoFailed after
+    `timeout` seconds, naming what did not happen and where the integration stands."""
+    current = await client.get(ident)
+    try:
+        async with asyncio.timeout(timeout):
+            while not check(current):
+                await asyncio.sleep(0.5)
+                current = await client.get(ident)
+    except TimeoutError:
+        status = pb.Status.Name(current.status)
+        brake = pb.BreakerState.Name(current.breaker.state)
+        raise DemoFailed(
+            f"{what} did not happen within {timeout:.0f}s (the integration is {status}, "
+            f"breaker {brake}, last error: {current.last_error.message or 'none'})"
+        ) from None
+    return current
 
 
-async def ctl(target: str, *args: str) -> int:
+async def ctl(target: str, *args: str) -> None:
+    """Run `integrationsctl`, as a person would, its output on this terminal."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "integrations.cli", "--target", target, *args
     )
-    return await proc.wait()
+    if code := await proc.wait():
+        raise DemoFailed(f"integrationsctl {' '.join(args)} exited with {code}")
 
 
 async def walk(args: argparse.Namespace) -> None:
+    """The walkthrough; on a failure, says what failed and shows the service's last lines."""
+    log = ServiceLog()
+    try:
+        await _walk(args, log)
+    except DemoFailed as exc:
+        print(f"\nthe demo failed: {exc}", file=sys.stderr)
+        print(f"the service's last log lines:\n{log.tail()}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+async def _walk(args: argparse.Namespace, log: ServiceLog) -> None:
+    timeout = args.timeout
     async with Sandbox(port=args.sandbox_port) as sb:
         seed(sb.state)
         say(f"Sandbox provider on {sb.url}; starting the service (embedded PostgreSQL)")
-        service, port = await start_service(Path(args.data_dir), args.ops_listen)
-        target = f"127.0.0.1:{port}"
+        service = await start_service(Path(args.data_dir), args.ops_listen, log, timeout)
+        target = f"127.0.0.1:{service.port}"
         watch: asyncio.subprocess.Process | None = None
         try:
-            print(f"service on {target}; metrics on http://{args.ops_listen}/metrics")
+            print(f"service on {target}; metrics on {service.metrics_url or 'off'}")
             async with IntegrationsClient(target) as client:
                 config = pb.ConnectorConfig(
                     google_calendar=pb.GoogleCalendarConfig(
@@ -138,8 +216,16 @@ async def walk(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1)
                 say("The provider breaks: every request to Google answers 503")
                 sb.state.inject(Provider.GOOGLE, Fault(FaultKind.UNAVAILABLE), times=None)
-                await until(client, ident, lambda i: i.status == pb.STATUS_ERROR)
-                await until(client, ident, lambda i: i.breaker.state == pb.BREAKER_STATE_OPEN)
+                await until(
+                    client, ident, "the error", lambda i: i.status == pb.STATUS_ERROR, timeout
+                )
+                await until(
+                    client,
+                    ident,
+                    "the safety brake",
+                    lambda i: i.breaker.state == pb.BREAKER_STATE_OPEN,
+                    timeout,
+                )
                 say("The safety brake is on: regular syncs stopped, only probes run")
                 await ctl(target, "get", ident)
                 await asyncio.sleep(args.broken_for)
@@ -148,7 +234,9 @@ async def walk(args: argparse.Namespace) -> None:
                 await until(
                     client,
                     ident,
+                    "the reactivation",
                     lambda i: i.status == pb.STATUS_ACTIVE and i.last_sync_time.seconds > 0,
+                    timeout,
                 )
                 await asyncio.sleep(2)
                 say("Reactivated by itself, synced from its cursor")
@@ -158,8 +246,10 @@ async def walk(args: argparse.Namespace) -> None:
             if watch is not None and watch.returncode is None:
                 watch.terminate()
                 await watch.wait()
-            service.terminate()
-            await service.wait()
+            if service.proc.returncode is None:
+                service.proc.terminate()
+            await service.proc.wait()
+            await log.closed()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ops-listen", default="127.0.0.1:9464", help="metrics address")
     parser.add_argument(
         "--broken-for", type=float, default=5, help="seconds the provider stays broken"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="seconds any one step may take before failing"
     )
     try:
         asyncio.run(walk(parser.parse_args(argv)))

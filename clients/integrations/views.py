@@ -81,7 +81,7 @@ def integrations_table(integrations: list[pb.Integration]) -> RenderableType:
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("id", no_wrap=True, min_width=36)
     table.add_column("state", overflow="fold")
-    table.add_column("name [connector]", overflow="fold")
+    table.add_column(Text("name [connector]"), overflow="fold")
     for i in integrations:
         table.add_row(i.id, state(i), Text(f"{i.display_name} [{i.connector_type}]"))
     return table
@@ -223,18 +223,21 @@ def events_table(events: list[pb.IntegrationEvent]) -> RenderableType:
 
 
 def webhooks_table(items: list[wh.Webhook]) -> RenderableType:
-    """Webhook endpoints: id, URL, the events they take, and why one is failing or off."""
-    table = Table("id", "url", "events", "enabled", "failing since", "disabled because")
+    """Webhook endpoints: the full id (copied into the next command), whether it is on, failing
+    or off and why, then the URL and the events it takes, folded to fit, never cut."""
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("state", overflow="fold")
+    table.add_column(Text("url [events]"), overflow="fold")
     for w in items:
-        events = ", ".join(event_type(t) for t in w.event_types)
-        table.add_row(
-            w.id,
-            w.url,
-            events or "all",
-            "yes" if w.enabled else "no",
-            when(w.failing_since) if w.HasField("failing_since") else "",
-            w.disabled_reason,
-        )
+        if not w.enabled:
+            state = f"disabled: {w.disabled_reason}" if w.disabled_reason else "disabled"
+        elif w.HasField("failing_since"):
+            state = f"enabled, failing since {when(w.failing_since)}"
+        else:
+            state = "enabled"
+        events = ", ".join(event_type(t) for t in w.event_types) or "all"
+        table.add_row(w.id, Text(state), Text(f"{w.url} [{events}]"))
     return table
 
 

@@ -64,11 +64,11 @@ def _reason(integration: Integration, now: datetime) -> str:
     interval = _human(integration.sync_interval.total_seconds())
     if since is None:
         return (
-            f"late: it has never synced successfully, and it was created more than twice "
+            f"it has never synced successfully, and it was created more than twice "
             f"its sync interval ({interval}) ago"
         )
     return (
-        f"late: its last successful sync was at {since.isoformat(timespec='seconds')}, "
+        f"its last successful sync was at {since.isoformat(timespec='seconds')}, "
         f"more than twice its sync interval ({interval}) ago"
     )
 

@@ -162,7 +162,10 @@ class TokenRefresher:
             if tokens.access_token_of(current) != stale and not tokens.needs_refresh(
                 current, self.clock()
             ):
+                # A lost race too: another caller (here or on another replica) refreshed
+                # while this one waited for the lock, and its token is used.
                 log.debug("token_refreshed_elsewhere", **where)
+                metrics.TOKEN_REFRESHES.labels("lost_race").inc()
                 return current
             refresh_token = tokens.refresh_token_of(current)
             if not refresh_token:
@@ -185,7 +188,8 @@ class TokenRefresher:
             renewed = tokens.from_grant(grant, self.clock(), current)
             stored = await self._store(tx, key, row, renewed, refresh_token)
         # Committed: the rotated refresh token is durable before the access token is used.
-        metrics.TOKEN_REFRESHES.labels("ok").inc()
+        # Credentials stored meanwhile (a Reauthorize) won over this answer: a lost race.
+        metrics.TOKEN_REFRESHES.labels("ok" if stored is renewed else "lost_race").inc()
         log.info(
             "token_refreshed",
             rotated=grant.refresh_token is not None,

@@ -11,12 +11,13 @@ platform collectors (CPU, memory, file descriptors, GC).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from service.domain.sync import SyncRun
 
@@ -142,8 +143,8 @@ OFFLOAD_IN_FLIGHT = Gauge(
 
 TOKEN_REFRESHES = Counter(
     "integrations_token_refreshes_total",
-    "Access-token refreshes by outcome: ok, failed, lost_race (another caller's refresh won; "
-    "its token is used).",
+    "Access-token refreshes by outcome: ok, failed, lost_race (another caller's refresh or a "
+    "reauthorization stored newer credentials first; those are used).",
     ["outcome"],
 )
 
@@ -170,7 +171,33 @@ READY = Gauge(
     "1 when this process is ready (database reachable, migrations applied, LISTEN connection "
     "up, not draining), else 0.",
 )
-TLS_CERTIFICATE_EXPIRY = Gauge(
+
+
+class OptionalGauge(Collector):
+    """A gauge without a sample until it is set: a value that does not exist (the expiry of a
+    certificate when TLS is off) is absent, not 0, so `min()` and alerts never see a 1970
+    expiry. Its HELP and TYPE are always there."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._value: float | None = None
+        REGISTRY.register(self)
+
+    def set(self, value: float) -> None:
+        self._value = value
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation)
+        if self._value is not None:
+            family.add_metric([], self._value)
+        return [family]
+
+
+TLS_CERTIFICATE_EXPIRY = OptionalGauge(
     "integrations_tls_certificate_expiry_timestamp_seconds",
     "When the server certificate in use expires (Unix time; absent without TLS).",
 )

@@ -32,7 +32,7 @@ async def calendar(stub: Stub, sb: Sandbox) -> str:
     return (await create(stub, "google_calendar", google(sb), bearer())).id
 
 
-async def ctl(server: Server, *args: str) -> tuple[int, str, str]:
+async def ctl(server: Server, *args: str, columns: int = 80) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -42,7 +42,7 @@ async def ctl(server: Server, *args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin"},
     )
     out, err = await proc.communicate()
     assert proc.returncode is not None

@@ -386,6 +386,8 @@ async def test_becoming_late_and_stopping_being_late_reach_watch_status(
         assert len(late) == 1 and late[0].change.late
         assert (late[0].event.actor, late[0].event.to_status) == ("scheduler", pb.STATUS_ERROR)
         assert "more than twice its sync interval (10s) ago" in late[0].event.reason
+        # Shown after its trigger ("late: its last successful sync was…"), never "late: late:".
+        assert late[0].event.reason.startswith("its last successful sync was at ")
 
         sb.state.clear_faults()
         clock.now = moment((await get(stub, created.id)).next_sync_time)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.server import Sandbox
@@ -107,6 +108,27 @@ async def tokens_of(
     return tokens
 
 
+class Refreshes:
+    """`integrations_token_refreshes_total` by outcome, counted from when this was made."""
+
+    OUTCOMES = ("ok", "failed", "lost_race")
+
+    def __init__(self) -> None:
+        self._start = self._now()
+
+    @classmethod
+    def _now(cls) -> dict[str, float]:
+        return {
+            o: REGISTRY.get_sample_value("integrations_token_refreshes_total", {"outcome": o})
+            or 0.0
+            for o in cls.OUTCOMES
+        }
+
+    def since(self) -> dict[str, float]:
+        now = self._now()
+        return {o: now[o] - self._start[o] for o in self.OUTCOMES if now[o] != self._start[o]}
+
+
 def hold_token_endpoint(sb: Sandbox, gate: str = "idp") -> None:
     sb.state.inject(Provider.OAUTH, Fault(FaultKind.SLOW, gate=gate), resource="token", times=None)
 
@@ -117,8 +139,10 @@ async def test_an_expired_token_is_refreshed_before_use_and_the_rotation_stored(
     first = await sandbox_tokens(sb)
     expired = (app.clock() - timedelta(minutes=5)).isoformat()
     integration = await calendar(app, sb, oauth(first, expired))
+    refreshes = Refreshes()
 
     token = await (await tokens_of(refresher, integration, oauth(first, expired))).current()
+    assert refreshes.since() == {"ok": 1}
 
     assert token not in (None, first["access_token"])
     assert sb.state.oauth.access_token(str(token)) is not None
@@ -135,6 +159,7 @@ async def test_an_expired_token_is_refreshed_before_use_and_the_rotation_stored(
     again = await (await tokens_of(refresher, integration, oauth(first, expired))).current()
     assert again == token
     assert sb.state.oauth.token_calls_total == 1
+    assert refreshes.since() == {"ok": 1, "lost_race": 1}
     # Fresh credentials are not refreshed at all.
     assert await (await tokens_of(refresher, integration, now_stored)).current() == token
     assert sb.state.oauth.token_calls_total == 1
@@ -173,6 +198,7 @@ async def test_concurrent_callers_in_one_process_share_one_refresh(
     integration = await calendar(app, sb, oauth(first, None))
     hold_token_endpoint(sb)
     callers = [await tokens_of(refresher, integration, oauth(first, None)) for _ in range(100)]
+    refreshes = Refreshes()
     renewals = [asyncio.create_task(c.renew(first["access_token"])) for c in callers]
     gate = sb.state.gates["idp"]
     await asyncio.wait_for(gate.wait_for(1), SAFETY)
@@ -182,6 +208,7 @@ async def test_concurrent_callers_in_one_process_share_one_refresh(
     assert len(set(results)) == 1 and results[0] != first["access_token"]
     assert gate.arrived == 1
     assert sb.state.oauth.token_calls == {"refresh_token": 1}
+    assert refreshes.since() == {"ok": 1}  # one shared refresh: nobody raced
 
 
 async def test_replicas_take_turns_and_the_second_uses_the_first_ones_token(
@@ -191,6 +218,7 @@ async def test_replicas_take_turns_and_the_second_uses_the_first_ones_token(
     integration = await calendar(app, sb, oauth(first, None))
     replica_a, replica_b = refresher_of(app, sb), refresher_of(app, sb)
     hold_token_endpoint(sb)
+    refreshes = Refreshes()
 
     a = asyncio.create_task(
         (await tokens_of(replica_a, integration, oauth(first, None))).renew(first["access_token"])
@@ -210,6 +238,8 @@ async def test_replicas_take_turns_and_the_second_uses_the_first_ones_token(
 
     assert token_a == token_b != first["access_token"]
     assert sb.state.oauth.token_calls == {"refresh_token": 1}  # and so no invalid_grant
+    # B found A's token once it held the lock: A refreshed, B lost the race.
+    assert refreshes.since() == {"ok": 1, "lost_race": 1}
 
 
 async def test_a_truly_rejected_refresh_token_is_invalid_credentials(
@@ -219,11 +249,13 @@ async def test_a_truly_rejected_refresh_token_is_invalid_credentials(
     expired = (app.clock() - timedelta(minutes=1)).isoformat()
     integration = await calendar(app, sb, oauth(first, expired))
     sb.state.oauth.revoke_all()  # e.g. the person revoked our access at the provider
+    refreshes = Refreshes()
 
     with pytest.raises(ProviderFailure) as caught:
         await (await tokens_of(refresher, integration, oauth(first, expired))).current()
     assert caught.value.code is ErrorCode.INVALID_CREDENTIALS
     assert (await stored(app, integration)).secret["refresh_token"] == first["refresh_token"]
+    assert refreshes.since() == {"failed": 1}
 
 
 async def test_invalid_grant_after_a_reauthorize_is_a_lost_race_not_a_revocation(
@@ -245,10 +277,12 @@ async def test_invalid_grant_after_a_reauthorize_is_a_lost_race_not_a_revocation
         TENANT, integration.id, "", ConfigureSpec(credentials=oauth(second, None))
     )
     sb.state.oauth.revoke(first["refresh_token"])
+    refreshes = Refreshes()
     gate.open()
 
     assert await asyncio.wait_for(renewal, SAFETY) == second["access_token"]
     assert sb.state.oauth.token_calls == {"refresh_token": 1}
+    assert refreshes.since() == {"lost_race": 1}
     assert (await stored(app, integration)).secret == oauth(second, None).secret
 
 
@@ -267,10 +301,12 @@ async def test_credentials_stored_during_a_refresh_win_over_its_answer(
     await app.lifecycle.configure(
         TENANT, integration.id, "", ConfigureSpec(credentials=oauth(second, None))
     )
+    refreshes = Refreshes()
     gate.open()
 
     assert await asyncio.wait_for(renewal, SAFETY) == second["access_token"]
     assert (await stored(app, integration)).secret == oauth(second, None).secret
+    assert refreshes.since() == {"lost_race": 1}  # the reauthorization won over our answer
 
 
 async def test_a_rekey_during_a_refresh_does_not_lose_the_rotated_token(

@@ -85,11 +85,12 @@ class Pki:
             ),
         )
 
-    def renew_server(self) -> Path:
+    def renew_server(self, not_after: datetime | None = None) -> Path:
         """Replace the server's certificate files with one from a new CA (as a renewal with a
-        new issuer would); returns that CA's file."""
+        new issuer would), expiring at `not_after` (trustme's default: the year 3000);
+        returns that CA's file."""
         new_ca = trustme.CA()
-        leaf = new_ca.issue_cert("127.0.0.1", "localhost")
+        leaf = new_ca.issue_cert("127.0.0.1", "localhost", not_after=not_after)
         # Key first, then certificate: a watcher never sees a certificate without its key.
         staged = write(leaf, self.folder / "staged", "server")
         staged.key.replace(self.server.key)
