@@ -412,7 +412,7 @@ def json_body(response: Response, what: str) -> Any:
     so the one record that holds it is skipped as unstorable (service.domain.records) rather
     than the whole answer failing as not JSON."""
     try:
-        return json.loads(response.body, parse_int=_integer)
+        return json.loads(response.body, parse_int=json_integer)
     except (ValueError, UnicodeDecodeError):
         raise malformed(
             f"{what} answered with something that is not JSON",
@@ -423,7 +423,9 @@ def json_body(response: Response, what: str) -> Any:
         ) from None
 
 
-def _integer(text: str) -> int | float:
+def json_integer(text: str) -> int | float:
+    """A JSON integer (json.loads' `parse_int`); one too long for Python to convert reads as
+    an infinite number of its sign, never as a failure of the whole document."""
     limit = sys.get_int_max_str_digits()
     if limit and len(text.lstrip("-")) > limit:
         return -math.inf if text.startswith("-") else math.inf

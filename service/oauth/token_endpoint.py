@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from service.connectors.auth import token_endpoint_failure
-from service.connectors.http import HttpClient, canonical, redact
+from service.connectors.http import HttpClient, canonical, json_integer, redact
 from service.connectors.network import BlockedAddress, check_literal
 from service.connectors.provider_failures import (
     RETRYABLE,
@@ -186,20 +186,39 @@ def _parse(body: bytes, headers: Mapping[str, str], context: dict[str, Any]) -> 
     refresh = document.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
         raise _unusable("a refresh token that is not a string", body, headers, context)
-    expires = document.get("expires_in")
-    if isinstance(expires, str) and expires.isdigit():
-        expires = int(expires)  # some providers send it quoted
-    if expires is not None and (
-        isinstance(expires, bool) or not isinstance(expires, int | float) or expires < 0
-    ):
-        raise _unusable("an expires_in that is not a number of seconds", body, headers, context)
+    try:
+        expires_in = _lifetime(document.get("expires_in"))
+    except ValueError:
+        raise _unusable(
+            "an expires_in that is not a number of seconds", body, headers, context
+        ) from None
     scope = document.get("scope")
     return TokenGrant(
         access_token=access,
         refresh_token=refresh,
-        expires_in=timedelta(seconds=expires) if expires is not None else None,
+        expires_in=expires_in,
         scope=scope if isinstance(scope, str) else "",
     )
+
+
+#: The longest token lifetime taken as said. A longer one (10**20 seconds, a 5,000-digit
+#: integer, 1e400) cannot be written down as an instant; it is kept as "expiry unknown",
+#: which counts as valid until the provider answers 401 (service.oauth.tokens.needs_refresh).
+MAX_EXPIRES_IN = timedelta(days=100 * 365)
+
+
+def _lifetime(value: Any) -> timedelta | None:
+    """`expires_in` as a lifetime; None when absent or longer than MAX_EXPIRES_IN;
+    ValueError when it is not a number of seconds (NaN, negative, text, a bool)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = float(value)  # some providers send it quoted; float() takes any length
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(value)
+    if value > MAX_EXPIRES_IN.total_seconds():
+        return None
+    return timedelta(seconds=value)
 
 
 def _failure(
@@ -224,7 +243,7 @@ def _failure(
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=json_integer)
     except (ValueError, UnicodeDecodeError):
         return None
 

@@ -189,3 +189,43 @@ async def test_a_token_answer_arriving_in_pieces_is_read_whole(sb: Sandbox) -> N
     failure = await refused(await client(), endpoints(sb), tokens["refresh_token"])
     assert failure.code is ErrorCode.INTERNAL
     assert "KiB" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        ("3600", timedelta(hours=1)),
+        ('"3600"', timedelta(hours=1)),  # quoted, as some providers send it
+        ("1e400", None),  # reads as infinity: longer than any instant we can write down
+        ("9" * 5000, None),  # past Python's 4,300-digit limit for reading an integer
+        (f'"{"9" * 5000}"', None),
+        ("100000000000000000000", None),  # 10**20 s: past the year 9999
+    ],
+)
+async def test_a_lifetime_too_long_to_write_down_is_an_unknown_expiry(
+    sb: Sandbox, expires_in: str, lifetime: timedelta | None
+) -> None:
+    tokens = await sandbox_tokens(sb)
+    body = f'{{"access_token": "ya29.long", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    sb.state.inject(Provider.OAUTH, Fault(FaultKind.MALFORMED, body=body), resource="token")
+    endpoint = await client()
+    try:
+        grant = await endpoint.refresh(endpoints(sb), tokens["refresh_token"])
+    finally:
+        await endpoint.http.close()
+    # The token is used until the provider rejects it, then refreshed (unknown expiry).
+    assert grant.access_token == "ya29.long"
+    assert grant.expires_in == lifetime
+
+
+@pytest.mark.parametrize("expires_in", ["NaN", "-1", '"\u00b2"', '"soon"', "true"])
+async def test_a_lifetime_that_is_not_a_number_of_seconds_is_a_malformed_answer(
+    sb: Sandbox, expires_in: str
+) -> None:
+    tokens = await sandbox_tokens(sb)
+    body = f'{{"access_token": "ya29.odd", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    sb.state.inject(Provider.OAUTH, Fault(FaultKind.MALFORMED, body=body), resource="token")
+    failure = await refused(await client(), endpoints(sb), tokens["refresh_token"])
+    assert failure.code is ErrorCode.INTERNAL  # classified, with a support reference
+    assert "an expires_in that is not a number of seconds" in failure.message
+    assert "ya29.odd" not in failure.message
