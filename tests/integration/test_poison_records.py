@@ -103,24 +103,28 @@ def people(sb: Sandbox, dataset: str) -> pb.ConnectorConfig:
     )
 
 
+async def listed_pages(stub: Stub, ident: str, *, page_size: int) -> tuple[list[str], list[int]]:
+    """Every record id ListRecords shows, page after page, and each page's size as sent."""
+    ids: list[str] = []
+    sizes: list[int] = []
+    token = ""
+    while True:
+        page = await stub.ListRecords(
+            api.ListRecordsRequest(id=ident, page_size=page_size, page_token=token)
+        )
+        ids += [r.id for r in page.records]
+        sizes.append(page.ByteSize())
+        if not (token := page.next_page_token):
+            return ids, sizes
+
+
 async def test_a_page_of_records_stops_early_by_size(stub: Stub, sb: Sandbox) -> None:
     big = [{"id": f"r{n:03d}", "blob": "y" * 3500} for n in range(700)]  # about 2.5 MB
     sb.state.datasets.set_dataset("big", big, pagination=Pagination.BODY_LINK, page_size=100)
     source = await create(stub, "rest_json", people(sb, "big"))
     await sync(stub, source.id)
 
-    seen: list[str] = []
-    sizes: list[int] = []
-    token = ""
-    while True:
-        page = await stub.ListRecords(
-            api.ListRecordsRequest(id=source.id, page_size=1000, page_token=token)
-        )
-        seen += [r.id for r in page.records]
-        sizes.append(page.ByteSize())
-        token = page.next_page_token
-        if not token:
-            break
+    seen, sizes = await listed_pages(stub, source.id, page_size=1000)
     assert seen == [r["id"] for r in big]  # every record once, in order
     assert len(sizes) == 2  # the first page stopped at the size budget, not at 1000 records
     assert max(sizes) < 2.2 * 1024 * 1024
@@ -137,17 +141,7 @@ async def test_pages_of_records_and_of_changes_stop_early_by_their_size_as_sent(
     source = await create(stub, "rest_json", people(sb, "dense"))
     await sync(stub, source.id)
 
-    listed: list[str] = []
-    sizes: list[int] = []
-    token = ""
-    while True:
-        page = await stub.ListRecords(
-            api.ListRecordsRequest(id=source.id, page_size=100, page_token=token)
-        )
-        listed += [r.id for r in page.records]
-        sizes.append(page.ByteSize())
-        if not (token := page.next_page_token):
-            break
+    listed, sizes = await listed_pages(stub, source.id, page_size=100)
     assert listed == [r["id"] for r in dense]  # every record once, in order
     assert len(sizes) > 1 and max(sizes) < 2.7 * 1024 * 1024
 
