@@ -77,9 +77,12 @@ async def sb(clock: FakeClock) -> AsyncIterator[Sandbox]:
 
 
 async def sweep(app: App) -> None:
-    """One sweep of the loop: due syncs (run to their end), then channels."""
-    await app.scheduler.sweep()
+    """One sweep of the loop, in a fixed order: due syncs (run to their end), then channels.
+    (`Scheduler.sweep` reconciles beside the syncs it starts, as the loop does, so a channel
+    could be opened while a sync that changes what it should be is still running.)"""
+    await app.scheduler.claim()
     await app.scheduler.idle()
+    await app.scheduler.late.notice()
     await app.push.reconcile()
 
 
