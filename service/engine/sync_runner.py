@@ -124,14 +124,14 @@ class SyncRunner:
         run: SyncRun,
         integration: Integration,
         actor: str,
+        opened: Opened,
         lease: timedelta,
         clock: Clock,
         stopping: asyncio.Event | None = None,
         limits: RecordLimits | None = None,
         commit_records: int = 2500,
-        opened: Opened | None = None,
     ) -> None:
-        #: Read by the start's transaction; None: the runner reads them itself.
+        #: The cursor and credentials, read by the start's transaction under its lock.
         self.opened = opened
         self.limits = limits or RecordLimits()
         self.commit_records = commit_records
@@ -186,7 +186,7 @@ class SyncRunner:
 
     async def _run(self) -> SyncRun:
         try:
-            opened = self.opened or await self._read_opened()
+            opened = self.opened
             credentials = opened.credentials
             connector, source = await self.providers.open(self.integration, credentials)
             account = credentials.account if credentials else None
@@ -223,13 +223,6 @@ class SyncRunner:
         finally:
             if ahead is not None:
                 ahead.cancel()
-
-    async def _read_opened(self) -> Opened:
-        run = self.sync_run
-        async with self.db.connection() as tx:
-            cursor, _ = await tx.sync.get_cursor(run.tenant_id, run.integration_id)
-            credentials = await tx.credentials.get(run.tenant_id, run.integration_id)
-        return Opened(cursor, credentials)
 
     def _fetch(
         self, connector: Connector, source: Source, position: Cursor | None
