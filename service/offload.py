@@ -24,8 +24,9 @@ import functools
 import multiprocessing
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
 from typing import ParamSpec, TypeVar
 
 import structlog
@@ -51,9 +52,17 @@ PRELOAD = [
 class Offload:
     """Runs CPU-heavy functions in `workers` processes (0: in this process, on the loop)."""
 
-    def __init__(self, workers: int = 1, *, inline_below: int = INLINE_BELOW) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        inline_below: int = INLINE_BELOW,
+        context: BaseContext | None = None,
+    ) -> None:
         self.workers = workers
         self.inline_below = inline_below
+        #: How worker processes start (None: a forkserver that preloads PRELOAD).
+        self._context = context
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -70,7 +79,17 @@ class Offload:
         metrics.OFFLOAD_IN_FLIGHT.inc()
         pool = self._executor()
         try:
-            return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+            # Submitting starts a worker process when none is idle and the pool is not full,
+            # and waits until that process exists: off the loop, in a thread.
+            submitting = loop.run_in_executor(
+                None, pool.submit, functools.partial(fn, *args, **kwargs)
+            )
+            try:
+                future: Future[T] = await asyncio.shield(submitting)
+            except asyncio.CancelledError:
+                submitting.add_done_callback(_cancel_submitted)
+                raise
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): this work fails (the caller's attempt
             # is retried like any failure), and the next gets new workers.
@@ -85,8 +104,11 @@ class Offload:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(PRELOAD)
+                context = self._context
+                if context is None:
+                    forkserver = multiprocessing.get_context("forkserver")
+                    forkserver.set_forkserver_preload(PRELOAD)
+                    context = forkserver
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
             return self._pool
 
@@ -96,6 +118,12 @@ class Offload:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cancel_submitted(submitting: asyncio.Future[Future[T]]) -> None:
+    """Work whose caller went away while it was being handed over: not to run after all."""
+    if not submitting.cancelled() and submitting.exception() is None:
+        submitting.result().cancel()
 
 
 #: Everything in this process, on the loop: for tools and tests that build sources by hand.

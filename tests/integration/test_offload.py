@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 
 import pytest
 
@@ -55,3 +57,33 @@ async def test_a_worker_that_dies_fails_its_work_and_the_next_work_gets_a_new_on
         await offload.run("kill", 4096, os.kill, worker, signal.SIGKILL)
     replacement = await offload.run("pid", 4096, os.getpid)
     assert replacement not in (worker, os.getpid())
+
+
+#: The threads worker processes were started from, by `_Recording`.
+_STARTED_FROM: list[str] = []
+
+
+class _RecordingProcess(ForkServerProcess):
+    def start(self) -> None:
+        _STARTED_FROM.append(threading.current_thread().name)
+        super().start()
+
+
+class _Recording(ForkServerContext):
+    """A forkserver context that notes which thread starts each worker process."""
+
+    Process = _RecordingProcess
+
+
+async def test_a_worker_process_starts_off_the_event_loop() -> None:
+    # Starting a worker waits until the process exists (the first one waits for the
+    # forkserver too): done on the loop, that held every RPC of the process for ~0.5 s.
+    _STARTED_FROM.clear()
+    pool = Offload(2, inline_below=1, context=_Recording())
+    try:
+        pids = {await pool.run("pid", 1, os.getpid) for _ in range(3)}
+    finally:
+        pool.close()
+    assert os.getpid() not in pids
+    assert _STARTED_FROM, "the pool started no process"
+    assert threading.current_thread().name not in _STARTED_FROM
