@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
@@ -206,6 +207,21 @@ class WatchStream:
     from a gRPC done-callback when the client goes away.
     """
 
+    __slots__ = (
+        "_closed",
+        "_ended",
+        "_inbox",
+        "_joined_at",
+        "_needs_snapshot",
+        "_pending",
+        "_read_through",
+        "_resume_after",
+        "hub",
+        "position",
+        "selection",
+        "tenant_id",
+    )
+
     def __init__(
         self, hub: WatchHub, tenant_id: str, selection: WatchFilter, resume_after: int | None
     ) -> None:
@@ -218,7 +234,8 @@ class WatchStream:
         self._read_through = self.position  # how far this stream has read the table
         self._joined_at: int | None = None  # the feed's position when this stream joined
         self._needs_snapshot = resume_after is None
-        self._pending: deque[WatchMessage] = deque()
+        #: Messages read but not yet delivered (the snapshot, a page of catch-up).
+        self._pending: deque[WatchMessage] | None = None
         self._inbox: Inbox | None = None
         self._ended: ServiceError | None = None
         self._closed = False
@@ -233,7 +250,10 @@ class WatchStream:
             if self._ended is not None:
                 self._fail(self._ended)
             if self._pending:
-                return self._deliver(self._pending.popleft())
+                message = self._pending.popleft()
+                if not self._pending:
+                    self._pending = None
+                return self._deliver(message)
             if self._needs_snapshot:
                 await self._snapshot()
             elif self._inbox is None or self._joined_at is not None:
@@ -259,8 +279,8 @@ class WatchStream:
 
     async def _snapshot(self) -> None:
         revision, integrations = await self.hub.snapshot(self.tenant_id, self.selection)
-        self._pending.extend(SnapshotItem(i) for i in integrations)
-        self._pending.append(SnapshotComplete(revision))
+        self._queue(SnapshotItem(i) for i in integrations)
+        self._queue((SnapshotComplete(revision),))
         self._read_through = revision
         self._needs_snapshot = False
 
@@ -270,7 +290,7 @@ class WatchStream:
         limit = self.hub.settings.page_size
         page = await self.hub.read(self.tenant_id, self._read_through, limit, through=through)
         self._check_history(page)
-        self._pending.extend(Change(e) for e in page.events if self.selection.selects(e))
+        self._queue(Change(e) for e in page.events if self.selection.selects(e))
         if len(page.events) >= limit:
             self._read_through = page.events[-1].revision
             return
@@ -286,6 +306,12 @@ class WatchStream:
             self._joined_at = joined_at if joined_at > self._read_through else None
         else:
             self._joined_at = None
+
+    def _queue(self, messages: Iterable[WatchMessage]) -> None:
+        if self._pending is None:
+            self._pending = deque(messages)
+        else:
+            self._pending.extend(messages)
 
     async def _live(self) -> WatchMessage:
         assert self._inbox is not None

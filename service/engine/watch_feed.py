@@ -31,7 +31,13 @@ _LAST_RETRY = 5.0
 
 
 class Inbox:
-    """The bounded buffer between a tenant's feed and one stream."""
+    """The bounded buffer between a tenant's feed and one stream.
+
+    A process holds one per open stream, and most are idle most of the time: an idle inbox
+    holds no buffer (one is made for the events that arrive, and dropped once they are taken)
+    and waits on one future with one timer."""
+
+    __slots__ = ("_events", "_waiter", "after", "capacity", "error", "seen", "selection")
 
     def __init__(self, selection: WatchFilter, *, after: int, capacity: int) -> None:
         self.selection = selection
@@ -41,8 +47,10 @@ class Inbox:
         #: The feed has offered everything up to here.
         self.seen = after
         self.error: ServiceError | None = None
-        self._events: deque[Event] = deque()
-        self._ready = asyncio.Event()
+        self._events: deque[Event] | None = None
+        #: What `get` waits on: done when an event or an error arrives (True) or its time is
+        #: up (False).
+        self._waiter: asyncio.Future[bool] | None = None
 
     def offer(self, event: Event) -> None:
         """Take the event if the stream selects it; never waits."""
@@ -50,7 +58,10 @@ class Inbox:
             return
         if not self.selection.selects(event):
             return
-        if len(self._events) >= self.capacity:
+        events = self._events
+        if events is None:
+            events = self._events = deque()
+        if len(events) >= self.capacity:
             metrics.WATCH_OVERFLOWS.inc()
             self.fail(
                 ResourceExhausted(
@@ -61,8 +72,8 @@ class Inbox:
                 )
             )
             return
-        self._events.append(event)
-        self._ready.set()
+        events.append(event)
+        _settle(self._waiter, True)
 
     def advance(self, revision: int) -> None:
         """The feed has offered every event up to `revision`."""
@@ -73,22 +84,35 @@ class Inbox:
         the client resumes after the last one it received."""
         if self.error is None:
             self.error = error
-            self._events.clear()
-            self._ready.set()
+            self._events = None
+            _settle(self._waiter, True)
 
     async def get(self, timeout: float) -> Event | None:
         """The next event, None when none came within `timeout`; raises the stream's error."""
         while True:
             if self.error is not None:
                 raise self.error
-            if self._events:
-                return self._events.popleft()
-            self._ready.clear()
+            events = self._events
+            if events:
+                event = events.popleft()
+                if not events:
+                    self._events = None
+                return event
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _settle, waiter, False)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
+                woken = await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not woken:
                 return None
+
+
+def _settle(waiter: asyncio.Future[bool] | None, woken: bool) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(woken)
 
 
 class TenantFeed:
