@@ -10,8 +10,10 @@ from integrations.v1 import service_pb2 as api
 
 from service.api import convert
 from service.api.base import Context, RpcBase
+from service.app import App
 from service.domain import validation
 from service.domain.exceptions import FieldViolation
+from service.domain.model import Event
 from service.domain.status import Status
 from service.domain.watch import (
     Change,
@@ -24,10 +26,20 @@ from service.domain.watch import (
 
 #: More ids than this is a different use case (watch everything and filter locally).
 MAX_IDS = 1000
+#: Changes whose message is kept, the most recent, for the other streams that send them.
+CHANGES_KEPT = 1024
 
 
 class WatchRpcs(RpcBase):
     """WatchStatus."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        #: (tenant, revision) -> the change's message. Every stream of a tenant sends the
+        #: same message for a change (revisions never change), so it is built once, not once
+        #: per subscriber: building one was most of what delivering it cost. (Its late flag
+        #: is as of the first stream that sent it, moments after the commit.)
+        self._changes_out: dict[tuple[str, int], api.WatchStatusResponse] = {}
 
     async def WatchStatus(
         self, request: api.WatchStatusRequest, context: Context
@@ -57,20 +69,32 @@ class WatchRpcs(RpcBase):
                 )
             case Heartbeat(revision):
                 return api.WatchStatusResponse(heartbeat=api.Heartbeat(revision=revision))
-            case Change(event) if event.state is not None:
-                return api.WatchStatusResponse(
-                    change=self.out(event.state), event=convert.event_out(event)
-                )
             case Change(event):
-                return api.WatchStatusResponse(
-                    deleted=api.IntegrationDeleted(
-                        id=str(event.integration_id),
-                        revision=event.revision,
-                        connector_type=event.connector_type or "",
-                    ),
-                    event=convert.event_out(event),
-                )
+                return self._change_out(event)
         raise AssertionError(f"unknown watch message {message!r}")
+
+    def _change_out(self, event: Event) -> api.WatchStatusResponse:
+        key = (event.tenant_id, event.revision)
+        message = self._changes_out.get(key)
+        if message is None:
+            message = self._changes_out[key] = _change_message(self, event)
+            if len(self._changes_out) > CHANGES_KEPT:
+                del self._changes_out[next(iter(self._changes_out))]  # the oldest
+        return message
+
+
+def _change_message(rpcs: RpcBase, event: Event) -> api.WatchStatusResponse:
+    """A change as WatchStatus sends it: the state after it, or the deletion."""
+    if event.state is not None:
+        return api.WatchStatusResponse(change=rpcs.out(event.state), event=convert.event_out(event))
+    return api.WatchStatusResponse(
+        deleted=api.IntegrationDeleted(
+            id=str(event.integration_id),
+            revision=event.revision,
+            connector_type=event.connector_type or "",
+        ),
+        event=convert.event_out(event),
+    )
 
 
 def _selection(request: api.WatchStatusRequest) -> WatchFilter:

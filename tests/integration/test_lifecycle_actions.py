@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 import grpc
@@ -176,6 +177,39 @@ async def keyed_stub(settings: Settings, clock: FakeClock) -> AsyncIterator[Stub
         yield service_pb2_grpc.IntegrationServiceStub(ch)
     await srv.stop(grace=1)
     await keyed.close()
+
+
+async def test_each_tenants_watchers_get_their_own_change_at_the_same_revision(
+    keyed_stub: Stub,
+) -> None:
+    # Revisions count per tenant, so two tenants' changes share numbers; a stream must still
+    # send its own tenant's (each change's message is built once for all of its streams).
+    streams = []
+    for tenant in ("acme", "globex"):
+        key = (("authorization", f"Bearer {tenant}-key-0123456789"),)
+        made = await keyed_stub.Create(
+            api.CreateRequest(display_name=f"{tenant} 1", connector_type="google_calendar"),
+            metadata=key,
+        )
+        stream = keyed_stub.WatchStatus(api.WatchStatusRequest(), metadata=key)
+        first = await _next(stream)
+        assert first.snapshot.display_name == f"{tenant} 1"
+        assert (await _next(stream)).snapshot_complete.revision == 1
+        streams.append((tenant, key, made.integration.id, stream))
+    for tenant, key, ident, _ in streams:
+        await keyed_stub.Configure(
+            api.ConfigureRequest(id=ident, display_name=f"{tenant} 2"), metadata=key
+        )
+    for tenant, _, _, stream in streams:
+        change = await _next(stream)
+        assert (change.event.revision, change.change.display_name) == (2, f"{tenant} 2")
+        stream.cancel()
+
+
+async def _next(stream: Any) -> api.WatchStatusResponse:
+    message = await stream.read()
+    assert isinstance(message, api.WatchStatusResponse), message
+    return message
 
 
 async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None:
