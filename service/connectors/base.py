@@ -140,7 +140,8 @@ class Page:
             superseded=self.superseded,
             superseded_example=self.superseded_example,
         )
-        return dataclasses.replace(self, records={}, deleted=(), prepared=ready)
+        # Packed: a big page may be on its way back from a worker process (service.offload).
+        return dataclasses.replace(self, records={}, deleted=(), prepared=ready.packed_up())
 
     @classmethod
     def of(

@@ -13,9 +13,10 @@ event loop (it walks every record).
 from __future__ import annotations
 
 import json
+import pickle
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -42,6 +43,9 @@ class RecordLimits:
 #: The most a record's Struct encoding outgrows its JSON (see RecordLimits.max_wire_bytes).
 _WIRE_GROWTH = 6
 
+#: Records per pickled chunk of a page packed for its trip back from a worker process.
+PACKED_CHUNK = 1000
+
 
 @dataclass(frozen=True)
 class PreparedPage:
@@ -55,6 +59,37 @@ class PreparedPage:
     rejected: int = 0
     #: One skipped record and why.
     example: str = field(default="")
+    #: The records instead, pickled in chunks (`packed_up`); `chunks` unpickles them.
+    packed: tuple[bytes, ...] = field(default=(), repr=False)
+    #: How many records `packed` holds.
+    packed_count: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many records the page stores."""
+        return self.packed_count if self.packed else len(self.records)
+
+    def packed_up(self) -> PreparedPage:
+        """This page with its records pickled in chunks of `PACKED_CHUNK`, for the trip back
+        from the worker process that prepared it. The pool unpickles what comes back in one
+        call, which holds the GIL, and with it the event loop, until it is done: ~0.4 s for a
+        page of 100,000 records. A chunk takes a few milliseconds, and `chunks` unpickles
+        each only when the engine writes it."""
+        if len(self.records) <= PACKED_CHUNK:
+            return self
+        items = list(self.records.items())
+        packed = tuple(
+            pickle.dumps(dict(items[i : i + PACKED_CHUNK]), pickle.HIGHEST_PROTOCOL)
+            for i in range(0, len(items), PACKED_CHUNK)
+        )
+        return replace(self, records={}, packed=packed, packed_count=len(items))
+
+    def chunks(self) -> Iterator[dict[str, str]]:
+        """The records, a chunk at a time, in the page's order."""
+        if not self.packed:
+            yield self.records
+        for chunk in self.packed:
+            yield pickle.loads(chunk)  # what packed_up made, in a worker of this process
 
 
 def prepare(

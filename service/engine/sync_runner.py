@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -256,9 +257,9 @@ class SyncRunner:
         again and loses nothing."""
         listing = _listing(page, cursor)
         after = SyncCursor(page.cursor, None if page.last else listing, cursor.account)
-        parts = _parts(prepared, self.commit_records)
+        count, parts = _parts(prepared, self.commit_records)
         for n, (records, deleted) in enumerate(parts):
-            final = n == len(parts) - 1
+            final = n == count - 1
             write = PageWrite(
                 records=records,
                 deleted=deleted,
@@ -415,18 +416,27 @@ class SyncRunner:
                 self.log.warning("sync_lease_not_renewed", exc_info=True)
 
 
-def _parts(prepared: PreparedPage, size: int) -> list[tuple[dict[str, str], list[str]]]:
-    """The page's records and deletions in parts of at most `size` (at least one part)."""
-    items = list(prepared.records.items())
-    parts: list[tuple[dict[str, str], list[str]]] = [
-        (dict(items[i : i + size]), []) for i in range(0, len(items), size)
-    ] or [({}, [])]
+def _parts(
+    prepared: PreparedPage, size: int
+) -> tuple[int, Iterator[tuple[dict[str, str], list[str]]]]:
+    """How many parts of at most `size` the page's records and deletions make (at least one),
+    and the parts, made as they are taken: a packed page's chunks are unpickled one at a time,
+    on the loop, between the commits."""
+    total = prepared.count
+    record_parts = max(1, -(-total // size))
+    room = size - (total - (record_parts - 1) * size)  # left in the last part of records
     deleted = prepared.deleted
-    last_records, _ = parts[-1]
-    parts[-1] = (last_records, deleted[: max(0, size - len(last_records))])
-    rest = deleted[max(0, size - len(last_records)) :]
-    parts += [({}, rest[i : i + size]) for i in range(0, len(rest), size)]
-    return parts
+    rest = deleted[room:]
+
+    def parts() -> Iterator[tuple[dict[str, str], list[str]]]:
+        items = (item for chunk in prepared.chunks() for item in chunk.items())
+        for n in range(record_parts):
+            records = dict(itertools.islice(items, size))
+            yield records, deleted[:room] if n == record_parts - 1 else []
+        for i in range(0, len(rest), size):
+            yield {}, rest[i : i + size]
+
+    return record_parts + -(-len(rest) // size), parts()
 
 
 def _listing(page: Page, cursor: SyncCursor) -> UUID | None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from typing import Any
 
 from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.records import REPLACEMENT, RecordLimits, prepare, struct_size
+from service.domain.records import (
+    PACKED_CHUNK,
+    REPLACEMENT,
+    RecordLimits,
+    prepare,
+    struct_size,
+)
 
 LIMITS = RecordLimits(max_bytes=2048, max_id_chars=64)
 
@@ -150,3 +157,23 @@ def test_a_record_too_big_to_send_is_skipped_though_its_json_is_within_the_limit
     assert list(page.records) == ["ok"]
     assert page.rejected == 1
     assert "the API would send it as 4400024 bytes, over the limit of 4128768" in page.example
+
+
+def test_a_big_page_goes_back_from_its_worker_in_chunks_with_every_record_in_order() -> None:
+    records = {f"r{n}": {"n": n} for n in range(2 * PACKED_CHUNK + 500)}
+    page = prepare(records, ["gone"], RecordLimits())
+
+    # The trip back from a worker process: one pickle, unpickled by the pool in one call.
+    travelled = pickle.loads(pickle.dumps(page.packed_up()))
+
+    assert travelled.records == {} and len(travelled.packed) == 3
+    assert travelled.count == len(records)
+    assert [k for chunk in travelled.chunks() for k in chunk] == list(records)
+    assert next(travelled.chunks())["r7"] == '{"n":7}'
+    assert travelled.deleted == ["gone"]
+
+
+def test_a_small_page_is_not_packed() -> None:
+    page = prepare({f"r{n}": {"n": n} for n in range(PACKED_CHUNK)}, [], RecordLimits())
+    assert page.packed_up() is page
+    assert list(page.chunks()) == [page.records] and page.count == PACKED_CHUNK
