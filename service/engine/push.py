@@ -249,10 +249,13 @@ class PushReconciler:
             if current is None or not (
                 wants_channel(current)
                 and channel.belongs_to(current)
-                and current.push.check_at == seen.push.check_at
+                and current.push.state is seen.push.state
+                and current.push.retry_at == seen.push.retry_at
             ):
-                # Changed while the channel was being opened: the change marked a new check,
-                # which decides afresh; this channel is stopped.
+                # Changed while the channel was being opened so that it is not wanted (or push
+                # failed meanwhile): the change marked a new check, which decides afresh; this
+                # channel is stopped. A change that leaves all of that as it was (a sync that
+                # ended meanwhile marks a check too) keeps it: a new check would open another.
                 await tx.channels.insert(dataclasses.replace(channel, stop_at=now), opened.token)
                 return
             await tx.channels.insert(channel, opened.token)

@@ -26,6 +26,7 @@ from integrations.v1 import service_pb2_grpc
 from sandbox import Sandbox
 from sandbox.faults import Fault, FaultKind, Provider
 from sandbox.push import PushChannel
+from sandbox.traffic import PURPOSE_HEADER
 from service.api.server import Server
 from service.app import App
 from service.config import Settings
@@ -263,3 +264,28 @@ async def test_a_notification_during_a_sync_makes_exactly_one_sync_after_it(
     assert (await summaries(stub, ident))["e6"] == "Also during it"
     idle = await get(stub, ident)
     assert moment(idle.next_sync_time) == clock.now + timedelta(hours=6)
+
+
+@pytest.mark.settings(purpose_header=PURPOSE_HEADER)
+async def test_a_sync_that_ends_while_the_channel_opens_keeps_that_channel(
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
+    ident = await create(stub, sb)
+    await app.scheduler.sweep()
+    await app.scheduler.idle()  # the first sync: now the channel is wanted
+    hold = Fault(FaultKind.SLOW, gate="watch", purpose="push")
+    sb.state.inject(Provider.GOOGLE, hold, resource=CALENDAR)
+    opening = asyncio.create_task(app.push.reconcile())
+    await asyncio.wait_for(sb.state.gates["watch"].wait_for(1), SAFETY)
+
+    synced = await stub.Sync(api.SyncRequest(id=ident, wait=True))  # ends meanwhile
+    assert synced.run.outcome == pb.SYNC_RUN_OUTCOME_SUCCEEDED
+    sb.state.gates.open("watch")
+    await asyncio.wait_for(opening, SAFETY)
+    await app.push.reconcile()
+
+    # The sync's end marked a look at push, which finds the new channel and keeps it: one
+    # watch at the provider, none stopped (it used to be stopped and a second one opened).
+    assert (await get(stub, ident)).push.state == pb.PUSH_STATE_ACTIVE
+    assert [c.id for c in live(sb)] == list(sb.state.push.channels)
+    assert len(sb.state.push.channels) == 1 and sb.state.push.stopped == []
