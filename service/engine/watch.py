@@ -308,10 +308,9 @@ class WatchStream:
             self._joined_at = None
 
     def _queue(self, messages: Iterable[WatchMessage]) -> None:
-        if self._pending is None:
-            self._pending = deque(messages)
-        else:
-            self._pending.extend(messages)
+        pending = self._pending if self._pending is not None else deque()
+        pending.extend(messages)
+        self._pending = pending or None  # an idle stream keeps no empty buffer
 
     async def _live(self) -> WatchMessage:
         assert self._inbox is not None
