@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -35,11 +36,12 @@ class WatchRpcs(RpcBase):
 
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        #: (tenant, revision) -> the change's message. Every stream of a tenant sends the
-        #: same message for a change (revisions never change), so it is built once, not once
-        #: per subscriber: building one was most of what delivering it cost. (Its late flag
-        #: is as of the first stream that sent it, moments after the commit.)
-        self._changes_out: dict[tuple[str, int], api.WatchStatusResponse] = {}
+        #: (tenant, revision, commit time) -> the change's message. Every stream of a tenant
+        #: sends the same message for a change, so it is built once, not once per subscriber:
+        #: building one was most of what delivering it cost. (A revision never changes; its
+        #: time tells it from the same number given again after a restore of the database.
+        #: The late flag is as of the first stream that sent it, moments after the commit.)
+        self._changes_out: dict[tuple[str, int, datetime], api.WatchStatusResponse] = {}
 
     async def WatchStatus(
         self, request: api.WatchStatusRequest, context: Context
@@ -74,7 +76,7 @@ class WatchRpcs(RpcBase):
         raise AssertionError(f"unknown watch message {message!r}")
 
     def _change_out(self, event: Event) -> api.WatchStatusResponse:
-        key = (event.tenant_id, event.revision)
+        key = (event.tenant_id, event.revision, event.occurred_at)
         message = self._changes_out.get(key)
         if message is None:
             message = self._changes_out[key] = _change_message(self, event)
