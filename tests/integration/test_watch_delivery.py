@@ -17,6 +17,7 @@ from service.domain.model import Integration
 from service.domain.watch import Change, SnapshotComplete, WatchFilter
 from service.engine.lifecycle_specs import ConfigureSpec, CreateSpec
 from tests.support.rpc import Stub, failure, next_message
+from tests.support.waiting import until
 from tests.support.watch import Recorder, database_view, eventually, messages_of, view_of
 
 BUFFER = 20
@@ -162,15 +163,28 @@ async def test_cancelled_streams_leave_no_task_or_connection_behind(app: App, st
     pool = app.db.pool
     await eventually(lambda: pool.get_idle_size() == pool.get_size())
     async with app.db.raw() as conn:
-        busy = await conn.fetch(
-            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND state <> 'idle'"
-        )
+
+        async def idle() -> bool:
+            busy = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state <> 'idle'"
+            )
+            return not busy
+
+        async def busy() -> object:
+            return await conn.fetch(
+                "SELECT pid, state, query FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+        # A history read cancelled with its stream or feed was once seen still active on its
+        # server process just after the pool counted every connection idle (one run in about
+        # fifty, on a loaded machine): it must end by itself, not stay behind.
+        await until(idle, "every server process idle", timeout=10, every=0.005, explain=busy)
         listeners = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name = 'integrations-watch-listener'"
         )
-    assert busy == []
     assert listeners == 1  # the process's one LISTEN connection, shared by every stream
 
 
