@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
 from uuid import UUID
 
 import grpc
@@ -22,7 +21,7 @@ from service.app import App
 from service.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.lifecycle import create, fails, make_active
-from tests.support.rpc import Stub
+from tests.support.rpc import Stub, next_message
 
 # -- Pause, Resume -----------------------------------------------------------------------
 
@@ -192,24 +191,18 @@ async def test_each_tenants_watchers_get_their_own_change_at_the_same_revision(
             metadata=key,
         )
         stream = keyed_stub.WatchStatus(api.WatchStatusRequest(), metadata=key)
-        first = await _next(stream)
+        first = await next_message(stream)
         assert first.snapshot.display_name == f"{tenant} 1"
-        assert (await _next(stream)).snapshot_complete.revision == 1
+        assert (await next_message(stream)).snapshot_complete.revision == 1
         streams.append((tenant, key, made.integration.id, stream))
     for tenant, key, ident, _ in streams:
         await keyed_stub.Configure(
             api.ConfigureRequest(id=ident, display_name=f"{tenant} 2"), metadata=key
         )
     for tenant, _, _, stream in streams:
-        change = await _next(stream)
+        change = await next_message(stream)
         assert (change.event.revision, change.change.display_name) == (2, f"{tenant} 2")
         stream.cancel()
-
-
-async def _next(stream: Any) -> api.WatchStatusResponse:
-    message = await stream.read()
-    assert isinstance(message, api.WatchStatusResponse), message
-    return message
 
 
 async def test_tenants_see_only_their_own_integrations(keyed_stub: Stub) -> None:
