@@ -35,9 +35,26 @@ class Inbox:
 
     A process holds one per open stream, and most are idle most of the time: an idle inbox
     holds no buffer (one is made for the events that arrive, and dropped once they are taken)
-    and waits on one future with one timer."""
+    and waits on one future with one timer.
 
-    __slots__ = ("_events", "_waiter", "after", "capacity", "error", "seen", "selection")
+    The timer is armed once and re-armed only when it fires early, not for every wait: a
+    stream that is sent a change every 50 ms would otherwise make (and cancel) 20 timers a
+    second, for a heartbeat due every 30 s. Made on the loop that serves it (`get` runs
+    there), so it never asks for the running loop (on Python 3.11 that costs a getpid
+    system call)."""
+
+    __slots__ = (
+        "_deadline",
+        "_events",
+        "_loop",
+        "_timer",
+        "_waiter",
+        "after",
+        "capacity",
+        "error",
+        "seen",
+        "selection",
+    )
 
     def __init__(self, selection: WatchFilter, *, after: int, capacity: int) -> None:
         self.selection = selection
@@ -48,9 +65,13 @@ class Inbox:
         self.seen = after
         self.error: ServiceError | None = None
         self._events: deque[Event] | None = None
+        self._loop = asyncio.get_running_loop()
         #: What `get` waits on: done when an event or an error arrives (True) or its time is
         #: up (False).
         self._waiter: asyncio.Future[bool] | None = None
+        #: When the current wait's time is up (loop time), and the timer that will tell.
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def offer(self, event: Event) -> None:
         """Take the event if the stream selects it; never waits."""
@@ -86,6 +107,9 @@ class Inbox:
             self.error = error
             self._events = None
             _settle(self._waiter, True)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     async def get(self, timeout: float) -> Event | None:
         """The next event, None when none came within `timeout`; raises the stream's error."""
@@ -98,16 +122,32 @@ class Inbox:
                 if not events:
                     self._events = None
                 return event
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            deadline = self._deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:  # (a shorter timeout than before)
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._time_up)
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _settle, waiter, False)
             try:
                 woken = await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
             if not woken:
                 return None
+
+    def _time_up(self) -> None:
+        """The timer fired: time is up for the wait in progress, or (it began later) the
+        timer waits out the rest of it. With no wait in progress, the next one arms it."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._time_up)
+        else:
+            waiter.set_result(False)
 
 
 def _settle(waiter: asyncio.Future[bool] | None, woken: bool) -> None:
@@ -187,8 +227,11 @@ class TenantFeed:
             if page.compacted_through > self.position:
                 self._lost_history(page.compacted_through)
                 continue
+            # Offering never waits, so no stream joins or leaves until the page is offered:
+            # one copy of the set serves the whole page.
+            inboxes = tuple(self.inboxes)
             for event in page.events:
-                for inbox in tuple(self.inboxes):
+                for inbox in inboxes:
                     inbox.offer(event)
                 self.position = event.revision
             full = len(page.events) >= self._page_size
@@ -196,7 +239,7 @@ class TenantFeed:
                 # Everything up to the head has been read (events in between belonged to
                 # integrations deleted since), so the position may move to it.
                 self.position = max(self.position, page.head)
-            for inbox in tuple(self.inboxes):
+            for inbox in inboxes:
                 inbox.advance(self.position)
             if not full:
                 return

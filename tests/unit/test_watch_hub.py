@@ -234,6 +234,28 @@ async def test_heartbeats_carry_the_position_past_unselected_changes() -> None:
         await hub.stop()
 
 
+async def test_a_heartbeat_waits_a_whole_interval_after_the_last_change() -> None:
+    # The inbox arms its timer for the first wait and re-arms it only when it fires: a
+    # change that came half-way through must push the heartbeat back, not let the timer
+    # armed before it end the next wait early.
+    interval = 0.2
+    hub = InMemoryHub(History(), heartbeat_interval=timedelta(seconds=interval))
+    loop = asyncio.get_running_loop()
+    try:
+        stream = hub.stream(TENANT, WatchFilter(), resume_after=0)
+        hub.commit()
+        assert revisions(await take(stream, 1)) == [1]
+        waiting = asyncio.create_task(take(stream, 1))  # waits from now, timer armed
+        await asyncio.sleep(interval / 2)  # the change comes half-way through the wait
+        hub.commit()
+        assert revisions(await waiting) == [2]
+        changed = loop.time()
+        assert await take(stream, 1) == [Heartbeat(2)]
+        assert loop.time() - changed >= interval
+    finally:
+        await hub.stop()
+
+
 async def test_resuming_from_compacted_or_unwritten_history_fails(hub: InMemoryHub) -> None:
     for _ in range(5):
         hub.commit()
