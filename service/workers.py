@@ -26,6 +26,7 @@ worker's claims and leases expire, and another replica takes its work over.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import signal
 import socket
@@ -65,12 +66,32 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
 
 
+#: Allocations (less deallocations) of tracked objects between two collections of the
+#: youngest generation, and how many collections of one generation make one of the next.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def collect_less() -> None:
+    """Tune the cyclic garbage collector for a long-lived server, once it has started.
+
+    With Python's defaults (700, 10, 10) a busy WatchStatus fan-out spent ~11 % of the
+    process's CPU in the collector: every young collection also walks the containers made
+    for the change being sent. What start-up made (modules, settings, the pool) lives as
+    long as the process, so it is frozen out of every later collection, and young
+    collections run ~15 times less often. Reference counting still frees everything that is
+    not in a cycle at once; cycles wait a little longer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve_process(settings: Settings, on_started: Callable[[Server], None]) -> None:
     """This process serves until SIGTERM or SIGINT (see `service.api.server.serve`)."""
 
     async def run() -> None:
         tracing.configure()
         app = await App.start(settings)
+        collect_less()
         await serve(app, on_started=on_started)
 
     run_loop(run())
