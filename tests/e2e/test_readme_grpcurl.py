@@ -188,6 +188,10 @@ class Operator:
         assert code is not None
         return (out.decode() if code == 0 else err.decode() + out.decode()), code
 
+    def _warnings(self) -> list[dict[str, object]]:
+        lines = self.service.log_lines
+        return [e for e in lines if e.get("level") in ("warning", "error")][-10:]
+
     async def _stream(self, argv: list[str]) -> str:
         """A WatchStatus example: read until the stream is live, then stop it."""
         proc = await asyncio.create_subprocess_exec(
@@ -199,7 +203,11 @@ class Operator:
             async with asyncio.timeout(30):  # a bound for the test only
                 while not re.search(r'"(snapshot_complete|heartbeat|change)"', seen):
                     line = await proc.stdout.readline()
-                    assert line, f"{shlex.join(argv)} ended: {seen}"
+                    if not line:  # ended: say why (grpcurl's error, the service's warnings)
+                        err = (await proc.stderr.read()).decode() if proc.stderr else ""
+                        raise AssertionError(
+                            f"{shlex.join(argv)} ended: {seen!r}\n{err}\n{self._warnings()}"
+                        )
                     seen += line.decode()
         finally:
             if proc.returncode is None:
