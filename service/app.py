@@ -5,6 +5,7 @@ it for the API layer, and does nothing else."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -160,7 +161,7 @@ class App:
         )
         # One breaker policy (and jitter) for every attempt: syncs, tests and probes.
         schedule = Schedule(settings.breaker_policy)
-        push_policy = settings.push_policy
+        push_policy = dataclasses.replace(settings.push_policy, types=connectors.pushing)
         outcomes = Outcomes(schedule, push_policy)
         worker = worker_name()
         tester = ConnectionTester(db, providers, outcomes, clock)

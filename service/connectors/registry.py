@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from service.connectors.base import Connector
+from service.connectors.base import Connector, PushConnector
 
 log = structlog.get_logger(__name__)
 
@@ -43,3 +43,8 @@ class ConnectorRegistry:
     @property
     def types(self) -> tuple[str, ...]:
         return tuple(sorted(self._by_type))
+
+    @property
+    def pushing(self) -> frozenset[str]:
+        """The types whose providers can push changes (they open channels)."""
+        return frozenset(t for t, c in self._by_type.items() if isinstance(c, PushConnector))

@@ -126,10 +126,16 @@ class PushPolicy:
     coalesce: timedelta = timedelta(seconds=1)
     #: After push failed, how long until it is tried again.
     retry_after: timedelta = timedelta(hours=1)
+    #: The connector types whose providers can push (None: any).
+    types: frozenset[str] | None = None
 
     @property
     def configured(self) -> bool:
         return self.address is not None or bool(self.refusal)
+
+    def covers(self, connector_type: str) -> bool:
+        """Whether integrations of `connector_type` can have a channel here."""
+        return self.configured and (self.types is None or connector_type in self.types)
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,9 @@ def after_sync(
     push = current.push
     during = push.notified_at != started.push.notified_at
     push = push.replace(pending=during)
-    if push.state is PushState.OFF and policy.configured:
+    if push.state is PushState.OFF and policy.covers(current.connector_type):
+        # Not for a type that cannot push: the mark would be one more write of the row per
+        # sync, for the reconciler only to clear it.
         push = push.due(now)
     due = min(next_sync_at, now) if during and next_sync_at else next_sync_at
     missed = (

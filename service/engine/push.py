@@ -127,9 +127,8 @@ class PushReconciler:
         #: How long a claimed check or stop stays claimed (another replica takes it after).
         self.claim = claim
         self._slots = asyncio.Semaphore(concurrency)
-        registry = providers.connectors
         #: The connector types whose providers can push.
-        self.types = tuple(t for t in registry.types if isinstance(registry.get(t), PushConnector))
+        self.types = tuple(sorted(providers.connectors.pushing))
 
     async def reconcile(self) -> int:
         """One pass: look at the integrations whose channel needs it, then make the stops

@@ -127,6 +127,28 @@ def counted(outcome: str) -> float:
     return value or 0.0
 
 
+async def test_a_sync_of_a_type_that_cannot_push_leaves_nothing_for_the_reconciler(
+    app: App, stub: Stub, sb: Sandbox
+) -> None:
+    sb.state.feeds.set_feed("team", [])
+    feed = await stub.Create(
+        api.CreateRequest(
+            display_name="Feed",
+            connector_type="ics_feed",
+            config=pb.ConnectorConfig(ics_feed=pb.IcsFeedConfig(url=f"{sb.url}/ics/team.ics")),
+        )
+    )
+    google_calendar = await create(stub, sb)
+    await app.push.reconcile()  # the looks their creation asked for
+    await app.scheduler.claim()
+    await app.scheduler.idle()
+    marked = await app.db.fetch("SELECT id FROM integrations WHERE push_check_at IS NOT NULL")
+    # The calendar's first sync asks for a channel; the feed's would be a write per sync that
+    # the reconciler could only clear.
+    assert [str(r["id"]) for r in marked] == [google_calendar]
+    assert (await get(stub, feed.integration.id)).push.state == pb.PUSH_STATE_OFF
+
+
 async def test_a_change_syncs_on_its_notification_without_waiting_for_a_poll(
     app: App, stub: Stub, sb: Sandbox, clock: FakeClock, server: object
 ) -> None:

@@ -134,6 +134,15 @@ def test_a_sync_without_a_channel_asks_for_one_where_push_is_configured() -> Non
     assert push.check_at is None
 
 
+def test_a_sync_of_a_type_that_cannot_push_never_asks_for_a_channel() -> None:
+    covering = replace(POLICY, types=frozenset({"google_calendar"}))
+    push, _, _ = synced(integration(push=Push()), policy=covering)
+    assert push.check_at == NOW
+    feed = integration(connector_type="ics_feed", push=Push())
+    push, _, _ = synced(feed, policy=covering)
+    assert push.check_at is None  # no write for the reconciler only to clear
+
+
 def test_the_polling_interval_stretches_only_while_push_is_active() -> None:
     active = integration()
     assert active.interval == timedelta(hours=6)
