@@ -12,15 +12,17 @@ replica's locks are skipped, never waited on.
 
 Sweeps run every `sweep_interval`, shortened by up to a fifth at random so replicas spread out
 rather than sweep in step; `wake()` sweeps at once, `wake_at()` at a time (a push notification
-made an integration due then); tests use `sweep()` directly. When a sweep
-filled every free slot, finishing work wakes the loop, so a backlog drains at the speed of the
-work rather than of the sweep interval.
+made an integration due then); tests use `sweep()` directly. When a claim
+filled a type's free slots, finishing work of that type wakes the loop once half its slots
+are free, to claim for the types with a backlog only, so a backlog drains at the speed of the
+work rather than of the sweep interval, in batches rather than one claim query per sync.
+Lateness notices and the push reconciler run once per sweep interval, however often the
+loop wakes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 #: Sweeps are shortened by up to this fraction at random (replicas spread out).
 SWEEP_JITTER = 0.2
+#: With a backlog, finishing work wakes the loop once this share of a type's slots is free.
+BATCH_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._noticing: asyncio.Task[int] | None = None
-        self._backlog = False
+        #: Types whose last claim filled every slot it had (more may be due): finishing work
+        #: of such a type wakes the loop to claim again, for these types only.
+        self._backlog: set[str] = set()
+        #: The next sweep claims for every type (set by `wake()` and the sweep interval).
+        self._every_type = True
         self._turn = 0
 
     def start(self) -> None:
@@ -107,6 +115,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Sweep now instead of at the next interval."""
+        self._every_type = True
         self._wake.set()
 
     def wake_at(self, due: datetime) -> None:
@@ -114,7 +123,7 @@ class Scheduler:
         if self._loop is None or self._stopping:
             return
         delay = max(0.0, (due - self.clock()).total_seconds())
-        asyncio.get_running_loop().call_later(delay, self._wake.set)
+        asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def stop(self, grace: float = 0) -> None:
         """Stop claiming (the claim step in progress completes, so no claim is left behind
@@ -150,9 +159,10 @@ class Scheduler:
             await self.push.reconcile()
         return claimed
 
-    async def claim(self) -> list[Claim]:
-        """Claim due work within the free slots and start it in the background."""
-        claimed = await self._claim()
+    async def claim(self, *, backlog_only: bool = False) -> list[Claim]:
+        """Claim due work within the free slots and start it in the background; with
+        `backlog_only`, only for the types whose last claim filled its slots."""
+        claimed = await self._claim(backlog_only)
         for claim in claimed:
             task = asyncio.create_task(
                 self._run_claim(claim), name=f"scheduled-{claim.integration_id}"
@@ -168,25 +178,37 @@ class Scheduler:
 
     async def _run(self) -> None:
         interval = self.settings.sweep_interval.total_seconds()
+        loop = asyncio.get_running_loop()
+        others_due = loop.time()
         while not self._stopping:
+            every_type, self._every_type = self._every_type, False
             try:
-                await self.claim()
+                await self.claim(backlog_only=not every_type)
             except Exception:
                 # The database may be away; the next sweep tries again, and claims that were
                 # taken but not started simply expire.
                 log.warning("scheduler_sweep_failed", exc_info=True)
+            pause = interval * (1 - SWEEP_JITTER * self.rng.random())
             # Lateness notices write events (the tenant's revision lock), so they run beside
-            # the claims rather than in their way.
-            if self._noticing is None or self._noticing.done():
-                self._noticing = asyncio.create_task(self._notice(), name="late-notices")
-            if self.push is not None and (self._pushing is None or self._pushing.done()):
-                self._pushing = asyncio.create_task(self._reconcile(), name="push-channels")
+            # the claims rather than in their way; and once per sweep interval, not at every
+            # wake: a backlog wakes the loop each time work finishes, and these need no more.
+            if loop.time() >= others_due:
+                others_due = loop.time() + pause
+                self._others()
             if self._stopping:
                 break
-            pause = interval * (1 - SWEEP_JITTER * self.rng.random())
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), pause)
+            except TimeoutError:
+                self._every_type = True
             self._wake.clear()
+
+    def _others(self) -> None:
+        """Start the lateness notices and the push reconciler, each unless it still runs."""
+        if self._noticing is None or self._noticing.done():
+            self._noticing = asyncio.create_task(self._notice(), name="late-notices")
+        if self.push is not None and (self._pushing is None or self._pushing.done()):
+            self._pushing = asyncio.create_task(self._reconcile(), name="push-channels")
 
     async def _notice(self) -> int:
         try:
@@ -203,26 +225,35 @@ class Scheduler:
             log.warning("push_reconcile_failed", exc_info=True)
             return 0
 
-    async def _claim(self) -> list[Claim]:
+    async def _claim(self, backlog_only: bool = False) -> list[Claim]:
         """Claim what is due, within the free slots: per connector type, in turns so no type
-        always goes first."""
+        always goes first; with `backlog_only`, only the types in the backlog (a type whose
+        claim found less than its slots has nothing more due until the next sweep, or wake,
+        says otherwise: a claim query costs the database its planning even when it finds
+        nothing)."""
         now = self.clock()
         free = self.settings.concurrency - sum(self.in_flight.values())
         if free <= 0 or not self.types or self._stopping:
-            self._backlog = True
+            self._backlog = set(self.types)  # not looked at: each gets a look once slots free
             return []
-        self._turn = (self._turn + 1) % len(self.types)
-        order = self.types[self._turn :] + self.types[: self._turn]
+        types = tuple(t for t in self.types if t in self._backlog) if backlog_only else self.types
+        if not types:
+            return []
+        self._turn = (self._turn + 1) % len(types)
+        order = types[self._turn :] + types[: self._turn]
         found: list[Claim] = []
-        self._backlog = False
         async with self.db.transaction() as tx:
-            for connector_type in order:
+            for n, connector_type in enumerate(order):
+                if free <= 0:
+                    self._backlog.update(order[n:])  # not looked at, for want of slots
+                    break
                 slots = min(
                     free,
                     self.settings.connector_limits.of(connector_type)
                     - self.in_flight[connector_type],
                 )
                 if slots <= 0:
+                    self._backlog.add(connector_type)  # at its limit: more may be due
                     continue
                 got = await tx.claims.claim_due(
                     now=now,
@@ -234,9 +265,10 @@ class Scheduler:
                 )
                 found += got
                 free -= len(got)
-                self._backlog = self._backlog or len(got) == slots
-                if free <= 0:
-                    break
+                if len(got) == slots:
+                    self._backlog.add(connector_type)
+                else:
+                    self._backlog.discard(connector_type)
         for claim in found:
             self.in_flight[claim.connector_type] += 1
             metrics.SCHEDULER_CLAIMS.labels("probe" if claim.probe else "sync").inc()
@@ -277,8 +309,19 @@ class Scheduler:
             )
         finally:
             self.in_flight[claim.connector_type] -= 1
-            if self._backlog:
-                self.wake()
+            if self._backlog and self._room(claim.connector_type):
+                self._wake.set()  # for the types in the backlog (wake() is for every type)
+
+    def _room(self, connector_type: str) -> bool:
+        """Whether enough slots are free for a claim to be worth its query: a share of the
+        type's slots (BATCH_SHARE), at least one. Claiming each slot as it frees would cost a
+        claim query (and its planning) per sync."""
+        limit = min(self.settings.connector_limits.of(connector_type), self.settings.concurrency)
+        free = min(
+            limit - self.in_flight[connector_type],
+            self.settings.concurrency - sum(self.in_flight.values()),
+        )
+        return free >= max(1, int(limit * BATCH_SHARE))
 
     async def _release(self, claim: Claim) -> None:
         """Give a claim back (if it is still ours) so any replica's next sweep can take it."""

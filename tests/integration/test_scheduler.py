@@ -38,10 +38,12 @@ from tests.support.syncing import (
     events,
     get,
     google,
+    ics,
     provider_events,
     seed_calendar,
     summaries,
 )
+from tests.support.waiting import until
 from tests.support.watch import Recorder
 
 SAFETY = 20.0
@@ -209,6 +211,69 @@ async def test_concurrency_limits_bound_what_one_process_claims(
         await limited.close()
     assert len(second) == min(expected, len(names) - expected)
     assert {c.integration_id for c in first}.isdisjoint(c.integration_id for c in second)
+
+
+async def test_a_backlog_claim_looks_only_at_full_types_and_a_sweep_at_every_type(
+    settings: Settings, app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
+    for name in ("cal-0", "cal-1", "cal-2"):
+        await calendar(stub, sb, name)
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="hold"), times=None)
+    limited = await App.start(
+        replace(settings, sync_concurrency=16, connector_concurrency="8,google_calendar=2"),
+        clock=clock,
+    )
+    try:
+        first = await limited.scheduler.sweep()  # two of three calendars: a backlog
+        await asyncio.wait_for(sb.state.gates["hold"].wait_for(2), SAFETY)
+        # A feed due only after that sweep, in a type that had nothing due then.
+        sb.state.feeds.set_feed("team", [])
+        feed = await stub.Create(
+            api.CreateRequest(
+                display_name="Feed", connector_type="ics_feed", config=ics(f"{sb.url}/ics/team.ics")
+            )
+        )
+        assert feed.integration.status == pb.STATUS_ACTIVE
+        sb.state.clear_faults()
+        sb.state.gates.open("hold")
+        await finish(limited)
+        backlog = await limited.scheduler.claim(backlog_only=True)
+        await finish(limited)
+        everything = await limited.scheduler.sweep()
+        await finish(limited)
+    finally:
+        await limited.close()
+    assert [c.connector_type for c in first] == ["google_calendar"] * 2
+    assert [c.connector_type for c in backlog] == ["google_calendar"]  # the third calendar
+    assert [str(c.integration_id) for c in everything] == [feed.integration.id]
+
+
+@pytest.mark.settings(scheduler=True, scheduler_sweep_interval=timedelta(hours=1))
+async def test_the_loop_drains_a_backlog_as_work_finishes_not_at_the_next_sweep(
+    settings: Settings, app: App, clock: FakeClock, stub: Stub, sb: Sandbox
+) -> None:
+    await app.scheduler.stop()  # the test's other replica stays out of the way
+    names = [f"cal-{n}" for n in range(6)]
+    created = [await calendar(stub, sb, name) for name in names]
+    sb.state.inject(Provider.GOOGLE, Fault(FaultKind.SLOW, gate="hold"), times=None)
+    looping = await App.start(
+        replace(settings, sync_concurrency=16, connector_concurrency="8,google_calendar=4"),
+        clock=clock,
+    )
+    try:
+        # The loop's first sweep fills the four slots; the other two wait for slots.
+        await asyncio.wait_for(sb.state.gates["hold"].wait_for(4), SAFETY)
+        sb.state.clear_faults()
+        sb.state.gates.open("hold")
+
+        async def synced() -> bool:
+            outcomes = [r.outcome for i in created for r in await runs(stub, i.id)]
+            return outcomes.count(pb.SYNC_RUN_OUTCOME_SUCCEEDED) == len(names)
+
+        # Claimed as the first ones finish, not an hour later at the next sweep.
+        await until(synced, "every calendar synced by the loop", timeout=SAFETY)
+    finally:
+        await looping.close()
 
 
 async def test_replicas_never_claim_the_same_work_and_a_dead_replicas_claim_expires(
