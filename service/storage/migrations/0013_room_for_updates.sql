@@ -4,9 +4,10 @@
 -- which write no index entries, but only when the row's page has room for its new version.
 -- Full pages (the default fillfactor, 100) made nearly every one a new version on another
 -- page with an entry in each of the five indexes, and the dead entries they left slowed the
--- planner's look at the ends of `integrations_due`. Leaving 30 % of each page free made a
--- 20,000-feed fleet's table about 40 % smaller after the same syncs, with 15–25 % less
--- PostgreSQL CPU per sync. New pages only: rows already stored move to such pages as they
--- are updated (or at once with VACUUM FULL, which this migration does not run: it would lock
--- the table).
+-- planner's look at the ends of `integrations_due`. With 30 % of each page left free, after
+-- the same syncs, a 100,000-feed fleet's table was ~30 % smaller (149 MB, not 216) and 18 %
+-- of its updates were heap-only instead of 3-5 %. PostgreSQL's CPU per sync fell 15-25 % on
+-- a 20,000-feed fleet and did not measurably change on the 100,000 one.
+-- New pages only: rows already stored move to such pages as they are updated (or at once with
+-- VACUUM FULL, which this migration does not run: it would lock the table).
 ALTER TABLE integrations SET (fillfactor = 70);
