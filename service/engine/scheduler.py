@@ -237,6 +237,9 @@ class Scheduler:
             self._backlog = set(self.types)  # not looked at: each gets a look once slots free
             return []
         types = tuple(t for t in self.types if t in self._backlog) if backlog_only else self.types
+        full = {t for t in types if self._free(t) <= 0}
+        self._backlog |= full  # at their limits: more may be due
+        types = tuple(t for t in types if t not in full)
         if not types:
             return []
         self._turn = (self._turn + 1) % len(types)
@@ -247,14 +250,7 @@ class Scheduler:
                 if free <= 0:
                     self._backlog.update(order[n:])  # not looked at, for want of slots
                     break
-                slots = min(
-                    free,
-                    self.settings.connector_limits.of(connector_type)
-                    - self.in_flight[connector_type],
-                )
-                if slots <= 0:
-                    self._backlog.add(connector_type)  # at its limit: more may be due
-                    continue
+                slots = min(free, self._free(connector_type))
                 got = await tx.claims.claim_due(
                     now=now,
                     connector_type=connector_type,
@@ -312,14 +308,17 @@ class Scheduler:
             if self._backlog and self._room(claim.connector_type):
                 self._wake.set()  # for the types in the backlog (wake() is for every type)
 
+    def _free(self, connector_type: str) -> int:
+        """Slots of the type's own limit not in use."""
+        return self.settings.connector_limits.of(connector_type) - self.in_flight[connector_type]
+
     def _room(self, connector_type: str) -> bool:
         """Whether enough slots are free for a claim to be worth its query: a share of the
         type's slots (BATCH_SHARE), at least one. Claiming each slot as it frees would cost a
         claim query (and its planning) per sync."""
         limit = min(self.settings.connector_limits.of(connector_type), self.settings.concurrency)
         free = min(
-            limit - self.in_flight[connector_type],
-            self.settings.concurrency - sum(self.in_flight.values()),
+            self._free(connector_type), self.settings.concurrency - sum(self.in_flight.values())
         )
         return free >= max(1, int(limit * BATCH_SHARE))
 
