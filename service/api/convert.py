@@ -20,7 +20,7 @@ from integrations.v1 import service_pb2 as api
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
-from service.domain.push import Push, PushState
+from service.domain.push import PushState
 from service.domain.status import Action, Status, SyncState, allowed_actions
 from service.domain.sync import RecordChange, StoredRecord, SyncOutcome, SyncRun, SyncTrigger
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
@@ -78,10 +78,22 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     but in a fraction of its time: an Integration carries up to eight of them."""
     if value is None:
         return None
+    stamp = timestamp_pb2.Timestamp()
+    _fill_time(stamp, value)
+    return stamp
+
+
+def _set_time(message: Message, field: str, value: datetime | None) -> None:
+    """Set the Timestamp `field` of `message` to `value` (left unset for None), in place:
+    a Timestamp built apart and handed to a constructor is copied."""
+    if value is not None:
+        _fill_time(getattr(message, field), value)
+
+
+def _fill_time(stamp: timestamp_pb2.Timestamp, value: datetime) -> None:
     since = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
-    return timestamp_pb2.Timestamp(
-        seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000
-    )
+    stamp.seconds = since.days * 86400 + since.seconds
+    stamp.nanos = since.microseconds * 1000
 
 
 def duration(value: timedelta | None) -> duration_pb2.Duration | None:
@@ -249,69 +261,71 @@ def credentials_in(message: pb.Credentials, field: str = "credentials") -> Crede
 def error_out(error: IntegrationError | None) -> pb.IntegrationError | None:
     if error is None:
         return None
-    return pb.IntegrationError(
-        category=ERROR_CATEGORY.to_pb[error.category],
-        code=ERROR_CODE.to_pb[error.code],
-        message=error.message,
-        what_it_means=error.what_it_means,
-        solution=error.solution,
-        retry_after=duration(error.retry_after),
-        support_reference=error.support_reference or "",
-        occur_time=timestamp(error.occurred_at),
-    )
+    message = pb.IntegrationError()
+    _fill_error(message, error)
+    return message
+
+
+def _fill_error(message: pb.IntegrationError, error: IntegrationError) -> None:
+    message.category = ERROR_CATEGORY.to_pb[error.category]
+    message.code = ERROR_CODE.to_pb[error.code]
+    message.message = error.message
+    message.what_it_means = error.what_it_means
+    message.solution = error.solution
+    if error.retry_after is not None:
+        message.retry_after.FromTimedelta(error.retry_after)
+    message.support_reference = error.support_reference or ""
+    _set_time(message, "occur_time", error.occurred_at)
 
 
 def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:
-    """The API view of an integration (credentials reduced to whether they are set)."""
-    b = i.breaker
-    return pb.Integration(
+    """The API view of an integration (credentials reduced to whether they are set). Its
+    parts are filled in place, not built as messages of their own and handed to the
+    constructor, which copies each: that took about half the time of a List's conversion."""
+    m = pb.Integration(
         id=str(i.id),
         display_name=i.display_name,
         connector_type=i.connector_type,
-        config=config_out(i.connector_type, i.config),
-        credentials=pb.CredentialsInfo(
-            has_credentials=i.credentials_kind is not None,
-            kind=_CREDENTIALS_KIND[i.credentials_kind],
-            set_time=timestamp(i.credentials_set_at),
-        ),
         status=STATUS.to_pb[i.status],
         sync_state=SYNC_STATE.out(i.sync_state),
-        last_error=error_out(i.last_error),
-        breaker=pb.Breaker(
-            state=_BREAKER_STATE[b.phase],
-            consecutive_failures=b.consecutive_failures,
-            threshold=threshold,
-            open_time=timestamp(b.opened_at),
-            next_attempt_time=timestamp(b.next_attempt_at),
-        ),
-        sync_interval=duration(i.sync_interval),
-        last_sync_time=timestamp(i.last_synced_at),
-        next_sync_time=timestamp(i.next_sync_at),
         record_count=i.record_count,
         revision=i.revision,
         etag=i.etag,
-        create_time=timestamp(i.created_at),
-        update_time=timestamp(i.updated_at),
-        missing_config_fields=list(i.missing_config_fields),
+        missing_config_fields=i.missing_config_fields,
         allowed_actions=_ALLOWED_ACTIONS[i.status],
         late=i.late(now),
-        push=push_out(i.push),
     )
+    m.config.CopyFrom(config_out(i.connector_type, i.config))  # (shared: copied, not held)
+    credentials = m.credentials
+    credentials.has_credentials = i.credentials_kind is not None
+    credentials.kind = _CREDENTIALS_KIND[i.credentials_kind]
+    _set_time(credentials, "set_time", i.credentials_set_at)
+    if i.last_error is not None:
+        _fill_error(m.last_error, i.last_error)
+    b = i.breaker
+    breaker = m.breaker
+    breaker.state = _BREAKER_STATE[b.phase]
+    breaker.consecutive_failures = b.consecutive_failures
+    breaker.threshold = threshold
+    _set_time(breaker, "open_time", b.opened_at)
+    _set_time(breaker, "next_attempt_time", b.next_attempt_at)
+    if i.sync_interval is not None:
+        m.sync_interval.FromTimedelta(i.sync_interval)
+    _set_time(m, "last_sync_time", i.last_synced_at)
+    _set_time(m, "next_sync_time", i.next_sync_at)
+    _set_time(m, "create_time", i.created_at)
+    _set_time(m, "update_time", i.updated_at)
+    shown = i.push.shown()  # the API view of the push state (its bookkeeping stays inside)
+    push = m.push
+    push.state = PUSH_STATE.to_pb[shown.state]
+    _set_time(push, "expire_time", shown.expires_at)
+    push.reason = shown.reason
+    _set_time(push, "retry_time", shown.retry_at)
+    return m
 
 
 #: Each status's allowed actions as proto numbers.
 _ALLOWED_ACTIONS = {s: [ACTION.to_pb[a] for a in allowed_actions(s)] for s in Status}
-
-
-def push_out(push: Push) -> pb.Push:
-    """The API view of an integration's push state (its bookkeeping stays inside)."""
-    shown = push.shown()
-    return pb.Push(
-        state=PUSH_STATE.to_pb[shown.state],
-        expire_time=timestamp(shown.expires_at),
-        reason=shown.reason,
-        retry_time=timestamp(shown.retry_at),
-    )
 
 
 #: Breaker.phase as the proto's BreakerState.
