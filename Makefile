@@ -35,8 +35,10 @@ run: $(VENV)/.run-installed ## Start the service (embedded PostgreSQL unless DAT
 sandbox: $(VENV)/.run-installed ## Start the local fake provider (Google Calendar, OAuth, ICS, REST)
 	$(BIN)/python -m sandbox $(ARGS)
 
+# One pytest worker per core (pytest-xdist): most tests wait on sockets, processes and
+# PostgreSQL rather than compute, so two workers on two cores take ~2/3 of the serial time.
 test: $(VENV)/.dev-installed $(PROMTOOL) h2load ## Run the whole test suite (with the benchmarks in smoke mode)
-	PROMTOOL="$(CURDIR)/$(PROMTOOL)" $(BIN)/pytest $(PYTEST_ARGS)
+	PROMTOOL="$(CURDIR)/$(PROMTOOL)" $(BIN)/pytest --numprocesses auto $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.dev-installed ## Run the fast unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

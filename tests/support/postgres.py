@@ -3,6 +3,7 @@ migrated template database, and a fresh database cloned from it for every test."
 
 from __future__ import annotations
 
+import os
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,7 +11,8 @@ import asyncpg
 
 from service.storage.migrations import migrate
 
-TEMPLATE = "integrations_test_template"
+#: One template per pytest-xdist worker: workers may share a server (TEST_DATABASE_URL).
+TEMPLATE = f"integrations_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def with_database(url: str, name: str) -> str:
