@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks import fanout, fleet, outage, pushing, reads, stalls, syncing
 from benchmarks.bench import FULL, SMOKE, Bench
 from benchmarks.h2load import ensure_h2load
-from benchmarks.machine import Machine
+from benchmarks.machine import CpuTimes, Machine
 from benchmarks.report import Report, Section
 from benchmarks.stack import Postgres, SandboxProcess
 from service import logs
@@ -66,6 +66,7 @@ async def run(args: argparse.Namespace) -> Report:
     sandbox = SandboxProcess(work)
     await asyncio.gather(pg.start(), sandbox.start())
     report = Report(Machine.describe(pg.version), sizes.name)
+    cpu_before = CpuTimes.now()
     bench = Bench(sizes, pg, sandbox, work)
     try:
         if args.smoke:
@@ -92,6 +93,12 @@ async def run(args: argparse.Namespace) -> Report:
         else:
             shutil.rmtree(work, ignore_errors=True)
     report.seconds = time.monotonic() - started
+    stolen = CpuTimes.now().stolen_share(cpu_before)
+    if stolen is not None:
+        report.notes.append(
+            f"CPU time stolen by the hypervisor during the run (other guests on the host): "
+            f"{100 * stolen:.1f} %"
+        )
     return report
 
 

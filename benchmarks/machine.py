@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ class Machine:
     h2load: str
     system: str
     load_before: tuple[float, float, float]
+    #: Milliseconds one core took for a fixed pure-Python loop when the run started (the best
+    #: of three): the same machine can be several times slower on another day (a host shared
+    #: with others), which the load average inside it does not show.
+    reference_ms: float
 
     @classmethod
     def describe(cls, postgres: str) -> Machine:
@@ -33,6 +38,7 @@ class Machine:
             h2load=_h2load_version(),
             system=f"{platform.system()} {platform.release()}",
             load_before=os.getloadavg(),
+            reference_ms=reference_loop_ms(),
         )
 
     @property
@@ -47,7 +53,47 @@ class Machine:
             f"Python {self.python}; PostgreSQL {self.postgres}; {self.h2load}; {self.system}",
             f"Load average when the run started: {load}"
             + (" (a busy machine: others were running)" if self.busy else ""),
+            f"Speed of one core when the run started: {REFERENCE_LOOP:,} additions in a "
+            f"pure-Python loop took {self.reference_ms:.0f} ms",
         ]
+
+
+#: The reference loop's length: long enough to time, short enough not to matter (~0.1 s here).
+REFERENCE_LOOP = 2_000_000
+
+
+def reference_loop_ms() -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(REFERENCE_LOOP):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """The machine's CPU time so far (/proc/stat, in clock ticks): all of it, and the part the
+    hypervisor gave to other guests while this one wanted to run (steal)."""
+
+    total: int
+    steal: int
+
+    @classmethod
+    def now(cls) -> CpuTimes:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return cls(0, 0)
+        ticks = [int(x) for x in fields[:8]]
+        return cls(sum(ticks), ticks[7] if len(ticks) > 7 else 0)
+
+    def stolen_share(self, since: CpuTimes) -> float | None:
+        """The share of the CPU time since `since` that was stolen (None without /proc/stat)."""
+        total = self.total - since.total
+        return (self.steal - since.steal) / total if total > 0 else None
 
 
 def _cpu_model() -> str:
