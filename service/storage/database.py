@@ -76,13 +76,38 @@ class Tx:
         self.webhooks = WebhookRows(conn, keys)
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no stubs
+    """A pooled connection that remembers when the block holding it was interrupted.
+
+    asyncpg prepares a statement with Parse/Describe/Flush and sends the Sync only with the
+    Bind/Execute that follows. A block that leaves between the two (cancelled just as the
+    prepare answered, or an argument the driver cannot encode) leaves the server in an
+    implicit transaction that holds a snapshot and the statement's locks, while the driver
+    believes the connection idle: the next holder's `BEGIN ISOLATION LEVEL REPEATABLE READ`
+    then fails ("must be called before any query"), and VACUUM waits on the idle snapshot."""
+
+    needs_sync = False
+
+    def unproxied(self) -> _PooledConnection:
+        """Itself, past the pool's proxy: the proxy lets go of the connection when it is lost
+        mid-block, and the block's exception must still be noted on the connection."""
+        return self
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """What a connection needs when it goes back to the pool: nothing past what asyncpg always
-    does (roll back an open transaction, drop listeners). Its default also sends
-    `RESET ALL; UNLISTEN *; pg_advisory_unlock_all()...`, one round trip per checkout, to undo
-    session state this service never leaves: settings are changed with set_config(..., true)
-    (transaction-local), advisory locks are transaction-level, and LISTEN and the migration
-    lock use connections of their own, outside the pool."""
+    does (roll back an open transaction, drop listeners), unless its block was interrupted.
+    asyncpg's default also sends `RESET ALL; UNLISTEN *; pg_advisory_unlock_all()...`, one
+    round trip per checkout, to undo session state this service never leaves: settings are
+    changed with set_config(..., true) (transaction-local), advisory locks are
+    transaction-level, and LISTEN and the migration lock use connections of their own,
+    outside the pool. After an interruption, one simple-protocol statement ends the implicit
+    transaction an unsynced prepare may have left (it holds nothing to keep: no statement ran
+    in it). `SELECT 1` rather than ROLLBACK, which logs a warning on the server whenever no
+    transaction is open. One round trip, on the error path only."""
+    if isinstance(conn, _PooledConnection) and conn.needs_sync:
+        conn.needs_sync = False
+        await conn.execute("SELECT 1")
 
 
 class Database:
@@ -113,7 +138,12 @@ class Database:
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=pool_size, init=_init_connection, reset=_keep_session
+                dsn,
+                min_size=1,
+                max_size=pool_size,
+                init=_init_connection,
+                reset=_keep_session,
+                connection_class=_PooledConnection,
             )
         assert pool is not None
         return cls(pool, dsn, keys)
@@ -149,25 +179,38 @@ class Database:
         self, *, isolation: Isolation = "read_committed", readonly: bool = False
     ) -> AsyncIterator[Tx]:
         """A transaction, committed on normal exit and rolled back on an exception."""
-        async with (
-            translated(),
-            self.pool.acquire() as conn,
-            conn.transaction(isolation=isolation, readonly=readonly),
-        ):
-            yield Tx(conn, self.keys)
+        async with translated(), self.pool.acquire() as conn:
+            pooled = conn.unproxied()
+            try:
+                async with conn.transaction(isolation=isolation, readonly=readonly):
+                    yield Tx(conn, self.keys)
+            except BaseException:
+                pooled.needs_sync = True
+                raise
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Tx]:
         """A connection outside any explicit transaction: each statement commits by itself."""
         async with translated(), self.pool.acquire() as conn:
-            yield Tx(conn, self.keys)
+            pooled = conn.unproxied()
+            try:
+                yield Tx(conn, self.keys)
+            except BaseException:
+                pooled.needs_sync = True
+                raise
 
     @asynccontextmanager
     async def raw(self) -> AsyncIterator[asyncpg.Connection]:
-        """The driver's connection itself, for tools and tests that run their own SQL. The
-        service's code goes through `transaction()` and `connection()`."""
+        """The driver's connection itself, for the storage layer's own reads (watch history,
+        stats), tools and tests that run their own SQL. The rest of the service goes through
+        `transaction()` and `connection()`."""
         async with translated(), self.pool.acquire() as conn:
-            yield conn
+            pooled = conn.unproxied()
+            try:
+                yield conn
+            except BaseException:
+                pooled.needs_sync = True
+                raise
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """Run one query of a tool or test and return its rows (see `raw`)."""
