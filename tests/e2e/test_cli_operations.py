@@ -76,6 +76,22 @@ async def test_configure_completes_a_draft_and_tests_it_at_once(
     assert code == 2 and "--config is not valid JSON" in err
 
 
+async def test_configure_whose_test_fails_exits_6_and_keeps_the_change(
+    server: Server, sb: Sandbox, calendar: str
+) -> None:
+    missing = config_of(sb)
+    missing.google_calendar.calendar_id = "no-such-calendar"
+    code, out, _ = await ctl(
+        server, "configure", calendar, "--name", "Renamed",
+        "--config", json_format.MessageToJson(missing, indent=None),
+    )  # fmt: skip
+    assert code == 6, out  # a script sees the connection does not work
+    assert "connection failed" in out and "solution" in out
+    code, out, err = await ctl(server, "--json", "get", calendar)
+    assert code == 0, err
+    assert json.loads(out)["displayName"] == "Renamed"
+
+
 async def test_reauthorize_with_credentials_or_a_sign_in_url(
     server: Server, sb: Sandbox, calendar: str
 ) -> None:

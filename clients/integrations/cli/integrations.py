@@ -96,7 +96,7 @@ async def configure(
     etag: str = typer.Option("", help="fail if it changed since this etag (from `get`)"),
 ) -> None:
     """Change an integration's name, config, credentials, interval or brake threshold; a
-    complete config is tested at once."""
+    complete config is tested at once (exit code 6 when that test fails)."""
     parsed = parse_json(config, pb.ConnectorConfig(), "--config") if config else None
     secrets = parse_json(credentials, pb.Credentials(), "--credentials") if credentials else None
     async with open_client() as client:
@@ -110,6 +110,8 @@ async def configure(
             breaker_threshold=breaker_threshold,
         )
     show(answer, lambda: with_test(answer.integration, answer))
+    if answer.HasField("test") and not answer.test.ok:
+        raise typer.Exit(ExitCode.FAILED)  # the change is kept; its connection does not work
 
 
 @app.command()
