@@ -46,6 +46,7 @@ class Sizes:
     load: Load
     sync_events: int
     sync_changes: int
+    sync_increments: int
     sync_rounds: int
     fleet: int
     fleet_window: float
@@ -67,6 +68,7 @@ FULL = Sizes(
     load=Load(connections=8, streams=16, seconds=5.0, warm_up=1.0),
     sync_events=100_000,
     sync_changes=1_000,
+    sync_increments=5,
     sync_rounds=2,
     fleet=100_000,
     fleet_window=10.0,
@@ -86,6 +88,7 @@ SMOKE = Sizes(
     load=Load(connections=2, streams=4, seconds=1.0, warm_up=0.2),
     sync_events=1_200,
     sync_changes=30,
+    sync_increments=2,
     sync_rounds=1,
     fleet=300,
     fleet_window=1.0,
