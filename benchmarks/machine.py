@@ -43,7 +43,8 @@ class Machine:
 
     @property
     def busy(self) -> bool:
-        """Others were using the machine when the run started (load above a third of it)."""
+        """The machine had been busy just before the run (load above a third of it): other
+        work, or the bench's own start-up, which the one-minute average still holds."""
         return self.load_before[0] > self.cores / 3
 
     def lines(self) -> list[str]:
@@ -52,7 +53,7 @@ class Machine:
             f"CPU: {self.cpu}, {self.cores} cores; memory {self.memory_gib:.1f} GiB",
             f"Python {self.python}; PostgreSQL {self.postgres}; {self.h2load}; {self.system}",
             f"Load average when the run started: {load}"
-            + (" (a busy machine: others were running)" if self.busy else ""),
+            + (" (busy just before: other work, or the bench's own start-up)" if self.busy else ""),
             f"Speed of one core when the run started: {REFERENCE_LOOP:,} additions in a "
             f"pure-Python loop took {self.reference_ms:.0f} ms",
         ]
