@@ -179,31 +179,21 @@ class Database:
         self, *, isolation: Isolation = "read_committed", readonly: bool = False
     ) -> AsyncIterator[Tx]:
         """A transaction, committed on normal exit and rolled back on an exception."""
-        async with translated(), self.pool.acquire() as conn:
-            pooled = conn.unproxied()
-            try:
-                async with conn.transaction(isolation=isolation, readonly=readonly):
-                    yield Tx(conn, self.keys)
-            except BaseException:
-                pooled.needs_sync = True
-                raise
+        async with self.raw() as conn, conn.transaction(isolation=isolation, readonly=readonly):
+            yield Tx(conn, self.keys)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Tx]:
         """A connection outside any explicit transaction: each statement commits by itself."""
-        async with translated(), self.pool.acquire() as conn:
-            pooled = conn.unproxied()
-            try:
-                yield Tx(conn, self.keys)
-            except BaseException:
-                pooled.needs_sync = True
-                raise
+        async with self.raw() as conn:
+            yield Tx(conn, self.keys)
 
     @asynccontextmanager
     async def raw(self) -> AsyncIterator[asyncpg.Connection]:
-        """The driver's connection itself, for the storage layer's own reads (watch history,
-        stats), tools and tests that run their own SQL. The rest of the service goes through
-        `transaction()` and `connection()`."""
+        """The driver's connection itself, with its errors translated: what `transaction()`
+        and `connection()` wrap, and what the storage layer's own reads (watch history,
+        stats), tools and tests use. A block that leaves by an exception marks it for the
+        pool's reset (see `_PooledConnection`)."""
         async with translated(), self.pool.acquire() as conn:
             pooled = conn.unproxied()
             try:
