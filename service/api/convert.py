@@ -6,8 +6,10 @@ import, so adding a value on one side without the other fails at start-up, not a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
+import operator
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -279,9 +281,46 @@ def _fill_error(message: pb.IntegrationError, error: IntegrationError) -> None:
 
 
 def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:
-    """The API view of an integration (credentials reduced to whether they are set). Its
-    parts are filled in place, not built as messages of their own and handed to the
-    constructor, which copies each: the copies were about a third of the conversion's time."""
+    """The API view of an integration (credentials reduced to whether they are set).
+
+    The same integration is read far more often than it changes (a dashboard lists the same
+    page again and again), so recent views are kept, by everything they are made of: every
+    field of the integration, whether it is late now, and the brake's threshold. Two equal
+    keys make the same message, so a kept view is never stale; an integration whose fields
+    cannot be hashed is converted each time. The message returned is shared, never to be
+    changed: setting it as a field of another message copies it."""
+    try:
+        key = (_integration_fields(i), i.late(now), threshold)
+        view = _views.get(key)
+    except TypeError:  # a field that cannot be hashed (not one the service stores)
+        return _integration_view(i, now=now, threshold=threshold)
+    if view is None:
+        view = _integration_view(i, now=now, threshold=threshold)
+        if len(_views) >= _VIEWS:
+            _views.pop(next(iter(_views)), None)  # the oldest entry
+        _views[key] = view
+    return view
+
+
+def _integration_fields(i: Integration) -> tuple[Hashable, ...]:
+    """Every field of the integration, its configuration by `_config_key`."""
+    values = _INTEGRATION_FIELDS(i)
+    return (*values[:_CONFIG_AT], _config_key(i.config), *values[_CONFIG_AT + 1 :])
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Integration))
+_INTEGRATION_FIELDS = operator.attrgetter(*_FIELD_NAMES)
+_CONFIG_AT = _FIELD_NAMES.index("config")
+
+#: Views kept: about 1 KiB each, plus the integration's own values the key holds.
+_VIEWS = 4096
+_views: dict[tuple[Hashable, ...], pb.Integration] = {}
+
+
+def _integration_view(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:
+    """The view itself. Its parts are filled in place, not built as messages of their own
+    and handed to the constructor, which copies each: the copies were about a third of the
+    conversion's time."""
     m = pb.Integration(
         id=str(i.id),
         display_name=i.display_name,
