@@ -85,6 +85,10 @@ async def run(bench: Bench) -> list[Section]:
         f"config, last error and breaker; List answers {LIST_PAGE} of them "
         f"({len(list_reply)} bytes).",
         "The service logs every RPC at info level, to a file, as a deployment would.",
+        "Every Get reads PostgreSQL, so that a caller whose calls land on different replicas "
+        "reads its own writes; the Get targets would need a cache instead, which "
+        "docs/SCALING.md explains we chose not to build. The integrations do not change "
+        "during the rounds, so their converted views are reused, as on a dashboard's re-reads.",
     ]
     _figures(section, "Get", gets, "1 worker", targets=True)
     _figures(section, "List of 100", lists, "1 worker", targets=False)
