@@ -28,6 +28,27 @@ from service.domain.sync import RecordChange, StoredRecord, SyncOutcome, SyncRun
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
 
 E = TypeVar("E", bound=enum.Enum)
+K = TypeVar("K", bound=Hashable)
+M = TypeVar("M", bound=Message)
+
+
+class Kept(Generic[K, M]):
+    """Messages kept by what they were made from, the most recently made, at most `size`
+    (the oldest goes first): conversions that repeat are done once. A kept message is
+    shared, never to be changed: setting it as a field of another message copies it."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._messages: dict[K, M] = {}
+
+    def get(self, key: K) -> M | None:
+        return self._messages.get(key)
+
+    def keep(self, key: K, message: M) -> M:
+        if len(self._messages) >= self._size:
+            del self._messages[next(iter(self._messages))]  # the oldest
+        self._messages[key] = message
+        return message
 
 
 class EnumMap(Generic[E]):
@@ -189,9 +210,7 @@ def config_out(connector_type: str, config: dict[str, Any]) -> pb.ConnectorConfi
         else:
             parsed.plugin.update(config)
         if not isinstance(key[1], str) or len(key[1]) <= _PARSED_CONFIG_BYTES:
-            if len(_parsed_configs) >= _PARSED_CONFIGS:
-                _parsed_configs.pop(next(iter(_parsed_configs)))  # the oldest entry
-            _parsed_configs[key] = parsed
+            _parsed_configs.keep(key, parsed)
     return parsed
 
 
@@ -209,8 +228,8 @@ def _config_key(config: dict[str, Any]) -> Hashable:
 
 #: Parsed configurations kept, and the largest kept (a plugin's may be big; those are parsed
 #: each time): at most 16 MiB of JSON.
-_PARSED_CONFIGS, _PARSED_CONFIG_BYTES = 1024, 16 * 1024
-_parsed_configs: dict[tuple[str, Hashable], pb.ConnectorConfig] = {}
+_PARSED_CONFIG_BYTES = 16 * 1024
+_parsed_configs: Kept[tuple[str, Hashable], pb.ConnectorConfig] = Kept(1024)
 
 
 def credentials_in(message: pb.Credentials, field: str = "credentials") -> Credentials | None:
@@ -295,10 +314,7 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
     except TypeError:  # a field that cannot be hashed (not one the service stores)
         return _integration_view(i, now=now, threshold=threshold)
     if view is None:
-        view = _integration_view(i, now=now, threshold=threshold)
-        if len(_views) >= _VIEWS:
-            _views.pop(next(iter(_views)), None)  # the oldest entry
-        _views[key] = view
+        view = _views.keep(key, _integration_view(i, now=now, threshold=threshold))
     return view
 
 
@@ -312,9 +328,8 @@ _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Integration))
 _INTEGRATION_FIELDS = operator.attrgetter(*_FIELD_NAMES)
 _CONFIG_AT = _FIELD_NAMES.index("config")
 
-#: Views kept: about 1 KiB each, plus the integration's own values the key holds.
-_VIEWS = 4096
-_views: dict[tuple[Hashable, ...], pb.Integration] = {}
+#: Views kept (about 1 KiB each, plus the integration's own values the key holds).
+_views: Kept[tuple[Hashable, ...], pb.Integration] = Kept(4096)
 
 
 def _integration_view(i: Integration, *, now: datetime, threshold: int) -> pb.Integration:

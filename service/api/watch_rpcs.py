@@ -41,7 +41,9 @@ class WatchRpcs(RpcBase):
         #: building one was most of what delivering it cost. (A revision never changes; its
         #: time tells it from the same number given again after a restore of the database.
         #: The late flag is as of the first stream that sent it, moments after the commit.)
-        self._changes_out: dict[tuple[str, int, datetime], api.WatchStatusResponse] = {}
+        self._changes_out: convert.Kept[tuple[str, int, datetime], api.WatchStatusResponse] = (
+            convert.Kept(CHANGES_KEPT)
+        )
 
     async def WatchStatus(
         self, request: api.WatchStatusRequest, context: Context
@@ -79,9 +81,7 @@ class WatchRpcs(RpcBase):
         key = (event.tenant_id, event.revision, event.occurred_at)
         message = self._changes_out.get(key)
         if message is None:
-            message = self._changes_out[key] = _change_message(self, event)
-            if len(self._changes_out) > CHANGES_KEPT:
-                del self._changes_out[next(iter(self._changes_out))]  # the oldest
+            message = self._changes_out.keep(key, _change_message(self, event))
         return message
 
 

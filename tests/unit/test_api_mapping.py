@@ -84,3 +84,13 @@ def test_a_shown_configuration_is_the_stored_one_and_stays_so() -> None:
 def test_plugin_configurations_that_python_finds_equal_are_shown_as_stored() -> None:
     shown = [convert.config_out("acme", {"flag": v}).plugin["flag"] for v in (1.0, True, 1.0)]
     assert [type(v) for v in shown] == [float, bool, float]
+
+
+def test_kept_messages_are_bounded_and_the_oldest_goes_first() -> None:
+    kept: convert.Kept[int, pb.Integration] = convert.Kept(2)
+    first, second, third = (pb.Integration(display_name=name) for name in "abc")
+    for key, message in enumerate((first, second, third)):
+        assert kept.keep(key, message) is message
+    assert kept.get(0) is None
+    assert kept.get(1) is second
+    assert kept.get(2) is third
