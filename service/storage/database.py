@@ -26,7 +26,7 @@ from service.storage.credentials import CredentialRows
 from service.storage.errors import Conflict, DatabaseUnavailable, Gone, LockTimeout
 from service.storage.integrations import IntegrationRows
 from service.storage.migrations import migrate
-from service.storage.outages import is_outage
+from service.storage.outages import give_up_on_silent_server, is_outage
 from service.storage.push import ChannelRows
 from service.storage.sealing import KeyRing
 from service.storage.sign_ins import SignInRows
@@ -49,6 +49,7 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    give_up_on_silent_server(conn)
     # jsonb in and out as Python objects, so repositories never juggle JSON text.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -134,6 +135,7 @@ class Database:
             if run_migrations:
                 conn = await asyncpg.connect(dsn)
                 try:
+                    give_up_on_silent_server(conn)
                     await migrate(conn)
                 finally:
                     await conn.close()

@@ -10,6 +10,7 @@ repeatable-read snapshot failed with INTERNAL, and the idle snapshot held back V
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -18,6 +19,7 @@ import pytest
 from service.domain.watch import WatchFilter
 from service.storage import watch as history
 from service.storage.database import Database
+from tests.support import postgres
 
 _SELECTED = "SELECT id FROM integrations WHERE tenant_id = $1 LIMIT $2"
 
@@ -62,3 +64,39 @@ async def test_the_next_holder_gets_a_connection_with_no_transaction_open(
     # What failed next: a WatchStatus snapshot, one repeatable-read transaction.
     revision, integrations = await history.snapshot(db, "default", WatchFilter())
     assert (revision, integrations) == (0, [])
+
+
+async def test_pooled_connections_give_up_on_a_server_that_went_silent(
+    database_url: str,
+) -> None:
+    """A server that stops answering without closing the socket (a dead host, a failover)
+    ends the connection within about a minute instead of leaving a statement waiting for
+    ever. The kernel does that, so what is checked is that it was asked to."""
+    async with postgres.over_tcp(database_url) as url:
+        db = await Database.open(url, pool_size=1, run_migrations=False)
+        try:
+            async with db.raw() as conn:
+                sock = conn.unproxied()._transport.get_extra_info("socket")
+                assert sock.family == socket.AF_INET
+                options = {
+                    "SO_KEEPALIVE": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    **{
+                        name: sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
+                        for name in (
+                            "TCP_KEEPIDLE",
+                            "TCP_KEEPINTVL",
+                            "TCP_KEEPCNT",
+                            "TCP_USER_TIMEOUT",
+                        )
+                    },
+                }
+                assert await conn.fetchval("SELECT 1") == 1  # and it works as before
+        finally:
+            await db.close()
+    assert options == {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": 30,
+        "TCP_KEEPINTVL": 10,
+        "TCP_KEEPCNT": 3,
+        "TCP_USER_TIMEOUT": 60_000,
+    }

@@ -3,9 +3,12 @@ migrated template database, and a fresh database cloned from it for every test."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -19,6 +22,52 @@ def with_database(url: str, name: str) -> str:
     """The same server URL pointing at database `name`."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def over_tcp(url: str) -> AsyncIterator[str]:
+    """The same database reached over TCP on loopback: a listener that forwards every
+    connection to the server's own address (the embedded server listens on a Unix socket
+    only; a deployment's database is reached over TCP)."""
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
+    port = parts.port or 5432
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def forward(client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        if host.startswith("/"):
+            server, to_server = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            server, to_server = await asyncio.open_connection(host, port)
+        both = [
+            asyncio.create_task(_pipe(client, to_server)),
+            asyncio.create_task(_pipe(server, to_client)),
+        ]
+        pipes.update(both)
+        await asyncio.wait(both)
+
+    listener = await asyncio.start_server(forward, "127.0.0.1", 0)
+    address = f"127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    login = parts.username or "postgres"
+    if parts.password:
+        login += f":{parts.password}"
+    try:
+        yield urlunsplit(("postgresql", f"{login}@{address}", parts.path, "", ""))
+    finally:
+        listener.close()
+        for pipe in pipes:
+            pipe.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        await listener.wait_closed()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    finally:
+        sink.close()
 
 
 async def create_template(admin_url: str) -> None:
