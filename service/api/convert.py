@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from integrations.v1 import integration_pb2 as pb
 from integrations.v1 import service_pb2 as api
 
+from service.api.kept import Kept
 from service.domain.credentials import Credentials
 from service.domain.exceptions import FieldViolation, InvalidArgument
 from service.domain.model import Event, Integration, TestOutcome
@@ -28,27 +29,6 @@ from service.domain.sync import RecordChange, StoredRecord, SyncOutcome, SyncRun
 from service.domain.taxonomy import ErrorCategory, ErrorCode, IntegrationError
 
 E = TypeVar("E", bound=enum.Enum)
-K = TypeVar("K", bound=Hashable)
-M = TypeVar("M", bound=Message)
-
-
-class Kept(Generic[K, M]):
-    """Messages kept by what they were made from, the most recently made, at most `size`
-    (the oldest goes first): conversions that repeat are done once. A kept message is
-    shared, never to be changed: setting it as a field of another message copies it."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._messages: dict[K, M] = {}
-
-    def get(self, key: K) -> M | None:
-        return self._messages.get(key)
-
-    def keep(self, key: K, message: M) -> M:
-        if len(self._messages) >= self._size:
-            del self._messages[next(iter(self._messages))]  # the oldest
-        self._messages[key] = message
-        return message
 
 
 class EnumMap(Generic[E]):

@@ -11,6 +11,7 @@ from integrations.v1 import service_pb2 as api
 
 from service.api import convert
 from service.api.base import Context, RpcBase
+from service.api.kept import Kept
 from service.app import App
 from service.domain import validation
 from service.domain.exceptions import FieldViolation
@@ -41,8 +42,8 @@ class WatchRpcs(RpcBase):
         #: building one was most of what delivering it cost. (A revision never changes; its
         #: time tells it from the same number given again after a restore of the database.
         #: The late flag is as of the first stream that sent it, moments after the commit.)
-        self._changes_out: convert.Kept[tuple[str, int, datetime], api.WatchStatusResponse] = (
-            convert.Kept(CHANGES_KEPT)
+        self._changes_out: Kept[tuple[str, int, datetime], api.WatchStatusResponse] = Kept(
+            CHANGES_KEPT
         )
 
     async def WatchStatus(

@@ -14,6 +14,7 @@ from integrations.v1 import integration_pb2 as pb
 
 from service.api import convert
 from service.api.error_status import DOMAIN, to_grpc_status
+from service.api.kept import Kept
 from service.domain import exceptions as exc
 from service.domain.status import Action, Status
 
@@ -87,7 +88,7 @@ def test_plugin_configurations_that_python_finds_equal_are_shown_as_stored() -> 
 
 
 def test_kept_messages_are_bounded_and_the_oldest_goes_first() -> None:
-    kept: convert.Kept[int, pb.Integration] = convert.Kept(2)
+    kept: Kept[int, pb.Integration] = Kept(2)
     first, second, third = (pb.Integration(display_name=name) for name in "abc")
     for key, message in enumerate((first, second, third)):
         assert kept.keep(key, message) is message
