@@ -291,7 +291,7 @@ def integration_out(i: Integration, *, now: datetime, threshold: int) -> pb.Inte
     try:
         key = (_integration_fields(i), i.late(now), threshold)
         view = _views.get(key)
-    except TypeError:  # a field that cannot be hashed (not one the service stores)
+    except TypeError:  # a field that cannot be hashed: a plugin's check that gave a list, say
         return _integration_view(i, now=now, threshold=threshold)
     if view is None:
         view = _views.keep(key, _integration_view(i, now=now, threshold=threshold))

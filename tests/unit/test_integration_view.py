@@ -173,3 +173,10 @@ def test_a_configuration_value_of_another_type_is_another_view() -> None:
     convert.integration_out(on, now=NOW, threshold=5)
     shown = convert.integration_out(one, now=NOW, threshold=5)
     assert shown.config.plugin["verify"] == 1 and shown.config.plugin["verify"] is not True
+
+
+def test_an_integration_whose_fields_cannot_be_kept_is_still_shown() -> None:
+    """A plugin's config check may hand back its missing fields as a list, not a tuple."""
+    draft = _draft().replace(connector_type="acme_plugin", missing_config_fields=["token"])
+    shown = convert.integration_out(draft, now=NOW, threshold=5)
+    assert list(shown.missing_config_fields) == ["token"]
